@@ -1,0 +1,35 @@
+"""tfp_gauss: Gaussianization flows for TensorFlow Probability and Keras."""
+
+import pathlib
+
+from setuptools import find_packages, setup
+
+HERE = pathlib.Path(__file__).parent
+version = {}
+exec((HERE / "tfp_gauss" / "_version.py").read_text(), version)
+
+setup(
+    name="tfp_gauss",
+    version=version["__version__"],
+    description="Gaussianization flows (greedy RBIG and maximum likelihood) "
+    "for TensorFlow Probability and Keras",
+    long_description=(HERE / "README.md").read_text() if (HERE / "README.md").exists() else "",
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["tfp_gauss", "tfp_gauss.*"]),
+    install_requires=[
+        # Tested with TF 2.21, TFP 0.25, Keras 3.15.
+        "tensorflow>=2.21,<2.22",
+        # The [tf] extra pulls tf-keras; without it TFP does not import.
+        "tensorflow-probability[tf]>=0.25,<0.26",
+        "keras>=3.15",
+        "numpy>=1.26",
+        "scikit-learn>=1.5",
+        "matplotlib>=3.8",
+    ],
+    extras_require={
+        "test": ["pytest>=8", "hypothesis>=6.100", "scipy>=1.11"],
+    },
+    entry_points={"console_scripts": ["tfp-gauss=tfp_gauss.cli:main"]},
+)

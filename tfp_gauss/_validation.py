@@ -1,0 +1,74 @@
+"""Checks on user data, shared by every entry point that accepts a sample."""
+
+import numpy as np
+
+__all__ = ["as_float_dtype", "check_data"]
+
+
+def as_float_dtype(dtype):
+    """The float dtype tfp_gauss computes in for data of ``dtype``."""
+    dtype = np.dtype(dtype)
+    if dtype in (np.float32, np.float64):
+        return dtype
+    return np.dtype(np.float32)
+
+
+def check_data(x, *, n_dims=None, dtype=None, name="x", min_rows=1):
+    """Validates a data matrix and returns it as a float ``np.ndarray``.
+
+    Args:
+      x: array-like of shape ``[N, D]``. Tensors are accepted.
+      n_dims: if given, the required width ``D``.
+      dtype: float dtype of the result; by default ``x``'s own float dtype, or
+        float32 for integer or boolean data.
+      name: what to call the argument in error messages.
+      min_rows: fewest rows accepted.
+
+    Returns:
+      ``x`` as a C-contiguous float32/float64 array of shape ``[N, D]``.
+
+    Raises:
+      ValueError: ``x`` is not numeric, not of rank 2, has the wrong width,
+        fewer than ``min_rows`` rows, or rows holding NaN or infinity. The
+        message says what was seen.
+    """
+    if hasattr(x, "numpy") and callable(x.numpy):
+        x = x.numpy()
+    try:
+        arr = np.asarray(x)
+    except ValueError as err:  # ragged nested lists
+        raise ValueError(
+            f"`{name}` must be a rectangular numeric array of shape [N, D]; "
+            f"could not convert it: {err}") from None
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number)
+                                   or arr.dtype == bool):
+        raise ValueError(
+            f"`{name}` must be numeric with shape [N, D]; got an array of "
+            f"dtype {arr.dtype}.")
+    if np.issubdtype(arr.dtype, np.complexfloating):
+        raise ValueError(f"`{name}` must be real; got dtype {arr.dtype}.")
+    if arr.ndim != 2:
+        hint = (" For a single variable, pass x[:, None]." if arr.ndim == 1
+                else "")
+        raise ValueError(
+            f"`{name}` must have rank 2, shape [N, D] (rows are samples); got "
+            f"shape {arr.shape}.{hint}")
+    if n_dims is not None and arr.shape[1] != n_dims:
+        raise ValueError(
+            f"`{name}` must have {n_dims} columns (the model's n_dims); got "
+            f"shape {arr.shape}.")
+    if arr.shape[0] < min_rows:
+        raise ValueError(
+            f"`{name}` needs at least {min_rows} row(s); got shape {arr.shape}.")
+    out_dtype = as_float_dtype(arr.dtype) if dtype is None else np.dtype(dtype)
+    arr = np.ascontiguousarray(arr, dtype=out_dtype)
+    finite = np.isfinite(arr)
+    if not finite.all():
+        bad_rows = ~finite.all(axis=1)
+        bad_cols = np.flatnonzero(~finite.all(axis=0)).tolist()
+        first = np.flatnonzero(bad_rows)[:5].tolist()
+        raise ValueError(
+            f"`{name}` has {int(bad_rows.sum())} of {arr.shape[0]} rows holding "
+            f"NaN or infinity (columns {bad_cols}; first rows {first}). Remove "
+            "or impute them before fitting.")
+    return arr

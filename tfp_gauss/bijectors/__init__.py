@@ -1,0 +1,5 @@
+"""Bijectors of tfp_gauss: each is a ``tfb.Bijector`` and a ``CompositeTensor``."""
+
+from tfp_gauss.bijectors.mixture_gaussian_cdf import MixtureGaussianCDF
+
+__all__ = ["MixtureGaussianCDF"]

@@ -1,0 +1,311 @@
+"""The mixture-of-Gaussians CDF Gaussianizer: ``z = Phi^{-1}(F(x))``."""
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_probability as tfp
+from tensorflow_probability.python.internal import (
+    dtype_util,
+    parameter_properties,
+    tensor_util,
+)
+
+from tfp_gauss import _validation
+from tfp_gauss.bijectors import _composite
+from tfp_gauss.math import mixture_em, normal, root_finding
+
+tfb = tfp.bijectors
+
+__all__ = ["MixtureGaussianCDF"]
+
+
+def mixture_cdf_transform(x, logits, locs, scales):
+    """``z = Phi^{-1}(F(x))`` and ``log dz/dx``, both in log space.
+
+    With ``u_k = (x - mu_k) / sigma_k`` and ``w = softmax(logits)``:
+
+      log F(x)     = logsumexp_k(log w_k + log Phi(u_k))
+      log(1 - F)   = logsumexp_k(log w_k + log Phi(-u_k)).
+
+    Let ``s = +1`` where ``log F <= log(1 - F)`` (the lower half) and ``-1``
+    elsewhere, and ``tail = min(log F, log(1 - F)) = log Phi(s z)``. Then
+    ``z = s * Phi^{-1}(exp(tail))`` takes the inverse from the smaller tail, so
+    neither tail ever rounds ``F`` to 0 or 1. The log-derivative
+
+      log dz/dx = log f(x) - log phi(z),  f(x) = sum_k w_k phi(u_k) / sigma_k,
+
+    is formed without subtracting two huge numbers: dividing both densities by
+    the same tail probability ``Phi(s z) = sum_k w_k Phi(s u_k)`` gives
+
+      log dz/dx = logsumexp_k(log r_k + log h(s u_k) - log sigma_k) - log h(s z)
+
+    with ``r_k = w_k Phi(s u_k) / Phi(s z)`` (a softmax) and the hazard
+    ``h = phi / Phi``, both O(1) or O(|u|) in the tails.
+
+    Args:
+      x: float tensor ``[..., D]`` (any shape broadcasting with the parameters'
+        batch shape).
+      logits, locs, scales: ``[..., D, K]``.
+
+    Returns:
+      ``(z, log_det)``, each of the broadcast shape of ``x`` and the
+      parameters' batch shape.
+    """
+    u = (x[..., tf.newaxis] - locs) / scales
+    log_cdf, log_sf, log_hazard, log_hazard_neg = normal.log_ndtr_pair(u)
+    log_w = tf.math.log_softmax(logits, axis=-1)
+    log_lower = tf.reduce_logsumexp(log_w + log_cdf, axis=-1)
+    log_upper = tf.reduce_logsumexp(log_w + log_sf, axis=-1)
+    lower = log_lower <= log_upper
+    log_tail = tf.where(lower, log_lower, log_upper)
+    zeta = normal.ndtri_exp_lower(log_tail)
+    z = tf.where(lower, zeta, -zeta)
+    lower_k = lower[..., tf.newaxis]
+    log_r = log_w + tf.where(lower_k, log_cdf, log_sf) - log_tail[..., tf.newaxis]
+    log_h = tf.where(lower_k, log_hazard, log_hazard_neg)
+    log_f_over_tail = tf.reduce_logsumexp(log_r + log_h - tf.math.log(scales), axis=-1)
+    _, log_hazard_zeta = normal.log_ndtr_lower(zeta)
+    return z, log_f_over_tail - log_hazard_zeta
+
+
+def _inverse_bracket(z, logits, locs, scales):
+    """Bracket, start and scale for the root of ``T(x) = z``.
+
+    ``F(x) = sum_k w_k Phi((x - mu_k) / sigma_k)`` is a convex combination, so
+    ``F`` at ``min_k(mu_k + sigma_k z)`` is at most ``Phi(z)`` and at
+    ``max_k(...)`` at least ``Phi(z)``: the root lies between, in any precision.
+    The start is the moment-matched Gaussian's quantile, clipped into it.
+    """
+    zk = z[..., tf.newaxis]
+    ends = locs + scales * zk
+    w = tf.math.softmax(logits, axis=-1)
+    mean = tf.reduce_sum(w * locs, axis=-1)
+    var = tf.reduce_sum(w * (tf.square(scales) + tf.square(locs)), axis=-1) - tf.square(mean)
+    initial = mean + tf.sqrt(tf.maximum(var, 0.0)) * z
+    return (tf.reduce_min(ends, axis=-1), tf.reduce_max(ends, axis=-1), initial,
+            tf.reduce_min(scales, axis=-1))
+
+
+@_composite.register
+class MixtureGaussianCDF(_composite.CompositeBijector):
+    r"""Gaussianizes each coordinate through a Gaussian-mixture CDF.
+
+    The map is elementwise (`forward_min_event_ndims = 0`):
+
+    $$z = T(x) = \Phi^{-1}\Big(\sum_{k=1}^K w_k\,\Phi\big(\tfrac{x - \mu_k}{\sigma_k}\big)\Big),
+      \qquad w = \mathrm{softmax}(\text{logits}),$$
+
+    so if `x` follows the mixture $\sum_k w_k N(\mu_k, \sigma_k^2)$, `z` is
+    standard normal. The log-derivative is closed form,
+    $\log T'(x) = \log f(x) - \log\phi(z)$ with $f$ the mixture density.
+
+    Parameters carry a trailing component axis `K`: `logits`, `locs` and
+    `scales` of shape `[D, K]` act on `x` of shape `[..., D]` and give the
+    bijector batch shape `[D]` (any broadcastable batch shape works).
+
+    Numerics. Forward and log-det are computed in log space from the smaller
+    of the two tails, with no probability clipping: `z` keeps growing in the
+    tails (float32 stays finite and monotone for `|x|` up to `1e4`; a clipped
+    implementation plateaus near `|z| = 4.9`). The inverse solves `T(x) = z`
+    by Newton's method safeguarded by bisection inside the bracket
+    `[min_k(mu_k + sigma_k z), max_k(mu_k + sigma_k z)]`, in a bounded
+    `tf.while_loop` (XLA compatible). Its gradient, with respect to `z` and to
+    every parameter, comes from the implicit-function theorem
+    ($dx/dz = 1/T'(x)$, $dx/d\theta = -\partial_\theta T / T'$) through
+    `tf.custom_gradient`; the loop itself is never differentiated.
+
+    Parameters may be `tf.Variable`s or `tfp.util.DeferredTensor`s (e.g.
+    `tfp.util.TransformedVariable(s, tfb.Softplus())` to keep scales
+    positive); they are read on every call, so the bijector trains.
+
+    #### Example
+
+    ```python
+    import numpy as np
+    import tensorflow as tf
+    import tensorflow_probability as tfp
+    from tfp_gauss.bijectors import MixtureGaussianCDF
+
+    b = MixtureGaussianCDF(logits=[[0., 0.]], locs=[[-2., 1.5]],
+                           scales=[[0.5, 0.8]])            # D = 1, K = 2
+    x = tf.constant([[-2.], [0.], [1.5]])                 # [N, D]
+    z = b.forward(x)                                      # Gaussianized
+    np.testing.assert_allclose(b.inverse(z), x, atol=1e-5)
+    dist = tfp.distributions.TransformedDistribution(
+        tfp.distributions.Sample(tfp.distributions.Normal(0., 1.), 1),
+        tfp.bijectors.Invert(b))                          # the mixture density
+    log_p = dist.log_prob(x)                              # [N]
+    ```
+
+    References:
+      Laparra, Camps-Valls & Malo (2011), Iterative Gaussianization: from ICA
+      to random rotations. IEEE Trans. Neural Networks 22(4).
+      Meng, Song, Song & Ermon (2020), Gaussianization Flows. AISTATS.
+    """
+
+    def __init__(self, logits, locs, scales, validate_args=False,
+                 name="mixture_gaussian_cdf"):
+        """Builds the bijector.
+
+        Args:
+          logits: float tensor/variable ``[..., K]``, unnormalised log weights.
+          locs: float ``[..., K]``, component means.
+          scales: positive float ``[..., K]``, component standard deviations.
+          validate_args: check that scales are positive and every parameter
+            finite (once for tensors, on every call for variables), and that
+            inputs are finite.
+          name: name scope of the ops.
+
+        Raises:
+          ValueError: the three parameters disagree statically on ``K`` or are
+            scalars.
+        """
+        parameters = dict(locals())
+        with tf.name_scope(name) as name:
+            dtype = dtype_util.common_dtype([logits, locs, scales], dtype_hint=tf.float32)
+            self._logits = tensor_util.convert_nonref_to_tensor(logits, dtype=dtype, name="logits")
+            self._locs = tensor_util.convert_nonref_to_tensor(locs, dtype=dtype, name="locs")
+            self._scales = tensor_util.convert_nonref_to_tensor(scales, dtype=dtype, name="scales")
+            self._check_static_shapes()
+            super().__init__(
+                forward_min_event_ndims=0,
+                validate_args=validate_args,
+                parameters=parameters,
+                dtype=dtype,
+                name=name)
+
+    def _check_static_shapes(self):
+        ks = {}
+        for pname in ("logits", "locs", "scales"):
+            shape = getattr(self, "_" + pname).shape
+            if shape.rank is not None:
+                if shape.rank == 0:
+                    raise ValueError(
+                        f"`{pname}` needs a trailing component axis K, shape [..., K]; "
+                        "got a scalar.")
+                if shape[-1] is not None:
+                    ks[pname] = shape[-1]
+        if len(set(ks.values())) > 1:
+            raise ValueError(
+                "`logits`, `locs` and `scales` must share the component axis K (their "
+                f"last axis); got {ks}.")
+
+    @classmethod
+    def _parameter_properties(cls, dtype):
+        return dict(
+            logits=parameter_properties.ParameterProperties(event_ndims=1),
+            locs=parameter_properties.ParameterProperties(event_ndims=1),
+            scales=parameter_properties.ParameterProperties(
+                event_ndims=1,
+                default_constraining_bijector_fn=(
+                    lambda: tfb.Softplus(low=dtype_util.eps(dtype)))))
+
+    @property
+    def logits(self):
+        """Unnormalised log mixture weights, ``[..., K]``."""
+        return self._logits
+
+    @property
+    def locs(self):
+        """Component means, ``[..., K]``."""
+        return self._locs
+
+    @property
+    def scales(self):
+        """Component standard deviations, ``[..., K]``."""
+        return self._scales
+
+    @property
+    def n_components(self):
+        """``K`` as a Python int, or ``None`` if not known statically."""
+        return tf.TensorShape(self._locs.shape)[-1]
+
+    @classmethod
+    def _is_increasing(cls):
+        return True
+
+    def _params(self):
+        return (tf.convert_to_tensor(self._logits), tf.convert_to_tensor(self._locs),
+                tf.convert_to_tensor(self._scales))
+
+    def _finite_input(self, t, what):
+        if not self.validate_args:
+            return t
+        return tf.debugging.assert_all_finite(
+            t, f"MixtureGaussianCDF: {what} holds NaN or infinity; it must be finite.")
+
+    def _forward(self, x):
+        z, _ = mixture_cdf_transform(self._finite_input(x, "forward input x"), *self._params())
+        return z
+
+    def _forward_log_det_jacobian(self, x):
+        # log|dz/dx| = log f(x) - log phi(z); see `mixture_cdf_transform`.
+        _, log_det = mixture_cdf_transform(
+            self._finite_input(x, "forward input x"), *self._params())
+        return log_det
+
+    def _inverse(self, z):
+        z = self._finite_input(z, "inverse input z")
+        logits, locs, scales = self._params()
+        batch_shape = tf.shape(locs[..., 0] + scales[..., 0] + logits[..., 0])
+        z = tf.broadcast_to(z, tf.broadcast_dynamic_shape(tf.shape(z), batch_shape))
+        return root_finding.invert_increasing(
+            mixture_cdf_transform, z, (logits, locs, scales), _inverse_bracket)
+
+    # The inverse log-det is left to the base class: -fldj(inverse(z)), which
+    # differentiates correctly through the implicit gradient of the inverse.
+
+    def _parameter_control_dependencies(self, is_init):
+        if not self.validate_args:
+            return []
+        assertions = []
+        for pname in ("logits", "locs", "scales"):
+            param = getattr(self, "_" + pname)
+            if is_init != tensor_util.is_ref(param):
+                assertions.append(tf.debugging.assert_all_finite(
+                    tf.convert_to_tensor(param),
+                    f"MixtureGaussianCDF: `{pname}` holds NaN or infinity."))
+        if is_init != tensor_util.is_ref(self._scales):
+            assertions.append(tf.debugging.assert_positive(
+                self._scales,
+                message="MixtureGaussianCDF: `scales` must be positive (they are "
+                        "component standard deviations); got a value <= 0."))
+        return assertions
+
+    @classmethod
+    def from_data(cls, x, n_components=8, random_state=None, validate_args=False,
+                  name="mixture_gaussian_cdf"):
+        """Maximum-likelihood mixture per dimension, fit by EM.
+
+        Every column of ``x`` gets its own ``K``-component mixture, fit by
+        expectation-maximisation (vectorised over columns, XLA compiled) from
+        a quantile initialisation. Component scales are floored at 1e-3 of
+        the column's standard deviation.
+
+        Args:
+          x: array-like ``[N, D]``, finite. The parameters take ``x``'s float
+            dtype (float32 for integer data).
+          n_components: ``K``.
+          random_state: int or ``np.random.Generator`` for the jitter of the
+            initial means; ``None`` is a fixed seed (reproducible).
+          validate_args, name: passed to the constructor.
+
+        Returns:
+          A ``MixtureGaussianCDF`` with ``[D, K]`` constant parameters.
+
+        Raises:
+          ValueError: ``x`` is not of rank 2, holds NaN/inf rows (the message
+            says how many and in which columns), or a column has fewer distinct
+            values than ``n_components``.
+
+        #### Example
+
+        ```python
+        rng = np.random.default_rng(13)
+        x = np.concatenate([rng.normal(-2, .5, 3000), rng.normal(1.5, .8, 3000)])
+        b = MixtureGaussianCDF.from_data(x[:, None], n_components=6)
+        ```
+        """
+        x = _validation.check_data(x, name="x")
+        fit = mixture_em.fit_mixture_em(x, n_components, random_state=random_state)
+        return cls(logits=fit["log_weights"], locs=fit["locs"], scales=fit["scales"],
+                   validate_args=validate_args, name=name)
