@@ -4,6 +4,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 from tensorflow_probability.python.internal import (
+    cache_util,
     dtype_util,
     parameter_properties,
     tensor_util,
@@ -67,22 +68,60 @@ def mixture_cdf_transform(x, logits, locs, scales):
     return z, log_f_over_tail - log_hazard_zeta
 
 
+# Anchor points mu_k + c * sigma_k at which T is tabulated to start the inverse.
+_ANCHOR_OFFSETS = (-2.0, 0.0, 2.0)
+
+
 def _inverse_bracket(z, logits, locs, scales):
-    """Bracket, start and scale for the root of ``T(x) = z``.
+    """Bracket, start and length scale for the root of ``T(x) = z``.
 
     ``F(x) = sum_k w_k Phi((x - mu_k) / sigma_k)`` is a convex combination, so
     ``F`` at ``min_k(mu_k + sigma_k z)`` is at most ``Phi(z)`` and at
     ``max_k(...)`` at least ``Phi(z)``: the root lies between, in any precision.
-    The start is the moment-matched Gaussian's quantile, clipped into it.
+
+    That bracket is then tightened with a table of ``T`` at the anchors
+    ``a = mu_k + c sigma_k`` (``c`` in ``_ANCHOR_OFFSETS``): as ``T`` is
+    increasing, the nearest anchors with ``T(a) <= z`` and ``T(a) >= z`` also
+    bracket the root, and linear interpolation between them is the start.
+    The table costs ``3K`` evaluations per batch member and a few comparisons
+    per element, and cuts the Newton iterations roughly in half.
     """
+    dtype = z.dtype.as_numpy_dtype
+    ends = locs + scales * z[..., tf.newaxis]
+    lower = tf.reduce_min(ends, axis=-1)
+    upper = tf.reduce_max(ends, axis=-1)
+    # Anchors [..., M] (M = 3K), evaluated with the sample axis M in front.
+    anchors = tf.concat([locs + dtype(c) * scales for c in _ANCHOR_OFFSETS], axis=-1)
+    rank = tf.rank(anchors)
+    perm_front = tf.concat([[rank - 1], tf.range(rank - 1)], 0)
+    perm_back = tf.concat([tf.range(1, rank), [0]], 0)
+    anchor_z, anchor_log_slope = mixture_cdf_transform(
+        tf.transpose(anchors, perm_front), logits, locs, scales)
+    anchor_z = tf.transpose(anchor_z, perm_back)
+    anchor_inv_slope = tf.exp(-tf.transpose(anchor_log_slope, perm_back))
     zk = z[..., tf.newaxis]
-    ends = locs + scales * zk
-    w = tf.math.softmax(logits, axis=-1)
-    mean = tf.reduce_sum(w * locs, axis=-1)
-    var = tf.reduce_sum(w * (tf.square(scales) + tf.square(locs)), axis=-1) - tf.square(mean)
-    initial = mean + tf.sqrt(tf.maximum(var, 0.0)) * z
-    return (tf.reduce_min(ends, axis=-1), tf.reduce_max(ends, axis=-1), initial,
-            tf.reduce_min(scales, axis=-1))
+    below = anchor_z <= zk
+    above = anchor_z >= zk
+    inf = dtype(np.inf)
+    x_lo = tf.reduce_max(tf.where(below, anchors, -inf), -1)
+    z_lo = tf.reduce_max(tf.where(below, anchor_z, -inf), -1)
+    x_hi = tf.reduce_min(tf.where(above, anchors, inf), -1)
+    z_hi = tf.reduce_min(tf.where(above, anchor_z, inf), -1)
+    lower = tf.maximum(lower, x_lo)
+    upper = tf.minimum(upper, x_hi)
+    has_lo = tf.math.is_finite(z_lo)
+    has_hi = tf.math.is_finite(z_hi)
+    inside = has_lo & has_hi & (z_hi > z_lo)
+    frac = tf.where(inside, (z - z_lo) / tf.where(inside, z_hi - z_lo, dtype(1.0)), dtype(0.5))
+    # Outside the table: a Newton step from the outermost anchor.
+    edge = tf.where(has_lo, tf.reduce_max(anchors, -1), tf.reduce_min(anchors, -1))
+    edge_is_max = tf.equal(anchors, edge[..., tf.newaxis])
+    edge_z = tf.reduce_max(tf.where(edge_is_max, anchor_z, -inf), -1)
+    edge_inv_slope = tf.reduce_max(tf.where(edge_is_max, anchor_inv_slope, -inf), -1)
+    outside = tf.where(tf.math.is_finite(edge_z) & tf.math.is_finite(edge_inv_slope),
+                       edge + (z - edge_z) * edge_inv_slope, 0.5 * (lower + upper))
+    initial = tf.where(inside, x_lo + frac * (x_hi - x_lo), outside)
+    return lower, upper, initial, tf.reduce_min(scales, axis=-1)
 
 
 @_composite.register
@@ -141,6 +180,11 @@ class MixtureGaussianCDF(_composite.CompositeBijector):
       to random rotations. IEEE Trans. Neural Networks 22(4).
       Meng, Song, Song & Ermon (2020), Gaussianization Flows. AISTATS.
     """
+
+    # z and log dz/dx come out of one evaluation: the forward stores the log-det
+    # in the cache, so `log_prob` (forward + log-det) evaluates the mixture once.
+    _cache = cache_util.BijectorCacheWithGreedyAttrs(
+        forward_name="_augmented_forward", inverse_name="_augmented_inverse")
 
     def __init__(self, logits, locs, scales, validate_args=False,
                  name="mixture_gaussian_cdf"):
@@ -233,15 +277,21 @@ class MixtureGaussianCDF(_composite.CompositeBijector):
         return tf.debugging.assert_all_finite(
             t, f"MixtureGaussianCDF: {what} holds NaN or infinity; it must be finite.")
 
+    def _augmented_forward(self, x):
+        # log|dz/dx| = log f(x) - log phi(z); see `mixture_cdf_transform`.
+        z, log_det = mixture_cdf_transform(
+            self._finite_input(x, "forward input x"), *self._params())
+        return z, {"ildj": -log_det}
+
+    def _augmented_inverse(self, z):
+        # The inverse log-det is left lazy: -fldj(x), evaluated only if asked.
+        return self._inverse(z), None
+
     def _forward(self, x):
-        z, _ = mixture_cdf_transform(self._finite_input(x, "forward input x"), *self._params())
-        return z
+        return self._augmented_forward(x)[0]
 
     def _forward_log_det_jacobian(self, x):
-        # log|dz/dx| = log f(x) - log phi(z); see `mixture_cdf_transform`.
-        _, log_det = mixture_cdf_transform(
-            self._finite_input(x, "forward input x"), *self._params())
-        return log_det
+        return -self._augmented_forward(x)[1]["ildj"]
 
     def _inverse(self, z):
         z = self._finite_input(z, "inverse input z")
@@ -272,8 +322,8 @@ class MixtureGaussianCDF(_composite.CompositeBijector):
         return assertions
 
     @classmethod
-    def from_data(cls, x, n_components=8, random_state=None, validate_args=False,
-                  name="mixture_gaussian_cdf"):
+    def from_data(cls, x, n_components=8, random_state=None, *, max_iterations=500,
+                  validate_args=False, name="mixture_gaussian_cdf"):
         """Maximum-likelihood mixture per dimension, fit by EM.
 
         Every column of ``x`` gets its own ``K``-component mixture, fit by
@@ -287,6 +337,8 @@ class MixtureGaussianCDF(_composite.CompositeBijector):
           n_components: ``K``.
           random_state: int or ``np.random.Generator`` for the jitter of the
             initial means; ``None`` is a fixed seed (reproducible).
+          max_iterations: cap on EM iterations (0 returns the quantile
+            initialisation itself).
           validate_args, name: passed to the constructor.
 
         Returns:
@@ -306,6 +358,7 @@ class MixtureGaussianCDF(_composite.CompositeBijector):
         ```
         """
         x = _validation.check_data(x, name="x")
-        fit = mixture_em.fit_mixture_em(x, n_components, random_state=random_state)
+        fit = mixture_em.fit_mixture_em(x, n_components, random_state=random_state,
+                                        max_iterations=max_iterations)
         return cls(logits=fit["log_weights"], locs=fit["locs"], scales=fit["scales"],
                    validate_args=validate_args, name=name)

@@ -21,12 +21,16 @@ def bracketed_newton(fn, y, lower, upper, initial, params=(), max_iterations=100
                      x_scale=None):
     """Solves ``fn(x, *params)[0] = y`` elementwise for increasing ``fn``.
 
-    Each iteration takes a Newton step; a step that is not finite or leaves the
-    current bracket ``[lower, upper]`` is replaced by bisection. The bracket
-    shrinks with the sign of the residual, so the iteration cannot diverge.
+    Each iteration takes a Newton step; a step that is not finite, leaves the
+    current bracket ``[lower, upper]``, or is larger than half the step before
+    the previous one (Newton cycling between two points; the ``rtsafe`` rule of
+    Numerical Recipes) is replaced by bisection. The bracket shrinks with the sign of the
+    residual, so the iteration cannot diverge or cycle.
     Convergence is decided per element: an element stops when a *Newton* step
-    (whose error is then quadratic in the step) is below ``sqrt(eps)`` of the
-    scale, or when the bracket has collapsed to a few ulps. The loop is a
+    is below ``sqrt(eps) * x_scale`` (the error after it is then quadratic,
+    about ``eps * x_scale`` when ``x_scale`` is the length over which the slope
+    changes) or below a few ulps of ``x``, or when the bracket has collapsed to
+    a few ulps. The loop is a
     ``tf.while_loop`` bounded by ``max_iterations``, so it compiles under XLA.
 
     Args:
@@ -38,8 +42,9 @@ def bracketed_newton(fn, y, lower, upper, initial, params=(), max_iterations=100
       initial: starting point inside the bracket.
       params: extra tensors passed to ``fn``.
       max_iterations: Python int, hard cap on the number of iterations.
-      x_scale: positive tensor giving the natural scale of ``x`` (the absolute
-        part of the tolerance); defaults to 1.
+      x_scale: positive tensor, the length scale over which ``fn``'s slope
+        changes (for a mixture CDF, the smallest component scale); defaults
+        to 1.
 
     Returns:
       ``(x, num_iterations)``: the root and the per-element iteration count
@@ -57,12 +62,13 @@ def bracketed_newton(fn, y, lower, upper, initial, params=(), max_iterations=100
     x_scale = tf.ones_like(y) if x_scale is None else tf.broadcast_to(x_scale, shape)
     done = tf.greater_equal(lower, upper)
     num_iterations = tf.zeros(shape, tf.int32)
+    steps = tf.stack([upper - lower, upper - lower])  # last two step lengths
 
-    def cond(i, x, lower, upper, done, num_iterations):
-        del x, lower, upper, num_iterations
+    def cond(i, x, lower, upper, steps, done, num_iterations):
+        del x, lower, upper, steps, num_iterations
         return tf.logical_and(i < max_iterations, tf.logical_not(tf.reduce_all(done)))
 
-    def body(i, x, lower, upper, done, num_iterations):
+    def body(i, x, lower, upper, steps, done, num_iterations):
         value, log_slope = fn(x, *params)
         residual = value - y
         new_lower = tf.where(residual < 0, x, lower)
@@ -70,22 +76,23 @@ def bracketed_newton(fn, y, lower, upper, initial, params=(), max_iterations=100
         step = residual * tf.exp(-log_slope)
         x_newton = x - step
         newton_ok = (tf.math.is_finite(x_newton) & (x_newton >= new_lower)
-                     & (x_newton <= new_upper))
+                     & (x_newton <= new_upper) & (tf.abs(step) <= 0.5 * steps[1]))
         x_new = tf.where(newton_ok, x_newton, 0.5 * (new_lower + new_upper))
-        scale = tf.abs(x_new) + x_scale
-        converged = ((newton_ok & (tf.abs(step) <= newton_tol * scale))
+        ulps = bracket_tol * tf.abs(x_new)
+        converged = ((newton_ok & (tf.abs(step) <= tf.maximum(newton_tol * x_scale, ulps)))
                      | tf.equal(residual, 0)
-                     | (new_upper - new_lower <= bracket_tol * scale))
+                     | (new_upper - new_lower <= ulps + bracket_tol * x_scale))
         active = tf.logical_not(done)
+        steps = tf.where(active, tf.stack([tf.abs(x_new - x), steps[0]]), steps)
         x = tf.where(active, x_new, x)
         lower = tf.where(active, new_lower, lower)
         upper = tf.where(active, new_upper, upper)
         num_iterations += tf.cast(active, tf.int32)
         done = done | converged
-        return i + 1, x, lower, upper, done, num_iterations
+        return i + 1, x, lower, upper, steps, done, num_iterations
 
-    _, x, lower, upper, done, num_iterations = tf.while_loop(
-        cond, body, (tf.constant(0), x, lower, upper, done, num_iterations),
+    _, x, lower, upper, _, done, num_iterations = tf.while_loop(
+        cond, body, (tf.constant(0), x, lower, upper, steps, done, num_iterations),
         maximum_iterations=max_iterations)
     # Elements whose bracket was empty from the start (all components agree)
     # sit exactly at the common endpoint.

@@ -1,0 +1,54 @@
+"""The bijectors that join the shared contract test, one entry each.
+
+A case says how to build the bijector from a dict of parameter arrays, what
+inputs to feed it, and which parameter values ``validate_args`` must reject.
+Adding a bijector to the library means adding one entry to ``CASES``.
+"""
+
+import dataclasses
+from typing import Callable
+
+import numpy as np
+
+from helpers import random_mixture
+from tfp_gauss.bijectors import MixtureGaussianCDF
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    build: Callable  # build(validate_args=..., **params) -> bijector
+    params: Callable  # params(dtype) -> dict of numpy arrays
+    sample: Callable  # sample(dtype) -> x of shape [N, D]
+    tails: Callable  # tails(dtype) -> extreme inputs that must stay finite
+    event_ndims: int
+    invalid: tuple  # ((param name, bad value fn(params) -> array, reason), ...)
+
+
+def _mixture_params(dtype):
+    logits, locs, scales = random_mixture(np.random.default_rng(1), 3, 4, dtype)
+    return dict(logits=logits, locs=locs, scales=scales)
+
+
+def _with(name, fn):
+    def bad(params):
+        value = params[name].copy()
+        value.flat[0] = fn(value.flat[0])
+        return value
+    return bad
+
+
+CASES = {
+    "MixtureGaussianCDF": Case(
+        build=MixtureGaussianCDF,
+        params=_mixture_params,
+        sample=lambda dtype: (3 * np.random.default_rng(2).standard_normal((64, 3))).astype(dtype),
+        tails=lambda dtype: np.array([[-1e4, -300, -40], [40, 300, 1e4]], dtype),
+        event_ndims=0,
+        invalid=(
+            ("scales", _with("scales", lambda v: 0.0), "positive"),
+            ("scales", _with("scales", lambda v: -v), "positive"),
+            ("locs", _with("locs", lambda v: np.nan), "NaN"),
+            ("logits", _with("logits", lambda v: np.inf), "NaN or infinity"),
+        ),
+    ),
+}

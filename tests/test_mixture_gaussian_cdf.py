@@ -1,0 +1,216 @@
+"""What is special to MixtureGaussianCDF: tail accuracy, the root-find, EM."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_probability as tfp
+from scipy import stats
+
+from helpers import mixture_reference, random_mixture, rel_err
+from tfp_gauss.bijectors import MixtureGaussianCDF
+from tfp_gauss.math import root_finding
+from tfp_gauss.bijectors import mixture_gaussian_cdf as mgc
+
+tfb = tfp.bijectors
+tfd = tfp.distributions
+
+SEEDS = [0, 1, 2]
+
+
+def _bijector(seed, dtype, d=4, k=8):
+    params = random_mixture(np.random.default_rng(seed), d, k, dtype)
+    return MixtureGaussianCDF(*params), params
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("dtype,z_max,tol", [(np.float64, 30.0, 1e-9), (np.float32, 10.0, 1e-5)],
+                         ids=["float64", "float32"])
+def test_forward_and_log_det_match_float64_log_space_reference(seed, dtype, z_max, tol):
+    b, params = _bijector(seed, dtype)
+    x = (np.linspace(-150, 150, 60001)[:, None] * np.ones(4)).astype(dtype)
+    z_ref, ld_ref = mixture_reference(x, *params)
+    keep = np.abs(z_ref) <= z_max
+    assert keep.mean() > 0.1  # the grid reaches the tails of interest
+    z = b.forward(x).numpy()
+    ld = b.forward_log_det_jacobian(x).numpy()
+    assert rel_err(z, z_ref)[keep].max() <= tol
+    assert rel_err(ld, ld_ref)[keep].max() <= tol
+
+
+def test_float32_tails_finite_monotone_and_unclipped():
+    b, params = _bijector(0, np.float32)
+    x = (np.linspace(-1e4, 1e4, 400001)[:, None] * np.ones(4)).astype(np.float32)
+    z = b.forward(x).numpy()
+    ld = b.forward_log_det_jacobian(x).numpy()
+    assert np.isfinite(z).all() and np.isfinite(ld).all()
+    assert np.all(np.diff(z, axis=0) >= 0)
+    # No plateau near |z| = 4.9 (what clipping F to [1e-6, 1 - 1e-6] gives):
+    # z keeps growing, and matches the float64 reference far out.
+    assert z[0].max() < -1000 and z[-1].min() > 1000
+    z_ref, ld_ref = mixture_reference(x[::1000], *params)
+    assert rel_err(z[::1000], z_ref).max() <= 1e-5
+    assert rel_err(ld[::1000], ld_ref).max() <= 1e-4
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("dtype,z_max,tol", [(np.float64, 30.0, 1e-8), (np.float32, 8.0, 1e-5)],
+                         ids=["float64", "float32"])
+def test_round_trip_z_to_x_to_z(seed, dtype, z_max, tol):
+    b, _ = _bijector(seed, dtype)
+    z = (np.linspace(-z_max, z_max, 4001)[:, None] * np.ones(4)).astype(dtype)
+    x = b.inverse(z).numpy()  # through numpy: no cache
+    z2 = b.forward(x).numpy()
+    assert rel_err(z2, z).max() <= tol
+    assert np.all(np.diff(x, axis=0) > 0)
+
+
+def test_newton_converges_in_few_iterations():
+    b, params = _bijector(0, np.float32, d=10, k=8)
+    z = tf.constant(np.random.default_rng(3).standard_normal((20000, 10)).astype(np.float32))
+    logits, locs, scales = (tf.constant(p) for p in params)
+    lower, upper, initial, scale = mgc._inverse_bracket(z, logits, locs, scales)
+    _, iters = root_finding.bracketed_newton(
+        mgc.mixture_cdf_transform, z, lower, upper, initial, (logits, locs, scales), x_scale=scale)
+    assert iters.numpy().mean() < 6 and iters.numpy().max() <= 20
+
+
+def _fd_gradient(f, variable, h=1e-6):
+    base = variable.numpy()
+    grad = np.zeros(base.shape)
+    for idx in np.ndindex(*base.shape):
+        for sign in (1, -1):
+            shifted = base.copy()
+            shifted[idx] += sign * h
+            variable.assign(shifted)
+            grad[idx] += sign * f().numpy() / (2 * h)
+    variable.assign(base)
+    return grad
+
+
+def test_inverse_gradients_match_finite_differences_eager_graph_and_xla():
+    rng = np.random.default_rng(4)
+    variables = [tf.Variable(p) for p in random_mixture(rng, 2, 3)]
+    b = MixtureGaussianCDF(*variables)
+    z = tf.Variable(3.0 * rng.standard_normal((5, 2)))
+
+    def loss():
+        x = b.inverse(z)
+        return tf.reduce_sum(tf.sin(x) + 0.1 * x**2)
+
+    def grads():
+        with tf.GradientTape() as tape:
+            value = loss()
+        return tape.gradient(value, [z] + variables)
+
+    compiled_loss = tf.function(loss)
+    finite_differences = [_fd_gradient(compiled_loss, var) for var in [z] + variables]
+    for fn in (grads, tf.function(grads), tf.function(grads, jit_compile=True)):
+        for g, fd in zip(fn(), finite_differences):
+            assert np.abs(g.numpy() - fd).max() <= 1e-6 * max(1.0, np.abs(fd).max())
+
+
+def test_transformed_distribution_density_integrates_to_one_and_samples():
+    b, params = _bijector(5, np.float64, d=2, k=3)
+    dist = tfd.TransformedDistribution(tfd.Sample(tfd.Normal(np.float64(0), 1), 2), tfb.Invert(b))
+    g = np.linspace(-25, 25, 1201)
+    xx, yy = np.meshgrid(g, g)
+    grid = np.stack([xx.ravel(), yy.ravel()], -1)
+    dens = np.exp(dist.log_prob(grid).numpy()).reshape(xx.shape)
+    mass = np.trapezoid(np.trapezoid(dens, g, axis=1), g)
+    assert abs(mass - 1.0) < 1e-6
+    # Samples follow the mixture: compare each coordinate with its CDF.
+    x = dist.sample(4000, seed=7).numpy()
+    assert np.isfinite(x).all()
+    logits, locs, scales = params
+    for d in range(2):
+        w = np.exp(logits[d] - logits[d].max())
+        w /= w.sum()
+        cdf = lambda v, d=d, w=w: (w * stats.norm.cdf((v[:, None] - locs[d]) / scales[d])).sum(-1)
+        assert stats.kstest(x[:, d], cdf).pvalue > 1e-3
+
+
+def test_composes_with_chain_invert_and_joint_distributions():
+    b, _ = _bijector(6, np.float32, d=3, k=4)
+    chain = tfb.Chain([tfb.Scale(np.float32(2.0)), b, tfb.Shift(np.float32(0.5))])
+    x = np.random.default_rng(0).normal(size=(10, 3)).astype(np.float32)
+    y = chain.forward(x).numpy()
+    np.testing.assert_allclose(chain.inverse(y).numpy(), x, atol=1e-4)
+    np.testing.assert_allclose(tfb.Invert(b).inverse(x).numpy(), b.forward(x).numpy())
+    joint = tfd.JointDistributionNamed(dict(
+        x=tfd.TransformedDistribution(tfd.Sample(tfd.Normal(np.float32(0), 1), 3), tfb.Invert(b)),
+        y=lambda x: tfd.Normal(tf.reduce_sum(x, -1), np.float32(1.0))))
+    sample = joint.sample(50, seed=1)
+    lp = joint.log_prob(sample).numpy()
+    assert lp.shape == (50,) and np.isfinite(lp).all()
+    assert b.experimental_batch_shape(x_event_ndims=0) == [3]
+
+
+def test_validate_args_rejects_non_finite_inputs():
+    b = MixtureGaussianCDF([[0.0, 0.0]], [[-1.0, 1.0]], [[1.0, 1.0]], validate_args=True)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="NaN or infinity"):
+        b.forward(np.array([[np.nan]], np.float32))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="NaN or infinity"):
+        b.inverse(np.array([[np.inf]], np.float32))
+
+
+def test_mismatched_component_axes_are_rejected():
+    with pytest.raises(ValueError, match="component axis K"):
+        MixtureGaussianCDF(np.zeros((2, 3)), np.zeros((2, 4)), np.ones((2, 4)))
+    with pytest.raises(ValueError, match="scalar"):
+        MixtureGaussianCDF(0.0, 0.0, 1.0)
+
+
+# ----------------------------------------------------------------------------- from_data
+
+
+def _nll(b, x):
+    z = b.forward(x).numpy()
+    ld = b.forward_log_det_jacobian(x).numpy()
+    return -np.mean(np.sum(stats.norm.logpdf(z) + ld, axis=-1))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_from_data_fits_the_reference_bimodal_sample(bimodal_sample, dtype):
+    x = bimodal_sample.astype(dtype)
+    b = MixtureGaussianCDF.from_data(x, n_components=6)
+    assert b.dtype == dtype and b.locs.shape == (1, 6)
+    assert _nll(b, x) <= 1.66
+
+
+def test_from_data_matches_sklearn_em_on_every_column():
+    from sklearn.mixture import GaussianMixture
+
+    rng = np.random.default_rng(0)
+    x = np.column_stack([rng.standard_t(3, 4000), rng.exponential(size=4000),
+                         np.concatenate([rng.normal(-3, 1, 2000), rng.normal(3, 0.3, 2000)])])
+    b = MixtureGaussianCDF.from_data(x, n_components=4)
+    ours = -_nll(b, x)
+    theirs = sum(GaussianMixture(4, n_init=3, random_state=0, tol=1e-6, max_iter=1000)
+                 .fit(x[:, [d]]).score(x[:, [d]]) for d in range(3))
+    # EM finds a local optimum; ours must be at least as good as sklearn's best of 3.
+    assert ours >= theirs - 2e-3
+
+
+def test_from_data_errors_say_what_was_seen():
+    x = np.random.default_rng(0).normal(size=(100, 3))
+    x[[5, 17], 1] = np.nan
+    x[40, 2] = np.inf
+    with pytest.raises(ValueError, match=r"3 of 100 rows.*columns \[1, 2\]"):
+        MixtureGaussianCDF.from_data(x)
+    with pytest.raises(ValueError, match=r"rank 2.*\(100,\).*x\[:, None\]"):
+        MixtureGaussianCDF.from_data(np.zeros(100))
+    few = np.random.default_rng(0).normal(size=(50, 2))
+    few[:, 1] = np.arange(50) % 3
+    with pytest.raises(ValueError, match=r"column\(s\) \[1\] have only \[3\] distinct"):
+        MixtureGaussianCDF.from_data(few, n_components=4)
+    with pytest.raises(ValueError, match="numeric"):
+        MixtureGaussianCDF.from_data(np.array([["a", "b"]]))
+
+
+def test_from_data_is_reproducible_and_handles_duplicates():
+    rng = np.random.default_rng(1)
+    x = np.concatenate([rng.normal(size=(300, 1)), np.full((300, 1), 0.25)])
+    a = MixtureGaussianCDF.from_data(x, n_components=5, random_state=3)
+    b = MixtureGaussianCDF.from_data(x, n_components=5, random_state=3)
+    np.testing.assert_array_equal(a.locs.numpy(), b.locs.numpy())
+    assert np.all(a.scales.numpy() > 0) and np.isfinite(_nll(a, x))
