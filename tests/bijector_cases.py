@@ -11,7 +11,7 @@ from typing import Callable
 import numpy as np
 
 from helpers import random_mixture
-from tfp_gauss.bijectors import MixtureGaussianCDF
+from tfp_gauss.bijectors import HouseholderRotation, MixtureGaussianCDF
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,7 +37,23 @@ def _with(name, fn):
     return bad
 
 
+def _rotation_params(dtype):
+    return dict(vectors=np.random.default_rng(3).standard_normal((4, 4)).astype(dtype))
+
+
 CASES = {
+    "HouseholderRotation": Case(
+        build=HouseholderRotation,
+        params=_rotation_params,
+        sample=lambda dtype: (3 * np.random.default_rng(2).standard_normal((64, 4))).astype(dtype),
+        tails=lambda dtype: np.array([[1e4, -1e4, 3e3, 0.0], [-1e6, 1e6, 1e5, -2e5]], dtype),
+        event_ndims=1,
+        invalid=(
+            ("vectors", _with("vectors", lambda v: np.nan), "NaN"),
+            ("vectors", lambda p: np.concatenate([np.zeros_like(p["vectors"][:1]),
+                                                  p["vectors"][1:]]), "non-zero"),
+        ),
+    ),
     "MixtureGaussianCDF": Case(
         build=MixtureGaussianCDF,
         params=_mixture_params,

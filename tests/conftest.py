@@ -30,3 +30,12 @@ def bimodal_sample():
     rng = np.random.default_rng(13)
     return np.concatenate([rng.normal(-2.0, 0.5, 3000),
                            rng.normal(1.5, 0.8, 3000)])[:, None]
+
+
+@pytest.fixture(scope="session")
+def moons():
+    """Standardized two-moons (the reference notebook's data), float32 [3000, 2]."""
+    from sklearn.datasets import make_moons
+
+    x, _ = make_moons(n_samples=3000, noise=0.08, random_state=0)
+    return ((x - x.mean(0)) / x.std(0)).astype(np.float32)

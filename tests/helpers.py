@@ -35,3 +35,27 @@ def random_mixture(rng, d, k, dtype=np.float64, spread=2.0):
     locs = spread * rng.normal(size=(d, k))
     scales = np.exp(0.7 * rng.normal(size=(d, k)))
     return logits.astype(dtype), locs.astype(dtype), scales.astype(dtype)
+
+
+def householder_reference(vectors):
+    """Float64 ``Q = H_1 ... H_M`` from reflection vectors ``[M, D]`` (numpy)."""
+    vectors = np.asarray(vectors, np.float64)
+    q = np.eye(vectors.shape[1])
+    for v in vectors:
+        q = q @ (np.eye(len(v)) - 2.0 * np.outer(v, v) / (v @ v))
+    return q
+
+
+def flow_log_prob_reference(values, x):
+    """Float64 log p(x) of a flow from its per-layer parameter values (numpy/scipy).
+
+    ``values``: list of dicts with logits, locs, scales ([D, K]) and vectors
+    ([M, D]) in x -> z order.
+    """
+    h = np.asarray(x, np.float64)
+    log_det = np.zeros(h.shape[0])
+    for layer in values:
+        h, ld = mixture_reference(h, layer["logits"], layer["locs"], layer["scales"])
+        log_det += ld.sum(-1)
+        h = h @ householder_reference(layer["vectors"]).T
+    return -0.5 * np.sum(h**2, -1) - 0.5 * h.shape[1] * np.log(2 * np.pi) + log_det

@@ -1,6 +1,16 @@
-"""tfp_gauss: Gaussianization flows for TensorFlow Probability and Keras."""
+"""tfp_gauss: Gaussianization flows for TensorFlow Probability and Keras.
+
+- ``tfp_gauss.bijectors``: ``MixtureGaussianCDF`` and ``HouseholderRotation``.
+- ``gaussianization_flow``: a trainable flow as a ``tfd.TransformedDistribution``.
+- ``tfp_gauss.keras``: ``GaussianizationFlowModel`` (Keras ``fit``/``evaluate``),
+  ``OneCycleCosine``; ``fit_gaussianization_flow``: the one-call trainer.
+"""
 
 from tfp_gauss._version import __version__
-from tfp_gauss import bijectors, math
+from tfp_gauss import bijectors, flows, math
+from tfp_gauss.flows import gaussianization_flow
+from tfp_gauss import keras
+from tfp_gauss.keras import fit_gaussianization_flow
 
-__all__ = ["__version__", "bijectors", "math"]
+__all__ = ["__version__", "bijectors", "fit_gaussianization_flow", "flows",
+           "gaussianization_flow", "keras", "math"]

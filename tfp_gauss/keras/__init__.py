@@ -1,0 +1,13 @@
+"""Keras 3 face of tfp_gauss: the trainable model, the schedule, the trainer."""
+
+from tfp_gauss.keras._fit import fit_gaussianization_flow
+from tfp_gauss.keras._model import GaussianizationFlowModel
+from tfp_gauss.keras._schedules import (
+    LearningRateLogger,
+    OneCycleCosine,
+    OneCycleCosineCallback,
+    one_cycle_cosine,
+)
+
+__all__ = ["GaussianizationFlowModel", "LearningRateLogger", "OneCycleCosine",
+           "OneCycleCosineCallback", "fit_gaussianization_flow", "one_cycle_cosine"]

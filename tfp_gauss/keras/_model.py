@@ -1,0 +1,344 @@
+"""The Gaussianization flow as a Keras 3 model trained on its negative log-likelihood."""
+
+import keras
+import numpy as np
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from tfp_gauss import _validation, flows
+from tfp_gauss.bijectors import HouseholderRotation, MixtureGaussianCDF
+
+tfb = tfp.bijectors
+
+__all__ = ["GaussianizationFlowModel"]
+
+_PARAMS = ("logits", "locs", "raw_scales", "vectors")
+
+
+def _all_finite(loss, grads):
+    checks = [tf.reduce_all(tf.math.is_finite(loss))]
+    checks += [tf.reduce_all(tf.math.is_finite(g)) for g in grads if g is not None]
+    return tf.reduce_all(tf.stack(checks))
+
+
+class _LastFinite:
+    """Copies of the weights as they were at the last step whose loss was finite.
+
+    A step with a finite loss and finite gradients first records the current
+    weights here, then applies the update. A step whose loss or gradients are
+    NaN/inf applies nothing and puts the recorded weights back: the update
+    that led to the non-finite loss is undone, and the model is left with the
+    weights whose loss was last seen finite.
+    """
+
+    def __init__(self, variables):
+        sync = dict(trainable=False, aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+        self.copies = [tf.Variable(tf.zeros(v.shape, v.dtype), **sync) for v in variables]
+        self.valid = tf.Variable(False, **sync)
+
+    def record(self, variables):
+        ops = [c.assign(v) for c, v in zip(self.copies, variables)]
+        with tf.control_dependencies(ops):
+            return self.valid.assign(True)
+
+    def restore(self, variables):
+        return tf.group([v.assign(tf.where(self.valid, c, v))
+                         for c, v in zip(self.copies, variables)])
+
+
+def _apply_if_finite(optimizer, loss, grads, variables, last_finite):
+    """``optimizer.apply`` if loss and gradients are finite; else roll back.
+
+    All replicas must take the same branch: under a merge-call strategy
+    (MirroredStrategy) the decision is made once, in cross-replica context,
+    from every replica's check; elsewhere the replicas agree through an
+    all-reduce of the number of replicas that saw a non-finite value.
+    Returns a boolean tensor: whether the step was applied.
+    """
+    tf_vars = [v.value for v in variables]  # the backing tf.Variables
+    if (tf.distribute.has_strategy()
+            and not tf.__internal__.distribute.strategy_supports_no_merge_call()):
+
+        def cross_replica(distribution, loss, grads):
+            checks = distribution.extended.call_for_each_replica(_all_finite, args=(loss, grads))
+            finite = tf.reduce_all(tf.stack(distribution.experimental_local_results(checks)))
+
+            def update_each(targets, sources):
+                return tf.group([
+                    distribution.extended.update(t, lambda t_, s_: t_.assign(s_), args=(s,),
+                                                 group=True)
+                    for t, s in zip(targets, sources)])
+
+            def apply_fn():
+                with tf.control_dependencies([update_each(last_finite.copies, tf_vars)]):
+                    distribution.extended.update(
+                        last_finite.valid, lambda t: t.assign(True), group=True)
+                    distribution.extended.call_for_each_replica(
+                        lambda g: optimizer.apply(g, variables), args=(grads,))
+                return tf.constant(True)
+
+            def restore_fn():
+                restored = [distribution.extended.update(
+                    v, lambda v_, c_, ok: v_.assign(tf.where(ok, c_, v_)),
+                    args=(c, last_finite.valid), group=True)
+                    for v, c in zip(tf_vars, last_finite.copies)]
+                with tf.control_dependencies(restored):
+                    return tf.constant(False)
+
+            return tf.cond(finite, apply_fn, restore_fn)
+
+        return tf.distribute.get_replica_context().merge_call(cross_replica, args=(loss, grads))
+
+    bad = tf.cast(tf.logical_not(_all_finite(loss, grads)), tf.float32)
+    if tf.distribute.has_strategy():
+        bad = tf.distribute.get_replica_context().all_reduce("sum", bad)
+
+    def apply_fn():
+        with tf.control_dependencies([last_finite.record(tf_vars)]):
+            optimizer.apply(grads, variables)
+        return tf.constant(True)
+
+    def restore_fn():
+        with tf.control_dependencies([last_finite.restore(tf_vars)]):
+            return tf.constant(False)
+
+    return tf.cond(tf.equal(bad, 0.0), apply_fn, restore_fn)
+
+
+@keras.saving.register_keras_serializable(package="tfp_gauss")
+class GaussianizationFlowModel(keras.Model):
+    r"""A Gaussianization flow that trains with Keras ``fit`` on its NLL.
+
+    The model holds the flow's parameters as Keras weights (per layer:
+    mixture ``logits``, ``locs``, ``raw_scales`` with
+    ``scales = softplus(raw_scales)``, all ``[D, K]``, and the rotation's
+    ``vectors`` ``[M, D]``) and builds the TFP distribution from the live
+    weights on every call, so every weight trains:
+
+    $$\mathrm{loss} = -\frac1N \sum_i \log p(x_i), \qquad
+      \log p(x) = \log \mathcal N(G(x); 0, I) + \log|\det \partial G / \partial x|.$$
+
+    - ``compile(optimizer=...)`` needs no loss; ``fit(x)`` takes no targets;
+      ``evaluate(x)`` returns the mean NLL; ``model(x)`` is ``log p(x)``,
+      shape ``[N]``.
+    - ``model.distribution`` is the ``tfd.TransformedDistribution`` bound to the
+      live weights; ``log_prob(x)`` and ``sample(n, seed)`` are shortcuts.
+    - A training step whose loss or gradient is NaN/inf is not applied, the
+      weights of the last step with a finite loss are put back, and ``fit``
+      stops: the model is left with the last weights whose loss was finite.
+    - ``jit_compile=True`` and ``tf.distribute`` strategies work.
+
+    Args:
+      n_dims: event size ``D``.
+      n_layers: ``[marginal -> rotation]`` layers ``L``.
+      n_components: mixture components ``K``.
+      n_reflections: Householder vectors per rotation ``M`` (default ``D``).
+      seed: int seed of the random initialisation.
+      **kwargs: ``keras.Model`` arguments (``name``, ``dtype`` such as
+        ``"float64"``).
+
+    #### Example
+
+    ```python
+    import keras, numpy as np
+    from tfp_gauss.keras import GaussianizationFlowModel, OneCycleCosine
+
+    x = np.random.default_rng(0).normal(size=(2000, 2)).astype("float32")
+    model = GaussianizationFlowModel(n_dims=2, n_layers=4, n_components=4, seed=0)
+    model.compile(optimizer=keras.optimizers.Adam(
+        OneCycleCosine(200, 3e-3), global_clipnorm=1.0))
+    model.fit(x, batch_size=256, epochs=2, verbose=0)
+    nll = model.evaluate(x, verbose=0)           # mean negative log-likelihood
+    z_samples = model.sample(10, seed=1)         # [10, 2]
+    ```
+    """
+
+    def __init__(self, n_dims, n_layers=8, n_components=8, *, n_reflections=None, seed=None,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.n_dims = int(n_dims)
+        self.n_layers = int(n_layers)
+        self.n_components = int(n_components)
+        self.n_reflections = self.n_dims if n_reflections is None else int(n_reflections)
+        self.seed = seed
+        if min(self.n_dims, self.n_layers, self.n_components) < 1 or self.n_reflections < 0:
+            raise ValueError(
+                "n_dims, n_layers and n_components must be >= 1 and n_reflections >= 0; got "
+                f"{n_dims}, {n_layers}, {n_components}, {n_reflections}.")
+        values = flows.random_flow_values(
+            self.n_dims, self.n_layers, self.n_components, n_reflections=self.n_reflections,
+            seed=seed, dtype=np.dtype(self.variable_dtype))
+        self._flow_weights = []
+        for i, layer in enumerate(values):
+            init = self._raw_values(layer)
+            self._flow_weights.append([
+                self.add_weight(shape=init[p].shape, name=f"layer{i}_{p}",
+                                initializer=keras.initializers.Zeros(), trainable=True)
+                for p in _PARAMS])
+        self.set_flow_values(values)
+        self._last_finite = _LastFinite([w for ws in self._flow_weights for w in ws])
+        self._log_prob_fn = None
+        self._sample_fn = None
+
+    @staticmethod
+    def _raw_values(layer):
+        scales = np.asarray(layer["scales"])
+        # softplus^{-1}(s) = s + log(-expm1(-s)), stable for small and large s.
+        raw = scales + np.log(-np.expm1(-scales))
+        return dict(logits=layer["logits"], locs=layer["locs"], raw_scales=raw,
+                    vectors=layer["vectors"])
+
+    def set_flow_values(self, values):
+        """Assigns parameter values (per-layer dicts as from ``flows.flow_values``)."""
+        if len(values) != self.n_layers:
+            raise ValueError(f"Expected values for {self.n_layers} layers; got {len(values)}.")
+        for i, (weights, layer) in enumerate(zip(self._flow_weights, values)):
+            raw = self._raw_values(layer)
+            for w, p in zip(weights, _PARAMS):
+                value = np.asarray(raw[p])
+                if tuple(value.shape) != tuple(w.shape):
+                    raise ValueError(
+                        f"Layer {i} `{p}`: expected shape {tuple(w.shape)}, got {value.shape}.")
+                w.assign(value.astype(w.dtype))
+
+    def _flow_bijectors(self):
+        layers = []
+        for i, (logits, locs, raw_scales, vectors) in enumerate(self._flow_weights):
+            # `.value` is the backing tf.Variable: the bijectors read it on every
+            # use, so the distribution stays bound to the live weights.
+            mixture = MixtureGaussianCDF(
+                logits=logits.value, locs=locs.value,
+                scales=tfp.util.DeferredTensor(raw_scales.value, tf.math.softplus),
+                name=f"layer{i}_marginal")
+            layers.append((mixture, HouseholderRotation(vectors.value, name=f"layer{i}_rotation")))
+        return layers
+
+    @property
+    def distribution(self):
+        """The flow as a ``tfd.TransformedDistribution`` on the live weights."""
+        return flows.flow_from_layers(self._flow_bijectors())
+
+    def call(self, x, training=False):
+        x = tf.cast(x, self.compute_dtype)
+        return self.distribution.log_prob(x)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        del x, y, training
+        log_prob = y_pred
+        if sample_weight is not None:
+            w = tf.cast(tf.reshape(sample_weight, [-1]), log_prob.dtype)
+            nll = -tf.reduce_sum(w * log_prob) / tf.maximum(tf.reduce_sum(w), 1e-12)
+        else:
+            nll = -tf.reduce_mean(log_prob)
+        # Keras sums gradients over replicas: scale the per-replica mean.
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        return nll / tf.cast(replicas, nll.dtype) if replicas > 1 else nll
+
+    def train_step(self, data):
+        x, _, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        with tf.GradientTape() as tape:
+            log_prob = self(x, training=True)
+            loss = self.compute_loss(y_pred=log_prob, sample_weight=sample_weight)
+            replicas = tf.distribute.get_strategy().num_replicas_in_sync
+            self._loss_tracker.update_state(
+                loss * tf.cast(replicas, loss.dtype), sample_weight=tf.shape(x)[0])
+            scaled = self.optimizer.scale_loss(loss)
+        variables = [w for weights in self._flow_weights for w in weights]
+        grads = tape.gradient(scaled, variables)
+        _apply_if_finite(self.optimizer, loss, grads, variables, self._last_finite)
+        return self.compute_metrics(x, None, log_prob, sample_weight=sample_weight)
+
+    # -- data checks before any step ---------------------------------------------------
+
+    def _checked(self, x, name):
+        if x is None or isinstance(x, (tf.data.Dataset, keras.utils.PyDataset)):
+            if isinstance(x, tf.data.Dataset):
+                spec = x.element_spec
+                spec = spec[0] if isinstance(spec, tuple) else spec
+                shape = getattr(spec, "shape", None)
+                if shape is not None and (shape.rank != 2 or shape[-1] not in (None, self.n_dims)):
+                    raise ValueError(
+                        f"`{name}` must yield batches of shape [batch, {self.n_dims}]; the "
+                        f"dataset yields {shape}.")
+            return x
+        return _validation.check_data(x, n_dims=self.n_dims, name=name,
+                                      dtype=np.dtype(self.compute_dtype))
+
+    def fit(self, x=None, y=None, *args, validation_data=None, callbacks=None, **kwargs):
+        """``keras.Model.fit`` on data ``x`` of shape ``[N, D]`` (no targets).
+
+        Arrays are checked before the first step (rank 2, width ``n_dims``,
+        at least one row, no NaN/inf rows: ``ValueError`` says what was seen).
+        Training stops at the first non-finite loss, keeping the last finite
+        weights (``keras.callbacks.TerminateOnNaN`` is added if absent).
+        """
+        if y is not None:
+            raise ValueError("GaussianizationFlowModel.fit takes no targets: pass only `x`.")
+        x = self._checked(x, "x")
+        if validation_data is not None:
+            if isinstance(validation_data, tuple):
+                validation_data = validation_data[0]
+            validation_data = self._checked(validation_data, "validation_data")
+        callbacks = list(callbacks or [])
+        if not any(isinstance(c, keras.callbacks.TerminateOnNaN) for c in callbacks):
+            callbacks.append(keras.callbacks.TerminateOnNaN())
+        if self.optimizer is not None and not self.optimizer.built:
+            # Build the slots now: the step applies updates inside a `tf.cond`,
+            # where variables cannot be created (nor lifted out under XLA).
+            with self.distribute_strategy.scope():
+                self.optimizer.build(self.trainable_variables)
+        return super().fit(x, None, *args, validation_data=validation_data,
+                           callbacks=callbacks, **kwargs)
+
+    def evaluate(self, x=None, y=None, *args, **kwargs):
+        """Mean negative log-likelihood of ``x`` (``[N, D]``; checked like ``fit``)."""
+        return super().evaluate(self._checked(x, "x"), y, *args, **kwargs)
+
+    # -- conveniences ------------------------------------------------------------------
+
+    def log_prob(self, x):
+        """``log p(x)`` for ``x`` of shape ``[N, D]``, as a tensor ``[N]``."""
+        x = self._checked(x, "x")
+        if self._log_prob_fn is None:
+            self._log_prob_fn = tf.function(
+                lambda x: self.distribution.log_prob(x), reduce_retracing=True)
+        return self._log_prob_fn(tf.constant(x))
+
+    def sample(self, n, seed=None):
+        """``n`` draws from the flow, ``[n, D]`` (runs the mixture root-find)."""
+        if self._sample_fn is None:
+            self._sample_fn = tf.function(
+                lambda n, seed: self.distribution.sample(n, seed=seed), reduce_retracing=True)
+        seed = tfp.random.sanitize_seed(seed)
+        return self._sample_fn(tf.constant(int(n), tf.int32), seed)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(n_dims=self.n_dims, n_layers=self.n_layers,
+                      n_components=self.n_components, n_reflections=self.n_reflections,
+                      seed=self.seed)
+        return config
+
+    @classmethod
+    def from_distribution(cls, dist, **kwargs):
+        """A trainable model initialised from any flow of this structure.
+
+        ``dist`` is a ``TransformedDistribution`` built by tfp_gauss
+        (``gaussianization_flow``, ``fit_rbig``, another model's
+        ``distribution``). Before training, ``model.log_prob`` equals
+        ``dist.log_prob``.
+
+        Args:
+          dist: the flow.
+          **kwargs: ``keras.Model`` arguments; the dtype defaults to the flow's.
+        """
+        values = flows.flow_values(dist)
+        shapes = {(v["locs"].shape, v["vectors"].shape) for v in values}
+        if len(shapes) != 1:
+            raise ValueError(
+                f"All layers must share D, K and M to form a model; got shapes {sorted(shapes)}.")
+        (d, k), (m, _) = next(iter(shapes))
+        kwargs.setdefault("dtype", values[0]["locs"].dtype.name)
+        model = cls(n_dims=d, n_layers=len(values), n_components=k, n_reflections=m, **kwargs)
+        model.set_flow_values(values)
+        return model
