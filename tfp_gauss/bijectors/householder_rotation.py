@@ -16,32 +16,35 @@ __all__ = ["HouseholderRotation", "householder_product"]
 def householder_product(vectors):
     """``Q = H_1 H_2 ... H_M`` for reflections ``H_i = I - 2 v_i v_i^T / |v_i|^2``.
 
+    Formed in one shot by the compact WY ("UT transform") representation
+    ``Q = I - V T V^T`` with ``V = [v_1 ... v_M]`` and ``T^{-1} = S``, the upper
+    triangle of ``V^T V`` with its diagonal halved (Joffrain, Low,
+    Quintana-Orti, van de Geijn & Van Zee (2006), "Accumulating Householder
+    transformations, revisited", ACM TOMS 32(2)). That is one Gram matrix, one
+    triangular solve and one matrix product, instead of ``M`` dependent
+    rank-one updates: a handful of kernels whatever ``M``, which matters
+    inside a training step.
+
     Args:
-      vectors: float tensor ``[..., M, D]`` with static ``M``.
+      vectors: float tensor ``[..., M, D]``.
 
     Returns:
       ``Q`` of shape ``[..., D, D]``, orthogonal to rounding. A zero vector
       contributes the identity (rather than NaN); ``validate_args`` rejects it.
     """
-    m = tf.TensorShape(vectors.shape)[-2]
-    if m is None:
-        raise ValueError("HouseholderRotation needs a static number of vectors M "
-                         f"(vectors of shape [..., M, D]); got shape {vectors.shape}.")
+    vectors = tf.convert_to_tensor(vectors)
+    dtype = vectors.dtype.as_numpy_dtype
     d = tf.shape(vectors)[-1]
-    dtype = vectors.dtype
-    tiny = dtype.as_numpy_dtype(np.finfo(dtype.as_numpy_dtype).tiny)
-    batch = tf.shape(vectors)[:-2]
-    q = tf.eye(d, batch_shape=None, dtype=dtype)
-    q = tf.broadcast_to(q, tf.concat([batch, [d, d]], 0))
-    # Right-multiply by each reflection: Q <- Q - 2 (Q v) v^T / |v|^2. M small
-    # matrix-vector products, unrolled: cheap next to applying Q to the data.
-    for i in range(m):
-        v = vectors[..., i, :]
-        scale = 2.0 / tf.maximum(tf.reduce_sum(tf.square(v), -1), tiny)
-        qv = tf.linalg.matvec(q, v)
-        q = q - (scale[..., tf.newaxis, tf.newaxis] * qv[..., :, tf.newaxis]
-                 * v[..., tf.newaxis, :])
-    return q
+    eye = tf.eye(d, dtype=vectors.dtype)
+    if tf.TensorShape(vectors.shape)[-2] == 0:
+        return tf.broadcast_to(eye, tf.concat([tf.shape(vectors)[:-2], [d, d]], 0))
+    gram = tf.matmul(vectors, vectors, transpose_b=True)  # [..., M, M], v_i . v_j
+    half_norms = 0.5 * tf.linalg.diag_part(gram)
+    # A zero vector gets a tiny pivot; its row of T V^T is then exactly 0.
+    tiny = dtype(np.finfo(dtype).tiny)
+    s = tf.linalg.set_diag(tf.linalg.band_part(gram, 0, -1), tf.maximum(half_norms, tiny))
+    t_vt = tf.linalg.triangular_solve(s, vectors, lower=False)  # T V^T, [..., M, D]
+    return eye - tf.matmul(vectors, t_vt, transpose_a=True)
 
 
 @_composite.register
@@ -125,11 +128,21 @@ class HouseholderRotation(_composite.CompositeBijector):
         """The orthogonal matrix ``Q``, ``[..., D, D]``."""
         return householder_product(tf.convert_to_tensor(self._vectors))
 
+    def _apply(self, x, transpose):
+        q = self.matrix()
+        if tf.TensorShape(q.shape).rank == 2:
+            # One rotation for every row: a single [N, D] x [D, D] product
+            # (matvec would broadcast Q into N separate matrix-vector products).
+            flat = tf.reshape(x, [-1, tf.shape(x)[-1]])
+            out = tf.matmul(flat, q, transpose_b=not transpose)
+            return tf.reshape(out, tf.shape(x))
+        return tf.linalg.matvec(q, x, transpose_a=transpose)
+
     def _forward(self, x):
-        return tf.linalg.matvec(self.matrix(), x)
+        return self._apply(x, transpose=False)
 
     def _inverse(self, y):
-        return tf.linalg.matvec(self.matrix(), y, transpose_a=True)
+        return self._apply(y, transpose=True)
 
     def _forward_log_det_jacobian(self, x):
         # |det Q| = 1 for an orthogonal Q.
