@@ -2,6 +2,7 @@
 
 - ``tfp_gauss.bijectors``: ``MixtureGaussianCDF`` and ``HouseholderRotation``.
 - ``gaussianization_flow``: a trainable flow as a ``tfd.TransformedDistribution``.
+- ``fit_rbig``: greedy RBIG into the same structure (no gradients).
 - ``tfp_gauss.keras``: ``GaussianizationFlowModel`` (Keras ``fit``/``evaluate``),
   ``OneCycleCosine``; ``fit_gaussianization_flow``: the one-call trainer.
 """
@@ -11,6 +12,7 @@ from tfp_gauss import bijectors, flows, math
 from tfp_gauss.flows import gaussianization_flow
 from tfp_gauss import keras
 from tfp_gauss.keras import fit_gaussianization_flow
+from tfp_gauss.rbig import fit_rbig
 
-__all__ = ["__version__", "bijectors", "fit_gaussianization_flow", "flows",
+__all__ = ["__version__", "bijectors", "fit_gaussianization_flow", "fit_rbig", "flows",
            "gaussianization_flow", "keras", "math"]

@@ -20,7 +20,8 @@ from tfp_gauss.bijectors import HouseholderRotation, MixtureGaussianCDF
 tfb = tfp.bijectors
 tfd = tfp.distributions
 
-__all__ = ["flow_from_layers", "flow_layers", "flow_values", "gaussianization_flow",
+__all__ = ["flow_from_layers", "flow_layers", "flow_values", "gaussianization_flow", "softplus_inverse",
+           "softplus_scales",
            "gaussianizer", "random_flow_values"]
 
 
@@ -77,17 +78,51 @@ def flow_layers(dist):
     return list(zip(parts[0::2], parts[1::2]))
 
 
+def softplus_inverse(scales):
+    """``softplus^{-1}(s) = s + log(-expm1(-s))`` in float64, cast back to ``s``'s dtype."""
+    s = np.asarray(scales)
+    s64 = s.astype(np.float64)
+    return (s64 + np.log(-np.expm1(-s64))).astype(s.dtype)
+
+
+def softplus_scales(raw_scales, name=None):
+    """Scales ``softplus(raw)`` that stay bound to ``raw`` (a tensor or variable).
+
+    This is the one parameterisation of mixture scales that flows, greedy
+    fits and the Keras model share, so values pass between them exactly (no
+    ``softplus(softplus^{-1}(s))`` rounding).
+    """
+    return tfp.util.DeferredTensor(raw_scales, tfb.Softplus(), name=name)
+
+
+def _raw_scales(scales):
+    """The unconstrained values behind ``softplus_scales``, else ``None``."""
+    if not isinstance(scales, tfp.util.DeferredTensor):
+        return None
+    # DeferredTensor keeps a bijector as its bound `forward` method.
+    softplus = getattr(scales.transform_fn, "__self__", scales.transform_fn)
+    if (isinstance(softplus, tfb.Softplus) and softplus.hinge_softness is None
+            and softplus.low is None):
+        return np.asarray(tf.convert_to_tensor(scales.pretransformed_input))
+    return None
+
+
 def flow_values(dist):
     """Current parameter values of a flow as numpy arrays, one dict per layer.
 
-    Keys: ``logits``, ``locs``, ``scales`` (``[D, K]``) and ``vectors``
-    (``[M, D]``).
+    Keys: ``logits``, ``locs``, ``scales`` (``[D, K]``), ``vectors``
+    (``[M, D]``) and, when the scales are ``softplus_scales``, ``raw_scales``
+    (their exact unconstrained values).
     """
     values = []
     for mixture, rotation in flow_layers(dist):
-        values.append({k: np.asarray(tf.convert_to_tensor(getattr(mixture, k)))
-                       for k in ("logits", "locs", "scales")})
-        values[-1]["vectors"] = np.asarray(tf.convert_to_tensor(rotation.vectors))
+        layer = {k: np.asarray(tf.convert_to_tensor(getattr(mixture, k)))
+                 for k in ("logits", "locs", "scales")}
+        layer["vectors"] = np.asarray(tf.convert_to_tensor(rotation.vectors))
+        raw = _raw_scales(mixture.scales)
+        if raw is not None:
+            layer["raw_scales"] = raw
+        values.append(layer)
     return values
 
 
@@ -127,8 +162,8 @@ def gaussianization_flow(n_dims, n_layers=8, n_components=8, *, dtype=tf.float32
         \log T'_{l,d}\big(h_{l-1,d}\big),$$
 
     where rotations contribute nothing to the log-det. Every parameter is a
-    ``tf.Variable`` (scales through ``TransformedVariable(..., Softplus())`` so
-    they stay positive), so the distribution trains with any TF optimizer.
+    ``tf.Variable`` (scales through ``softplus`` of an unconstrained variable,
+    so they stay positive), so the distribution trains with any TF optimizer.
 
     Args:
       n_dims: event size ``D``.
@@ -171,8 +206,9 @@ def gaussianization_flow(n_dims, n_layers=8, n_components=8, *, dtype=tf.float32
         mixture = MixtureGaussianCDF(
             logits=tf.Variable(v["logits"], dtype=dtype, name=f"layer{i}/logits"),
             locs=tf.Variable(v["locs"], dtype=dtype, name=f"layer{i}/locs"),
-            scales=tfp.util.TransformedVariable(
-                tf.constant(v["scales"], dtype), tfb.Softplus(), name=f"layer{i}/scales"),
+            scales=softplus_scales(tf.Variable(
+                v["raw_scales"] if "raw_scales" in v else softplus_inverse(v["scales"]),
+                dtype=dtype, name=f"layer{i}/raw_scales")),
             name=f"layer{i}_marginal")
         rotation = HouseholderRotation(
             tf.Variable(v["vectors"], dtype=dtype, name=f"layer{i}/vectors"),

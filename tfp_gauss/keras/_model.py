@@ -177,14 +177,13 @@ class GaussianizationFlowModel(keras.Model):
                 for p in _PARAMS])
         self.set_flow_values(values)
         self._last_finite = _LastFinite([w for ws in self._flow_weights for w in ws])
-        self._log_prob_fn = None
         self._sample_fn = None
 
     @staticmethod
     def _raw_values(layer):
-        scales = np.asarray(layer["scales"])
-        # softplus^{-1}(s) = s + log(-expm1(-s)), stable for small and large s.
-        raw = scales + np.log(-np.expm1(-scales))
+        raw = layer.get("raw_scales")
+        if raw is None:
+            raw = flows.softplus_inverse(layer["scales"])
         return dict(logits=layer["logits"], locs=layer["locs"], raw_scales=raw,
                     vectors=layer["vectors"])
 
@@ -208,7 +207,7 @@ class GaussianizationFlowModel(keras.Model):
             # use, so the distribution stays bound to the live weights.
             mixture = MixtureGaussianCDF(
                 logits=logits.value, locs=locs.value,
-                scales=tfp.util.DeferredTensor(raw_scales.value, tf.math.softplus),
+                scales=flows.softplus_scales(raw_scales.value),
                 name=f"layer{i}_marginal")
             layers.append((mixture, HouseholderRotation(vectors.value, name=f"layer{i}_rotation")))
         return layers
@@ -297,12 +296,13 @@ class GaussianizationFlowModel(keras.Model):
     # -- conveniences ------------------------------------------------------------------
 
     def log_prob(self, x):
-        """``log p(x)`` for ``x`` of shape ``[N, D]``, as a tensor ``[N]``."""
-        x = self._checked(x, "x")
-        if self._log_prob_fn is None:
-            self._log_prob_fn = tf.function(
-                lambda x: self.distribution.log_prob(x), reduce_retracing=True)
-        return self._log_prob_fn(tf.constant(x))
+        """``log p(x)`` for ``x`` of shape ``[N, D]``, as a tensor ``[N]``.
+
+        Runs eagerly (vectorized over rows), so it equals ``dist.log_prob``
+        of the flow the model was built from to the last bit; ``model(x)`` and
+        ``model.predict(x)`` give the same values from a compiled graph.
+        """
+        return self.distribution.log_prob(self._checked(x, "x"))
 
     def sample(self, n, seed=None):
         """``n`` draws from the flow, ``[n, D]`` (runs the mixture root-find)."""
