@@ -22,22 +22,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from sklearn.datasets import make_moons  # noqa: E402
 
 import tfp_gauss  # noqa: E402
+from tfp_gauss import datasets  # noqa: E402
 from tfp_gauss.keras import OneCycleCosine  # noqa: E402
-
-
-def two_moons(n=3000, seed=0):
-    """Standardized two-moons, as in the reference notebook."""
-    x, _ = make_moons(n_samples=n, noise=0.08, random_state=seed)
-    return ((x - x.mean(0)) / x.std(0)).astype(np.float32)
-
-
-def split(x, test_fraction=0.2, seed=0):
-    perm = np.random.default_rng(seed).permutation(len(x))
-    n_test = int(round(test_fraction * len(x)))
-    return x[perm[n_test:]], x[perm[:n_test]]
 
 
 def anatomy(flow, x):
@@ -59,8 +47,8 @@ def main(argv=None):
     parser.add_argument("--verbose", type=int, default=2)
     args = parser.parse_args(argv)
 
-    x = two_moons()
-    train, test = split(x)
+    x = datasets.two_moons()
+    train, test = datasets.split(x, (0.8, 0.2))
 
     # 1. Anatomy of the objective, on the untrained flow.
     flow0 = tfp_gauss.gaussianization_flow(2, args.layers, args.components, seed=0)

@@ -19,3 +19,21 @@ def test_mixture_cdf_marginal_example(tmp_path):
     assert out.stat().st_size > 10_000
     for losses in curves.values():
         assert losses[-1] < losses[0] and losses[-1] <= 1.66
+
+
+def test_nll_training_example(tmp_path):
+    out = tmp_path / "nll.png"
+    res = _load("nll_training").main(["--steps", "60", "--layers", "2", "--components", "3",
+                                      "--out", str(out), "--verbose", "0"])
+    assert res["anatomy_match"] and out.stat().st_size > 10_000
+    assert res["history"]["loss"][-1] < res["history"]["loss"][0]
+
+
+def test_rbig_warm_start_example(tmp_path):
+    prefix = tmp_path / "ws"
+    res = _load("rbig_warm_start").main(["--steps", "40", "--layers", "2", "--components", "3",
+                                         "--out-prefix", str(prefix)])
+    assert (tmp_path / "ws_curves.png").stat().st_size > 10_000
+    assert (tmp_path / "ws_densities.png").stat().st_size > 10_000
+    warm, cold = res["curves"]["rbig"]["nll"], res["curves"]["random"]["nll"]
+    assert warm[0] < cold[0]  # the warm start starts where RBIG ended, far below random
