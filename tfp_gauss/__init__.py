@@ -5,14 +5,18 @@
 - ``fit_rbig``: greedy RBIG into the same structure (no gradients).
 - ``tfp_gauss.keras``: ``GaussianizationFlowModel`` (Keras ``fit``/``evaluate``),
   ``OneCycleCosine``; ``fit_gaussianization_flow``: the one-call trainer.
+- ``export_saved_model``: a TF SavedModel serving log_prob / sample /
+  gaussianize / generate without tfp_gauss.
 """
 
 from tfp_gauss._version import __version__
-from tfp_gauss import bijectors, flows, math
+from tfp_gauss import bijectors, datasets, flows, math
 from tfp_gauss.flows import gaussianization_flow
 from tfp_gauss import keras
 from tfp_gauss.keras import fit_gaussianization_flow
 from tfp_gauss.rbig import fit_rbig
+from tfp_gauss.export import export_saved_model
 
-__all__ = ["__version__", "bijectors", "fit_gaussianization_flow", "fit_rbig", "flows",
+__all__ = ["__version__", "bijectors", "datasets", "export_saved_model",
+           "fit_gaussianization_flow", "fit_rbig", "flows",
            "gaussianization_flow", "keras", "math"]

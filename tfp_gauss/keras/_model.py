@@ -177,6 +177,7 @@ class GaussianizationFlowModel(keras.Model):
                 for p in _PARAMS])
         self.set_flow_values(values)
         self._last_finite = _LastFinite([w for ws in self._flow_weights for w in ws])
+        self.built = True  # every weight exists already: no input-dependent build
         self._sample_fn = None
 
     @staticmethod
