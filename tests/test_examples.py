@@ -37,3 +37,12 @@ def test_rbig_warm_start_example(tmp_path):
     assert (tmp_path / "ws_densities.png").stat().st_size > 10_000
     warm, cold = res["curves"]["rbig"]["nll"], res["curves"]["random"]["nll"]
     assert warm[0] < cold[0]  # the warm start starts where RBIG ended, far below random
+
+
+def test_inversion_strategies_example(tmp_path):
+    out = tmp_path / "inv.png"
+    res = _load("inversion_strategies").main(["--out", str(out), "--targets", "201"])
+    assert out.stat().st_size > 10_000
+    hybrid = res["iterations"]["separated modes"]["bracketed Newton (tfp_gauss)"]
+    assert max(hybrid) < 50  # converges everywhere, also where plain Newton does not
+    assert res["implicit_error"] < 1e-6
