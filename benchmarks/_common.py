@@ -4,6 +4,7 @@ import json
 import os
 import pathlib
 import platform
+import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -50,3 +51,13 @@ def write_result(name, payload, markdown=None):
     if markdown is not None:
         (RESULTS / f"{name}.md").write_text(markdown + "\n")
     return path
+
+
+def report(name, res, markdown_fn, write):
+    """Prints a benchmark's markdown and, if ``write``, saves JSON and markdown."""
+    text = markdown_fn(res)
+    if write:
+        path = write_result(name, res, text)
+        print(f"wrote {path}", file=sys.stderr)
+    print(text)
+    return res

@@ -16,7 +16,8 @@ KernelDensity (bandwidth chosen on validation). Every trained model uses early
 stopping on the validation NLL (best weights restored).
 
 Reported per dataset and model: test mean log-likelihood with its standard
-error, training time, time to draw 10k samples, parameter count.
+error, training time, time to draw 10k samples (TFP models compiled with XLA,
+timed after a first, compiling call), parameter count.
 
     python benchmarks/bench_compare.py [--quick]
 """
@@ -26,6 +27,7 @@ import sys
 import time
 
 import _common
+import bench_training
 import keras
 import numpy as np
 import tensorflow as tf
@@ -99,7 +101,7 @@ def _sample_seconds(sample_fn):
 def fit_rbig(data, cfg):
     flow, secs = _timed(lambda: tfp_gauss.fit_rbig(data["train"], cfg["layers"], cfg["components"],
                                                    random_state=0))
-    sampler = tf.function(lambda: flow.sample(10_000, seed=1))
+    sampler = tf.function(lambda: flow.sample(10_000, seed=1), jit_compile=True)
     n_params = sum(int(np.prod(np.shape(v))) for layer in tfp_gauss.flows.flow_values(flow)
                    for k, v in layer.items() if k != "scales")
     return dict(log_prob=lambda x: flow.log_prob(x).numpy(), train_seconds=secs,
@@ -119,25 +121,10 @@ def fit_flow(data, cfg, init):
                 history=history.history)
 
 
-def _maf(n_dims, hidden, n_layers=4):
-    bijectors = []
-    for i in range(n_layers):
-        made = tfb.AutoregressiveNetwork(
-            params=2, hidden_units=[hidden, hidden], activation="relu",
-            kernel_initializer=tf_keras.initializers.GlorotUniform(seed=i))
-        made.build((None, n_dims))
-        bijectors.append(tfb.MaskedAutoregressiveFlow(shift_and_log_scale_fn=made))
-        if i < n_layers - 1:
-            bijectors.append(tfb.Permute(list(range(n_dims))[::-1]))
-    dist = tfd.TransformedDistribution(tfd.Sample(tfd.Normal(0.0, 1.0), n_dims),
-                                       tfb.Chain(bijectors))
-    return dist, [v for b in bijectors for v in getattr(b, "trainable_variables", ())]
-
-
 def fit_maf(data, cfg):
     d = data["train"].shape[1]
     hidden = min(128, max(32, 4 * d))
-    dist, variables = _maf(d, hidden)
+    dist, variables = bench_training.maf(d, hidden)
     schedule = tf_keras.optimizers.schedules.CosineDecay(1e-3, cfg["steps"])
     opt = tf_keras.optimizers.Adam(schedule, global_clipnorm=1.0)
     train = tf.constant(data["train"])
@@ -169,7 +156,7 @@ def fit_maf(data, cfg):
             w.assign(value)
 
     _, secs = _timed(run)
-    sampler = tf.function(lambda: dist.sample(10_000, seed=1))
+    sampler = tf.function(lambda: dist.sample(10_000, seed=1), jit_compile=True)
     return dict(log_prob=lambda x: dist.log_prob(x).numpy(), train_seconds=secs,
                 sample_seconds=_sample_seconds(sampler),
                 params=int(sum(np.prod(v.shape) for v in variables)), hidden_units=hidden)
@@ -290,11 +277,8 @@ def main(argv=None):
     parser.add_argument("--datasets", nargs="+", choices=DATASETS, default=list(DATASETS))
     args = parser.parse_args(argv)
     res = run(quick=args.quick, names=args.datasets)
-    text = markdown(res)
-    if not args.quick and tuple(args.datasets) == DATASETS:
-        _common.write_result("comparison", res, text)
-    print(text)
-    return res
+    return _common.report("comparison", res, markdown,
+                          write=not args.quick and tuple(args.datasets) == DATASETS)
 
 
 if __name__ == "__main__":

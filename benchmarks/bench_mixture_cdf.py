@@ -9,7 +9,6 @@ most 8x the XLA forward + log-det.
 """
 
 import argparse
-import sys
 
 import _common  # noqa: F401  (sets TF log level first)
 import numpy as np
@@ -95,12 +94,7 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="small sizes, for smoke tests")
     args = parser.parse_args(argv)
     res = run(n=2_000, repeats=1) if args.quick else run()
-    text = markdown(res)
-    if not args.quick:
-        path = _common.write_result("mixture_cdf", res, text)
-        print(f"wrote {path}", file=sys.stderr)
-    print(text)
-    return res
+    return _common.report("mixture_cdf", res, markdown, write=not args.quick)
 
 
 if __name__ == "__main__":

@@ -56,11 +56,7 @@ def main(argv=None):
     res = _example().main(["--steps", str(steps), "--out-prefix", str(prefix)]
                           + (["--layers", "2", "--components", "3"] if args.quick else []))
     res["steps"] = steps
-    text = markdown(res)
-    if not args.quick:
-        _common.write_result("warm_start", res, text)
-    print(text)
-    return res
+    return _common.report("warm_start", res, markdown, write=not args.quick)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Benchmarks run in their --quick mode (smoke test; figures are not asserted)."""
+"""Every benchmark runs in its --quick mode (smoke test; figures are not asserted)."""
 
 import pathlib
 import sys
@@ -7,10 +7,21 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
-def test_mixture_cdf_benchmark_quick():
-    import bench_mixture_cdf
+def test_all_benchmarks_quick():
+    import run_all
 
-    res = bench_mixture_cdf.main(["--quick"])
-    assert set(res["modes"]) == {"eager", "tf.function", "XLA"}
-    assert res["newton_iterations"]["max"] >= 1
-    assert res["round_trip"]["max_rel_error_normal_sample"] < 1e-4
+    timings = run_all.main(["--quick"])
+    assert set(timings) == {"mixture_cdf", "training_throughput", "warm_start", "comparison"}
+
+
+def test_benchmark_report_is_built_from_committed_results(tmp_path, monkeypatch):
+    import run_all
+
+    monkeypatch.setattr(run_all, "HERE", tmp_path)
+    path = run_all.write_report()
+    text = path.read_text()
+    assert text.startswith("# tfp_gauss benchmarks")
+    for name in run_all.BENCHES:
+        result = run_all._common.RESULTS / f"{name}.md"
+        if result.exists():
+            assert result.read_text().splitlines()[0] in text

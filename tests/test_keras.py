@@ -198,3 +198,29 @@ def test_fit_gaussianization_flow_one_call(small_data):
     np.testing.assert_allclose(history.history["learning_rate"],
                                one_cycle_cosine(tf.constant([20, 40, 60]), 60, 3e-3).numpy(),
                                rtol=1e-6)
+
+
+def test_legacy_keras_environment_keeps_working(tmp_path):
+    """With TF_USE_LEGACY_KERAS=1 the model stays Keras 3 and tf_keras optimizers
+    train the TFP-level flow (what the README says)."""
+    import os
+    import subprocess
+    import sys
+
+    script = """
+import numpy as np, tensorflow as tf, keras, tfp_gauss
+assert tf.keras.__name__.startswith("tf_keras")
+x = tfp_gauss.datasets.two_moons()[:256]
+m = tfp_gauss.keras.GaussianizationFlowModel(2, 1, 2, seed=0)
+m.compile(optimizer=keras.optimizers.Adam(1e-2))
+h = m.fit(x, batch_size=128, epochs=2, verbose=0)
+assert h.history["loss"][1] < h.history["loss"][0]
+flow = tfp_gauss.gaussianization_flow(2, 1, 2, seed=0)
+opt = tf.keras.optimizers.Adam(1e-2)
+with tf.GradientTape() as t:
+    loss = -tf.reduce_mean(flow.log_prob(x))
+opt.apply_gradients(zip(t.gradient(loss, flow.trainable_variables), flow.trainable_variables))
+assert float(-tf.reduce_mean(flow.log_prob(x))) < float(loss)
+"""
+    env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="3")
+    subprocess.run([sys.executable, "-c", script], check=True, env=env, cwd=tmp_path)
