@@ -20,12 +20,14 @@ import _common
 
 import bench_compare
 import bench_mixture_cdf
+import bench_rbig
 import bench_training
 import bench_warm_start
 
 HERE = pathlib.Path(__file__).resolve().parent
 BENCHES = {
     "mixture_cdf": bench_mixture_cdf,
+    "rbig": bench_rbig,
     "training_throughput": bench_training,
     "warm_start": bench_warm_start,
     "comparison": bench_compare,

@@ -11,7 +11,8 @@ def test_all_benchmarks_quick():
     import run_all
 
     timings = run_all.main(["--quick"])
-    assert set(timings) == {"mixture_cdf", "training_throughput", "warm_start", "comparison"}
+    assert set(timings) == {"mixture_cdf", "rbig", "training_throughput", "warm_start",
+                            "comparison"}
 
 
 def test_benchmark_report_is_built_from_committed_results(tmp_path, monkeypatch):
