@@ -107,10 +107,10 @@ def export_saved_model(model_or_distribution, path, *, shift=None, scale=None):
     #### Example
 
     ```python
-    import numpy as np, tensorflow as tf, tfp_gauss
+    import tempfile, tensorflow as tf, tfp_gauss
     flow = tfp_gauss.gaussianization_flow(2, n_layers=2, n_components=3, seed=0)
-    tfp_gauss.export_saved_model(flow, "/tmp/flow_sm")
-    served = tf.saved_model.load("/tmp/flow_sm")        # TensorFlow only
+    path = tfp_gauss.export_saved_model(flow, tempfile.mkdtemp() + "/flow")
+    served = tf.saved_model.load(path)                  # TensorFlow only
     lp = served.signatures["log_prob"](x=tf.zeros([4, 2]))["log_prob"]
     xs = served.signatures["sample"](n=tf.constant(5), seed=tf.constant([1, 2]))["x"]
     ```

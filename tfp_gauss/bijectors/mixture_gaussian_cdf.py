@@ -406,9 +406,12 @@ class MixtureGaussianCDF(_composite.CompositeBijector):
         #### Example
 
         ```python
+        import numpy as np
+        from tfp_gauss.bijectors import MixtureGaussianCDF
+
         rng = np.random.default_rng(13)
         x = np.concatenate([rng.normal(-2, .5, 3000), rng.normal(1.5, .8, 3000)])
-        b = MixtureGaussianCDF.from_data(x[:, None], n_components=6)
+        b = MixtureGaussianCDF.from_data(x[:, None], n_components=6)   # [D=1, K=6]
         ```
         """
         x = _validation.check_data(x, name="x")

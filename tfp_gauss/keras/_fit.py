@@ -62,6 +62,17 @@ def fit_gaussianization_flow(x, n_layers=8, n_components=8, steps=3000, batch_si
     Raises:
       ValueError: bad data (shape, NaN/inf rows, empty) or arguments, before
         any training step.
+
+    #### Example
+
+    ```python
+    import tfp_gauss
+
+    x = tfp_gauss.datasets.two_moons()
+    model, history = tfp_gauss.fit_gaussianization_flow(
+        x, n_layers=2, n_components=4, steps=100, init="rbig", verbose=0)
+    print(history.history["loss"][-1], model.evaluate(x, verbose=0))
+    ```
     """
     x = _validation.check_data(x, name="x", dtype=np.dtype(dtype))
     n_dims = x.shape[1]

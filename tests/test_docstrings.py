@@ -1,0 +1,35 @@
+"""The runnable examples in the public docstrings run (doctest-style)."""
+
+import inspect
+
+import pytest
+
+import tfp_gauss
+from tfp_gauss.bijectors import HouseholderRotation, MixtureGaussianCDF
+from tfp_gauss.keras import GaussianizationFlowModel, OneCycleCosine
+
+PUBLIC = {
+    "MixtureGaussianCDF": MixtureGaussianCDF,
+    "MixtureGaussianCDF.from_data": MixtureGaussianCDF.from_data,
+    "HouseholderRotation": HouseholderRotation,
+    "gaussianization_flow": tfp_gauss.gaussianization_flow,
+    "fit_rbig": tfp_gauss.fit_rbig,
+    "GaussianizationFlowModel": GaussianizationFlowModel,
+    "OneCycleCosine": OneCycleCosine,
+    "fit_gaussianization_flow": tfp_gauss.fit_gaussianization_flow,
+    "export_saved_model": tfp_gauss.export_saved_model,
+}
+
+
+def _examples(obj):
+    doc = inspect.getdoc(obj) or ""
+    return [block.split("```")[0] for block in doc.split("```python")[1:]]
+
+
+@pytest.mark.parametrize("name", sorted(PUBLIC))
+def test_docstring_example_runs(name):
+    blocks = _examples(PUBLIC[name])
+    assert blocks, f"{name} has no runnable example in its docstring"
+    namespace = {"np": __import__("numpy")}
+    for code in blocks:
+        exec(compile(code, f"<docstring of {name}>", "exec"), namespace)  # noqa: S102
