@@ -72,6 +72,43 @@ def test_newton_converges_in_few_iterations():
     _, iters = root_finding.bracketed_newton(
         mgc.mixture_cdf_transform, z, lower, upper, initial, (logits, locs, scales), x_scale=scale)
     assert iters.numpy().mean() < 6 and iters.numpy().max() <= 20
+    # The Hermite table start (used for many elements per dimension) leaves
+    # most elements converged after the first step.
+    lower, upper, initial, scale, options = mgc._inverse_start(z, logits, locs, scales)
+    gather = options["gather_params"]
+    x, grid_iters = root_finding.bracketed_newton(
+        mgc.mixture_cdf_transform, z, lower, upper, initial, (logits, locs, scales),
+        x_scale=scale, gather_params=lambda i: gather(i, logits, locs, scales))
+    assert grid_iters.numpy().mean() < 1.5 < iters.numpy().mean()
+    assert rel_err(b.forward(x.numpy()).numpy(), z.numpy()).max() <= 1e-5
+
+
+@pytest.mark.parametrize("n", [1, 200, 4 * mgc._GRID_SIZE * 3 + 5])
+def test_both_inverse_starts_give_the_same_root(n):
+    # Few elements per dimension take the anchor-table start, many the
+    # Hermite-table start; a sample split into single rows takes the former.
+    b, _ = _bijector(1, np.float64, d=3)
+    z = np.random.default_rng(n).normal(0.0, 3.0, (n, 3))
+    whole = b.inverse(z).numpy()
+    rows = np.concatenate([b.inverse(z[i:i + 1]).numpy() for i in range(min(n, 40))])
+    np.testing.assert_allclose(rows, whole[:len(rows)], rtol=1e-12, atol=1e-12)
+    assert rel_err(b.forward(whole).numpy(), z).max() <= 1e-9
+
+
+def test_inverse_compiles_with_unknown_sample_size():
+    # As served by a SavedModel's `sample(n)`: the working-set size is dynamic.
+    b, _ = _bijector(2, np.float32, d=3)
+    z = np.random.default_rng(0).standard_normal((3000, 3)).astype(np.float32)
+    expected = b.inverse(z).numpy()
+    spec = tf.TensorSpec([None, 3], tf.float32)
+    for jit in (False, True):
+        inverse = tf.function(b.inverse, input_signature=[spec], jit_compile=jit)
+        x = inverse(z).numpy()
+        # float32 roots agree to the solver's tolerance (~eps * scale) ...
+        np.testing.assert_allclose(x, expected, rtol=1e-5, atol=1e-5)
+        # ... and map back to z.
+        assert rel_err(b.forward(x).numpy(), z).max() <= 1e-5
+        assert inverse(z[:0]).shape == (0, 3)
 
 
 def _fd_gradient(f, variable, h=1e-6):

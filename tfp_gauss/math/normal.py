@@ -48,12 +48,8 @@ _ERFCX_CHEBYSHEV = (
     5.0681e-17, -2.237e-18, -2.187e-18, 2.7e-20, 9.7e-20, 3e-21, -4e-21)
 
 
-@tf.custom_gradient
-def erfcx_nonnegative(x):
-    """``exp(x^2) erfc(x)`` for ``x >= 0`` (including ``+inf``).
-
-    The derivative ``erfcx'(x) = 2 x erfcx(x) - 2 / sqrt(pi)`` reuses the value.
-    """
+def _erfcx_nonnegative_value(x):
+    """``exp(x^2) erfc(x)`` for ``x >= 0`` (including ``+inf``), plain ops."""
     dtype = x.dtype.as_numpy_dtype
     finite_x = tf.where(tf.math.is_finite(x), x, dtype(1.0))
     y = (finite_x - dtype(3.75)) / (finite_x + dtype(3.75))
@@ -67,33 +63,49 @@ def erfcx_nonnegative(x):
     for c in _ERFCX_CHEBYSHEV[n_terms - 1:0:-1]:
         b1, b2 = two_y * b1 - b2 + dtype(c), b1
     value = (y * b1 - b2 + dtype(_ERFCX_CHEBYSHEV[0])) / (dtype(1.0) + dtype(2.0) * finite_x)
-    value = tf.where(tf.equal(x, np.inf), dtype(0.0), value)
+    return tf.where(tf.equal(x, np.inf), dtype(0.0), value)
+
+
+@tf.custom_gradient
+def erfcx_nonnegative(x):
+    """``exp(x^2) erfc(x)`` for ``x >= 0`` (including ``+inf``).
+
+    The derivative ``erfcx'(x) = 2 x erfcx(x) - 2 / sqrt(pi)`` reuses the value.
+    """
+    value = _erfcx_nonnegative_value(x)
 
     def grad(dy):
+        dtype = x.dtype.as_numpy_dtype
+        finite_x = tf.where(tf.math.is_finite(x), x, dtype(1.0))
         return dy * (dtype(2.0) * finite_x * value - dtype(2.0 / np.sqrt(np.pi)))
 
     return value, grad
 
 
-def log_ndtr_lower(t):
+def log_ndtr_lower(t, custom_gradient=True):
     """``(log Phi(t), log h(t))`` for ``t <= 0``, with ``h = phi / Phi``.
 
     Args:
       t: float tensor, every element ``<= 0`` (not checked; positive values give
         garbage).
+      custom_gradient: ``False`` builds plain ops only (autodiff then goes
+        through the series), for callers that do not differentiate the
+        result (a root-find loop, or the inside of another custom gradient):
+        no custom-gradient op to trace and save.
 
     Returns:
       A pair of tensors shaped like ``t``: ``log Phi(t)`` and the log hazard
       ``log(phi(t) / Phi(t))``.
     """
     dtype = t.dtype.as_numpy_dtype
-    log_erfcx = tf.math.log(erfcx_nonnegative(-t * dtype(_INV_SQRT2)))
+    erfcx = erfcx_nonnegative if custom_gradient else _erfcx_nonnegative_value
+    log_erfcx = tf.math.log(erfcx(-t * dtype(_INV_SQRT2)))
     log_phi_cdf = -0.5 * tf.square(t) + log_erfcx - dtype(_LOG_2)
     log_hazard = dtype(_HALF_LOG_2_OVER_PI) - log_erfcx
     return log_phi_cdf, log_hazard
 
 
-def log_ndtr_pair(u):
+def log_ndtr_pair(u, custom_gradient=True):
     """Log CDF, log survival and both log hazards of the standard normal.
 
     Only the tail that lies below zero is evaluated by ``erfcx``; the other
@@ -102,6 +114,7 @@ def log_ndtr_pair(u):
 
     Args:
       u: float tensor of any shape.
+      custom_gradient: as for ``log_ndtr_lower``.
 
     Returns:
       ``(log Phi(u), log Phi(-u), log h(u), log h(-u))``, each shaped like
@@ -111,7 +124,7 @@ def log_ndtr_pair(u):
     neg = u <= 0
     # `where` rather than `-abs(u)`: the gradient of abs is 0 at u = 0.
     a = tf.where(neg, u, -u)
-    log_cdf_a, log_hazard_a = log_ndtr_lower(a)
+    log_cdf_a, log_hazard_a = log_ndtr_lower(a, custom_gradient)
     log_cdf_b = tf.math.log1p(-tf.exp(log_cdf_a))
     log_hazard_b = -0.5 * tf.square(a) - dtype(_HALF_LOG_2PI) - log_cdf_b
     log_cdf = tf.where(neg, log_cdf_a, log_cdf_b)
@@ -188,14 +201,14 @@ def _ndtri_exp_start(y):
     return tf.where(central, t_central, tf.where(in_range, t_tail, t_asymptotic))
 
 
-def _ndtri_exp_lower_value(y):
-    """Solves ``log Phi(t) = y`` for ``t <= 0`` (``y <= log 1/2``), no gradient."""
+def ndtri_exp_lower_value(y):
+    """``ndtri_exp_lower`` built from plain ops, for callers that never differentiate it."""
     np_dtype = y.dtype.as_numpy_dtype
     t = _ndtri_exp_start(y)
     # One Newton step on log Phi(t) - y, whose slope is the hazard h(t): the
     # residual is computed in log space, so the polish is accurate wherever
     # the start was, and the error after it is quadratic in the start's.
-    log_cdf, log_hazard = log_ndtr_lower(t)
+    log_cdf, log_hazard = log_ndtr_lower(t, custom_gradient=False)
     t = tf.minimum(t - (log_cdf - y) * tf.exp(-log_hazard), np_dtype(0.0))
     return tf.where(tf.equal(y, -np.inf), np_dtype(-np.inf), t)
 
@@ -215,10 +228,10 @@ def ndtri_exp_lower(y):
     Returns:
       ``t <= 0`` shaped like ``y``.
     """
-    t = _ndtri_exp_lower_value(y)
+    t = ndtri_exp_lower_value(y)
 
     def grad(dt):
-        _, log_hazard = log_ndtr_lower(t)
+        _, log_hazard = log_ndtr_lower(t, custom_gradient=False)
         return dt * tf.exp(-log_hazard)
 
     return t, grad
