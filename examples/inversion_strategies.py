@@ -7,7 +7,10 @@ grid of 2001 targets z in [-8, 8] (float64):
 1. iterations to tolerance (|x - x*| <= 1e-10 (1 + |x*|)) of plain bisection in
    the bracket [min_k(mu_k + sigma_k z), max_k(mu_k + sigma_k z)], plain Newton
    from the moment-matched Gaussian start, and tfp_gauss's bracketed,
-   safeguarded Newton (with its anchor-table start);
+   safeguarded Newton started from its table of T at mu_k + {-2, 0, 2} sigma_k
+   (used for a few elements per dimension) or from a cubic Hermite table of
+   the inverse at 64 nodes (used for many: the table costs 64 solves per
+   dimension);
 2. the gradient dx/dtheta: tfp_gauss's implicit-function gradient against
    central finite differences, and against autodiff through an unrolled loop of
    n Newton steps, which is only right once the loop has converged (and costs
@@ -103,11 +106,15 @@ def main(argv=None):
         x_star = marginal.inverse(z).numpy()
         lower, upper, initial, scale = mgc._inverse_bracket(z, *p)
         _, hybrid_iters = root_finding.bracketed_newton(
-            mgc.mixture_cdf_transform, z, lower, upper, initial, p, x_scale=scale)
+            mgc.mixture_cdf_value, z, lower, upper, initial, p, x_scale=scale)
+        lower, upper, initial, scale, _ = mgc._inverse_start(z, *p, use_grid=True)
+        _, table_iters = root_finding.bracketed_newton(
+            mgc.mixture_cdf_value, z, lower, upper, initial, p, x_scale=scale)
         results[label] = {
             "bisection": iterations_to_tolerance(bisection_path(p, z), x_star),
             "Newton (no safeguard)": iterations_to_tolerance(newton_path(p, z), x_star),
-            "bracketed Newton (tfp_gauss)": hybrid_iters.numpy().ravel(),
+            "bracketed Newton, anchor start": hybrid_iters.numpy().ravel(),
+            "bracketed Newton, Hermite-table start": table_iters.numpy().ravel(),
         }
         for name, it in results[label].items():
             done = it < MAX_ITERS

@@ -3,6 +3,8 @@
 import importlib.util
 import pathlib
 
+import numpy as np
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
@@ -43,6 +45,10 @@ def test_inversion_strategies_example(tmp_path):
     out = tmp_path / "inv.png"
     res = _load("inversion_strategies").main(["--out", str(out), "--targets", "201"])
     assert out.stat().st_size > 10_000
-    hybrid = res["iterations"]["separated modes"]["bracketed Newton (tfp_gauss)"]
-    assert max(hybrid) < 50  # converges everywhere, also where plain Newton does not
+    for start in ("anchor start", "Hermite-table start"):
+        hybrid = res["iterations"]["separated modes"][f"bracketed Newton, {start}"]
+        assert max(hybrid) < 50  # converges everywhere, also where plain Newton does not
+    table = res["iterations"]["reference bimodal"]["bracketed Newton, Hermite-table start"]
+    anchor = res["iterations"]["reference bimodal"]["bracketed Newton, anchor start"]
+    assert np.mean(table) < np.mean(anchor)
     assert res["implicit_error"] < 1e-6

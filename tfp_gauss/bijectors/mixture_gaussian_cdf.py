@@ -263,15 +263,16 @@ def _grid_start(z, member, logits, locs, scales):
     return tf.where((s < 0) | (s > 1), beyond, hermite)
 
 
-def _inverse_start(z, logits, locs, scales):
+def _inverse_start(z, logits, locs, scales, use_grid=None):
     """Bracket, start and solver options for ``MixtureGaussianCDF._inverse``.
 
     With many elements per batch member (at least ``4 * _GRID_SIZE``, or an
     unknown count, as when serving ``sample(n)``) the start comes from the
     Hermite table of ``_grid_start``, otherwise from the anchor table of
-    ``_inverse_bracket``. The root-find streams the elements through a
-    working set (``gather_params`` gives each element's parameters), so the
-    few slow elements do not make every element pay for their iterations.
+    ``_inverse_bracket`` (``use_grid`` overrides the choice). The root-find
+    streams the elements through a working set (``gather_params`` gives each
+    element's parameters), so the few slow elements do not make every
+    element pay for their iterations.
     """
     k = tf.shape(locs)[-1]
     batch_shape = tf.shape(locs[..., 0] + scales[..., 0] + logits[..., 0])
@@ -290,8 +291,9 @@ def _inverse_start(z, logits, locs, scales):
         static_batch = tf.broadcast_static_shape(static_batch, tf.TensorShape(p.shape)[:-1])
     static_members = static_batch.num_elements()
     static_size = tf.TensorShape(z.shape).num_elements()
-    use_grid = static_members is not None and (
-        static_size is None or static_size >= 4 * _GRID_SIZE * static_members)
+    if use_grid is None:
+        use_grid = static_members is not None and (
+            static_size is None or static_size >= 4 * _GRID_SIZE * static_members)
     if use_grid:
         lower, upper, x_scale = _mixture_bracket(z, locs, scales)
         grid = _grid_start(z, member, *flat)
