@@ -268,7 +268,36 @@ def markdown(res):
             true = next(iter(models.values()))["true_test_log_lik"]
             lines.append(f"\nTrue density's test log-lik: {true:.3f}.")
         lines.append("")
+    lines += targets(res)
     return "\n".join(lines)
+
+
+OURS = ("tfp_gauss RBIG", "tfp_gauss flow (random init)", "tfp_gauss flow (RBIG warm start)")
+
+
+def targets(res):
+    """The issue's targets, each marked met or NOT met from the results."""
+    lines = ["**Targets**", ""]
+    for name, ds in res["datasets"].items():
+        models = ds["models"]
+        best = max(models, key=lambda m: models[m]["test_log_lik"])
+        ours = max(OURS, key=lambda m: models[m]["test_log_lik"])
+        lines.append(f"- Best test log-likelihood on {name}: "
+                     + ("met" if best in OURS else "NOT met")
+                     + f" (best: {best}, {models[best]['test_log_lik']:.3f}; best tfp_gauss: "
+                     f"{ours}, {models[ours]['test_log_lik']:.3f}).")
+        if any("kl_to_truth" in r for r in models.values()):
+            kl = min(models[m]["kl_to_truth"] for m in OURS)
+            lines.append(f"- KL(p‖q) <= 0.01 nats on {name}: {'met' if kl <= 0.01 else 'NOT met'}"
+                         f" (best tfp_gauss {kl:.4f}).")
+        if ds["n_dims"] >= 64 and "TFP MAF" in models:
+            maf = models["TFP MAF"]["sample_seconds"]
+            slowest = max(models[m]["sample_seconds"] for m in OURS)
+            lines.append(f"- 10k samples at D={ds['n_dims']} at least as fast as MAF: "
+                         f"{'met' if slowest <= maf else 'NOT met'} (tfp_gauss "
+                         f"{min(models[m]['sample_seconds'] for m in OURS):.2f}-{slowest:.2f} s, "
+                         f"MAF {maf:.2f} s: {maf / slowest:.2f}x MAF's speed or better).")
+    return lines + [""]
 
 
 def main(argv=None):

@@ -58,13 +58,9 @@ def run(n=100_000, d=10, k=8, repeats=5):
         # the start the bijector uses here (the Hermite table of the inverse).
         def solve():
             lower, upper, initial, x_scale, *options = start(z, *params)
-            options = dict(options[0]) if options else {}
-            if options:
-                gather = options["gather_params"]
-                options["gather_params"] = lambda i: gather(i, *params)
             return root_finding.bracketed_newton(
                 mgc.mixture_cdf_transform, z, lower, upper, initial, params,
-                x_scale=x_scale, **options)[1]
+                x_scale=x_scale, **(options[0] if options else {}))[1]
         return tf.function(solve, jit_compile=True)().numpy()
 
     iters = iterations(mgc._inverse_start)

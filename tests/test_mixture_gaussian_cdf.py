@@ -75,10 +75,9 @@ def test_newton_converges_in_few_iterations():
     # The Hermite table start (used for many elements per dimension) leaves
     # most elements converged after the first step.
     lower, upper, initial, scale, options = mgc._inverse_start(z, logits, locs, scales)
-    gather = options["gather_params"]
     x, grid_iters = root_finding.bracketed_newton(
         mgc.mixture_cdf_transform, z, lower, upper, initial, (logits, locs, scales),
-        x_scale=scale, gather_params=lambda i: gather(i, logits, locs, scales))
+        x_scale=scale, **options)
     assert grid_iters.numpy().mean() < 1.5 < iters.numpy().mean()
     assert rel_err(b.forward(x.numpy()).numpy(), z.numpy()).max() <= 1e-5
 

@@ -281,8 +281,7 @@ def _inverse_start(z, logits, locs, scales, use_grid=None):
     n_members = tf.reduce_prod(batch_shape)
     member = tf.broadcast_to(tf.reshape(tf.range(n_members), batch_shape), tf.shape(z))
 
-    def gather_params(indices, logits, locs, scales):
-        del logits, locs, scales  # the flat copies above are the same tensors
+    def gather_params(indices):
         rows = tf.gather(tf.reshape(member, [-1]), indices)
         return tuple(tf.gather(p, rows) for p in flat)
 
@@ -327,7 +326,11 @@ class MixtureGaussianCDF(_composite.CompositeBijector):
     implementation plateaus near `|z| = 4.9`). The inverse solves `T(x) = z`
     by Newton's method safeguarded by bisection inside the bracket
     `[min_k(mu_k + sigma_k z), max_k(mu_k + sigma_k z)]`, in a bounded
-    `tf.while_loop` (XLA compatible). Its gradient, with respect to `z` and to
+    `tf.while_loop` (XLA compatible). For many elements per dimension it
+    starts from a cubic Hermite table of the inverse (64 nodes per dimension,
+    most elements then converge after one step) and, in graphs, streams the
+    elements through a working set, so the few slow ones do not cost a pass
+    over the whole batch per iteration. Its gradient, with respect to `z` and to
     every parameter, comes from the implicit-function theorem
     ($dx/dz = 1/T'(x)$, $dx/d\theta = -\partial_\theta T / T'$) through
     `tf.custom_gradient`; the loop itself is never differentiated.

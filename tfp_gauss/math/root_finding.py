@@ -234,8 +234,7 @@ def invert_increasing(fn, y, params, bracket_fn, max_iterations=100, solve_fn=No
         so that their gradient flows through the read).
       bracket_fn: ``bracket_fn(y, *params) -> (lower, upper, initial, x_scale)``,
         optionally followed by a dict of keyword arguments for
-        ``bracketed_newton`` (e.g. ``gather_params``, which then takes
-        ``(flat_indices, *params)``).
+        ``bracketed_newton`` (e.g. ``gather_params``).
       max_iterations: Python int, cap on the Newton/bisection iterations.
       solve_fn: the same map for the loop, where it is never differentiated
         (e.g. without custom-gradient ops, which cost tracing and SavedModel
@@ -251,10 +250,7 @@ def invert_increasing(fn, y, params, bracket_fn, max_iterations=100, solve_fn=No
     @tf.custom_gradient
     def _inverse(y, *params):
         lower, upper, initial, x_scale, *options = bracket_fn(y, *params)
-        options = dict(options[0]) if options else {}
-        if options.get("gather_params") is not None:
-            gather = options["gather_params"]
-            options["gather_params"] = lambda indices: gather(indices, *params)
+        options = options[0] if options else {}
         x, _ = bracketed_newton(solve_fn or fn, y, lower, upper, initial, params,
                                 max_iterations=max_iterations, x_scale=x_scale, **options)
 
