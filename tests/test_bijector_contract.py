@@ -59,13 +59,23 @@ def test_log_det_matches_autodiff_jacobian(name, dtype):
 @cases
 @dtypes
 def test_tails_stay_finite(name, dtype):
-    case, b, _ = _build(name, dtype)
+    case, b, params = _build(name, dtype, variables=True)
     x = tf.constant(case.tails(dtype))
-    y = b.forward(x)
-    ld = b.forward_log_det_jacobian(x, event_ndims=case.event_ndims)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        y = b.forward(x)
+        ld = b.forward_log_det_jacobian(x, event_ndims=case.event_ndims)
+        y_back = tf.constant(y.numpy())
+        tape.watch(y_back)
+        x2 = b.inverse(y_back)
     assert np.isfinite(y.numpy()).all() and np.isfinite(ld.numpy()).all()
-    x2 = b.inverse(tf.constant(y.numpy()))
     assert np.isfinite(x2.numpy()).all()
+    # ... and so are the gradients, of both directions, there.
+    variables = list(params.values())
+    for out, wrt in ((tf.reduce_sum(y) + tf.reduce_sum(ld), [x] + variables),
+                     (tf.reduce_sum(x2), [y_back] + variables)):
+        for g in tape.gradient(out, wrt, unconnected_gradients=tf.UnconnectedGradients.ZERO):
+            assert np.isfinite(tf.convert_to_tensor(g).numpy()).all()
 
 
 def _everything(b, x, variables):

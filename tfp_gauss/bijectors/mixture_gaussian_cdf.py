@@ -76,19 +76,19 @@ def mixture_cdf_transform(x, logits, locs, scales):
     z, log_det, parts = _transform_parts(x, logits, locs, scales)
     x_shape, param_shapes = tf.shape(x), [tf.shape(p) for p in (logits, locs, scales)]
     axis, expand, u, scales = parts["axis"], parts["expand"], parts["u"], parts["scales"]
-    log_rho, log_f_over_tail = parts["log_rho"], parts["log_f_over_tail"]
+    q, f_over_tail = parts["q"], tf.exp(parts["log_f_over_tail"])
 
     def grad(dz, dlog_det):
         sign = 2.0 * tf.cast(parts["lower_k"], u.dtype) - 1.0  # s = +1 lower half, -1 upper
         a = (dz + dlog_det * z) * tf.exp(-parts["log_hazard_zeta"])
         a_k, dld_k = expand(a), expand(dlog_det)
-        rho = tf.exp(log_rho)
-        q_over_scale = tf.exp(log_rho - expand(log_f_over_tail)) / scales
+        q_over_scale = q / scales
         w = tf.exp(parts["log_w"])
-        g_locs = dld_k * q_over_scale * u - a_k * rho
+        # rho_k = q_k f / P, so a_k rho_k = q_k (a f / P).
+        g_locs = q_over_scale * (dld_k * u) - q * expand(a * f_over_tail)
         g_scales = u * g_locs - dld_k * q_over_scale
-        g_logits = a_k * sign * (tf.exp(parts["log_r"]) - w) + dld_k * (q_over_scale * scales - w)
-        g_x = a * tf.exp(log_f_over_tail) - dlog_det * tf.reduce_sum(q_over_scale * u, axis=axis)
+        g_logits = a_k * sign * (parts["r"] - w) + dld_k * (q - w)
+        g_x = a * f_over_tail - dlog_det * tf.reduce_sum(q_over_scale * u, axis=axis)
         g_params = [g_logits, g_locs, g_scales]
         if parts["component_major"]:
             g_params = [tf.linalg.matrix_transpose(g) for g in g_params]
@@ -119,8 +119,11 @@ def _transform_parts(x, logits, locs, scales):
     u = (expand(x) - locs) / scales
     log_cdf, log_sf, log_hazard, log_hazard_neg = normal.log_ndtr_pair(u, custom_gradient=False)
     log_w = tf.math.log_softmax(logits, axis=axis)
-    log_lower = tf.reduce_logsumexp(log_w + log_cdf, axis=axis)
-    log_upper = tf.reduce_logsumexp(log_w + log_sf, axis=axis)
+    # Each log-sum-exp keeps its normalised terms: for the chosen tail they
+    # are the CDF responsibilities r_k, for log f/P the density ones q_k, so
+    # the gradient needs no further exponential per component.
+    log_lower, r_lower = _log_sum_exp(log_w + log_cdf, axis)
+    log_upper, r_upper = _log_sum_exp(log_w + log_sf, axis)
     lower = log_lower <= log_upper
     log_tail = tf.where(lower, log_lower, log_upper)
     zeta = normal.ndtri_exp_lower_value(log_tail)
@@ -128,13 +131,23 @@ def _transform_parts(x, logits, locs, scales):
     lower_k = expand(lower)
     log_r = log_w + tf.where(lower_k, log_cdf, log_sf) - expand(log_tail)
     log_rho = log_r + tf.where(lower_k, log_hazard, log_hazard_neg) - tf.math.log(scales)
-    log_f_over_tail = tf.reduce_logsumexp(log_rho, axis=axis)
+    log_f_over_tail, q = _log_sum_exp(log_rho, axis)
     _, log_hazard_zeta = normal.log_ndtr_lower(zeta, custom_gradient=False)
     log_det = log_f_over_tail - log_hazard_zeta
     parts = dict(component_major=component_major, axis=axis, expand=expand, u=u, scales=scales,
-                 log_w=log_w, lower_k=lower_k, log_r=log_r, log_rho=log_rho,
+                 log_w=log_w, lower_k=lower_k, r=tf.where(lower_k, r_lower, r_upper), q=q,
                  log_f_over_tail=log_f_over_tail, log_hazard_zeta=log_hazard_zeta)
     return z, log_det, parts
+
+
+def _log_sum_exp(terms, axis):
+    """``log sum_k exp(terms_k)`` and the normalised terms ``exp(terms_k - lse)``."""
+    peak = tf.reduce_max(terms, axis=axis, keepdims=True)
+    peak = tf.stop_gradient(tf.where(tf.math.is_finite(peak), peak, tf.zeros_like(peak)))
+    shifted = tf.exp(terms - peak)
+    total = tf.reduce_sum(shifted, axis=axis, keepdims=True)
+    lse = tf.squeeze(peak + tf.math.log(total), axis)
+    return lse, shifted / total
 
 
 def mixture_cdf_value(x, logits, locs, scales):
