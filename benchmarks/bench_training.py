@@ -6,7 +6,8 @@ components. Each model is trained by the same harness (Adam with global-norm
 clipping 1.0, one gradient step per batch) eagerly, in ``tf.function`` and
 compiled with XLA; the peer is a stack of 4 MAF layers (with reversing
 permutations) whose MADE hidden width is chosen to match our parameter count.
-Both are timed in the same run; the report gives samples/s and the ratio.
+Both are timed in the same run (median of three windows of at least 1 s
+after compilation); the report gives samples/s and the ratio.
 
     python benchmarks/bench_training.py [--quick]
 """
@@ -74,8 +75,13 @@ def matched_maf(n_dims, target_params):
     return best
 
 
-def throughput(dist, variables, x, batch, mode, steps):
-    """Training samples per second of ``dist`` on ``x`` in a given mode."""
+def throughput(dist, variables, x, batch, mode, min_seconds, windows=3):
+    """Training samples per second of ``dist`` on ``x`` in a given mode.
+
+    After a compiling call and a warm-up step, steps run in ``windows``
+    windows of at least ``min_seconds`` each; the median window rate is
+    reported (short windows make fast models' rates noisy).
+    """
     opt = tf_keras.optimizers.Adam(1e-3, global_clipnorm=1.0)
     data = tf.constant(x)
 
@@ -90,18 +96,26 @@ def throughput(dist, variables, x, batch, mode, steps):
     elif mode == "XLA":
         step = tf.function(step, jit_compile=True)
     rng = np.random.default_rng(0)
-    batches = [tf.constant(rng.integers(0, len(x), batch)) for _ in range(steps + 2)]
+    batches = [tf.constant(rng.integers(0, len(x), batch)) for _ in range(32)]
     start = time.perf_counter()
     step(batches[0]).numpy()  # trace / compile
     compile_s = time.perf_counter() - start
     step(batches[1]).numpy()
-    start = time.perf_counter()
-    for b in batches[2:]:
-        loss = step(b)
-    loss.numpy()
-    seconds = time.perf_counter() - start
-    return dict(samples_per_s=batch * steps / seconds, first_call_s=compile_s,
-                final_loss=float(loss))
+    rates, steps = [], 0
+    for _ in range(windows):
+        n, start = 0, time.perf_counter()
+        while True:
+            loss = step(batches[n % len(batches)])
+            n += 1
+            if n % 5 == 0 or mode == "eager":
+                loss.numpy()
+                elapsed = time.perf_counter() - start
+                if elapsed >= min_seconds:
+                    break
+        rates.append(batch * n / elapsed)
+        steps += n
+    return dict(samples_per_s=float(np.median(rates)), window_rates=rates, steps=steps,
+                first_call_s=compile_s, final_loss=float(loss))
 
 
 def run(quick=False):
@@ -117,12 +131,13 @@ def run(quick=False):
         flow = tfp_gauss.gaussianization_flow(d, 2 if quick else 8, 2 if quick else 8, seed=0)
         ours_params = n_params(flow.trainable_variables)
         peer, peer_vars, peer_params, hidden = matched_maf(d, ours_params)
-        steps = {"eager": 2 if quick else 5, "tf.function": 2 if quick else 30,
-                 "XLA": 2 if quick else 60}
+        min_seconds = 0.01 if quick else 1.0
         rows = {}
-        for mode, n in steps.items():
-            ours = throughput(flow, flow.trainable_variables, x, batch, mode, n)
-            theirs = throughput(peer, peer_vars, x, batch, mode, n)
+        for mode in ("eager", "tf.function", "XLA"):
+            ours = throughput(flow, flow.trainable_variables, x, batch, mode, min_seconds,
+                              windows=1 if quick else 3)
+            theirs = throughput(peer, peer_vars, x, batch, mode, min_seconds,
+                                windows=1 if quick else 3)
             rows[mode] = dict(tfp_gauss=ours, maf=theirs,
                               ratio=ours["samples_per_s"] / theirs["samples_per_s"])
             print(f"{name} {mode}: ours {ours['samples_per_s']:.0f}/s, MAF "
