@@ -49,7 +49,53 @@ def test_float32_tails_finite_monotone_and_unclipped():
     assert z[0].max() < -1000 and z[-1].min() > 1000
     z_ref, ld_ref = mixture_reference(x[::1000], *params)
     assert rel_err(z[::1000], z_ref).max() <= 1e-5
-    assert rel_err(ld[::1000], ld_ref).max() <= 1e-4
+    assert rel_err(ld[::1000], ld_ref).max() <= 1e-5
+
+
+@pytest.mark.parametrize("dtype,light,tol", [(np.float32, 1e-20, 1e-5), (np.float64, 1e-200, 1e-9)],
+                         ids=["float32", "float64"])
+def test_a_light_far_component_rules_the_far_tail(dtype, light, tol):
+    # A wide component of tiny weight far to the right: beyond x ~ 60 it
+    # carries nearly all of 1 - F and of f, which then lie far below the
+    # other components' (underflowed) terms; the result must still follow the
+    # float64 log-space reference.
+    logits, locs, scales = random_mixture(np.random.default_rng(5), 1, 4, dtype)
+    params = (np.concatenate([logits, [[np.log(light) + logits.max()]]], 1).astype(dtype),
+              np.concatenate([locs, [[40.0]]], 1).astype(dtype),
+              np.concatenate([scales, [[5.0]]], 1).astype(dtype))
+    x = np.linspace(-60, 150, 4201)[:, None].astype(dtype)
+    b = MixtureGaussianCDF(*params)
+    z, ld = b.forward(x).numpy(), b.forward_log_det_jacobian(x).numpy()
+    z_ref, ld_ref = mixture_reference(x, *params)
+    assert np.all(np.diff(z, axis=0) > 0)
+    assert rel_err(z, z_ref).max() <= tol
+    assert rel_err(ld, ld_ref).max() <= tol
+    # Without the light component the far tail is very different.
+    z_without = MixtureGaussianCDF(*(p[:, :4] for p in params)).forward(x).numpy()
+    assert np.abs(z_without - z).max() > 1.0
+
+
+@pytest.mark.parametrize("dtype,negligible", [(np.float32, 1e-33), (np.float64, 1e-305)],
+                         ids=["float32", "float64"])
+def test_components_below_the_weight_floor_count_as_absent(dtype, negligible):
+    # Relative weights below 1e-30 (float32) / 1e-300 (float64) are dropped,
+    # consistently in F, 1 - F and f: the map is that of the other
+    # components, finite and increasing, and the dropped logit gets no gradient.
+    logits, locs, scales = random_mixture(np.random.default_rng(6), 1, 4, dtype)
+    params = [tf.constant(np.concatenate([a, [[v]]], 1).astype(dtype)) for a, v in
+              ((logits, np.log(negligible) + logits.max()), (locs, 40.0), (scales, 5.0))]
+    x = tf.constant(np.linspace(-200, 200, 4001)[:, None].astype(dtype))
+    with tf.GradientTape() as tape:
+        tape.watch(params)
+        z, ld = mgc.mixture_cdf_transform(x, *params)
+        loss = tf.reduce_sum(z) + tf.reduce_sum(ld)
+    grads = tape.gradient(loss, params)
+    z_ref, ld_ref = mgc.mixture_cdf_transform(x, *(p[:, :4] for p in params))
+    np.testing.assert_allclose(z.numpy(), z_ref.numpy(), rtol=0, atol=0)
+    np.testing.assert_allclose(ld.numpy(), ld_ref.numpy(), rtol=0, atol=0)
+    assert np.all(np.diff(z.numpy(), axis=0) > 0) and np.isfinite(ld.numpy()).all()
+    assert all(np.isfinite(g.numpy()).all() for g in grads)
+    assert grads[0].numpy()[0, 4] == 0.0
 
 
 @pytest.mark.parametrize("seed", SEEDS)

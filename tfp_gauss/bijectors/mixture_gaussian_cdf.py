@@ -18,6 +18,9 @@ tfb = tfp.bijectors
 
 __all__ = ["MixtureGaussianCDF"]
 
+_INV_SQRT2 = 1.0 / np.sqrt(2.0)
+_HALF_LOG_2PI = 0.5 * np.log(2.0 * np.pi)
+
 
 def _sum_to_shape(grad, shape):
     """Sums a broadcast gradient back to an input's ``shape``."""
@@ -27,32 +30,41 @@ def _sum_to_shape(grad, shape):
 
 @tf.custom_gradient
 def mixture_cdf_transform(x, logits, locs, scales):
-    """``z = Phi^{-1}(F(x))`` and ``log dz/dx``, both in log space.
+    """``z = Phi^{-1}(F(x))`` and ``log dz/dx``, accurate far into both tails.
 
     With ``u_k = (x - mu_k) / sigma_k`` and ``w = softmax(logits)``:
 
-      log F(x)     = logsumexp_k(log w_k + log Phi(u_k))
-      log(1 - F)   = logsumexp_k(log w_k + log Phi(-u_k)).
+      F(x)     = sum_k w_k Phi(u_k),
+      1 - F(x) = sum_k w_k Phi(-u_k).
 
-    Let ``s = +1`` where ``log F <= log(1 - F)`` (the lower half) and ``-1``
-    elsewhere, and ``tail = min(log F, log(1 - F)) = log Phi(s z)``. Then
-    ``z = s * Phi^{-1}(exp(tail))`` takes the inverse from the smaller tail, so
+    Let ``s = +1`` where ``F <= 1 - F`` (the lower half) and ``-1``
+    elsewhere, and ``P = min(F, 1 - F) = Phi(s z)``. Then
+    ``z = s * Phi^{-1}(P)`` takes the inverse from the smaller tail, so
     neither tail ever rounds ``F`` to 0 or 1. The log-derivative
 
       log dz/dx = log f(x) - log phi(z),  f(x) = sum_k w_k phi(u_k) / sigma_k,
 
     is formed without subtracting two huge numbers: dividing both densities by
-    the same tail probability ``Phi(s z) = sum_k w_k Phi(s u_k)`` gives
+    the same tail probability ``P`` gives
 
-      log dz/dx = logsumexp_k(log r_k + log h(s u_k) - log sigma_k) - log h(s z)
+      log dz/dx = log(f / P) - log h(s z),
 
-    with ``r_k = w_k Phi(s u_k) / Phi(s z)`` (a softmax) and the hazard
-    ``h = phi / Phi``, both O(1) or O(|u|) in the tails.
+    with the hazard ``h = phi / Phi``, O(1) or O(|z|) in the tails.
+
+    Both sums and ``f`` are formed relative to the nearest component's
+    Gaussian factor (``_scaled_parts``), from ``Phi(-|u_k|) =
+    exp(-u_k^2/2) erfcx(|u_k|/sqrt 2) / 2``: one exponential and one erfcx
+    per component, no term that cancels, and nothing that underflows however
+    far out ``x`` is, so ``P`` and ``f / P`` keep full relative precision in
+    both tails (what log-sum-exps of ``log Phi(u_k)`` give, at about a third
+    of their cost). Components lighter than 1e-30 (float32; 1e-300 in
+    float64) of the heaviest count as weight 0.
 
     The gradient is analytic (``tf.custom_gradient``), from the same
-    intermediates. With ``P = Phi(s z)``, ``H = h(s z)``, CDF responsibilities
-    ``r_k``, ``rho_k = r_k h(s u_k) / sigma_k`` (so ``sum_k rho_k = f / P``) and
-    density responsibilities ``q_k = rho_k / sum_j rho_j``:
+    intermediates. With ``H = h(s z)``, the CDF responsibilities
+    ``r_k = w_k Phi(s u_k) / P``, ``rho_k = w_k phi(u_k) / (sigma_k P)`` (so
+    ``sum_k rho_k = f / P``) and density responsibilities
+    ``q_k = rho_k / sum_j rho_j``:
 
       dz/dx = sum_k rho_k / H,   dz/dmu_k = -rho_k / H,   dz/dsigma_k = -u_k rho_k / H,
       dz/dlogit_k = s (r_k - w_k) / H,
@@ -61,8 +73,7 @@ def mixture_cdf_transform(x, logits, locs, scales):
       dlog f/dsigma_k = q_k (u_k^2 - 1) / sigma_k,  dlog f/dlogit_k = q_k - w_k.
 
     Every factor is O(1) or O(|u|) in the tails, so the gradient is as safe
-    as the value, and it costs about one forward pass (autodiff through the
-    log-space special functions costs about two).
+    as the value, and it costs a fraction of a forward pass.
 
     Args:
       x: float tensor ``[..., D]`` (any shape broadcasting with the parameters'
@@ -75,22 +86,24 @@ def mixture_cdf_transform(x, logits, locs, scales):
     """
     z, log_det, parts = _transform_parts(x, logits, locs, scales)
     x_shape, param_shapes = tf.shape(x), [tf.shape(p) for p in (logits, locs, scales)]
-    axis, expand, u, scales = parts["axis"], parts["expand"], parts["u"], parts["scales"]
-    q, f_over_tail = parts["q"], tf.exp(parts["log_f_over_tail"])
 
     def grad(dz, dlog_det):
-        sign = 2.0 * tf.cast(parts["lower_k"], u.dtype) - 1.0  # s = +1 lower half, -1 upper
+        layout = parts["layout"]
+        expand = layout.expand
+        inv_scales, w, q, r = layout.inv_scales, layout.w, parts["q"], parts["r"]
+        u = layout.u()
+        sign = tf.where(parts["lower"], tf.ones_like(z), -tf.ones_like(z))
         a = (dz + dlog_det * z) * tf.exp(-parts["log_hazard_zeta"])
-        a_k, dld_k = expand(a), expand(dlog_det)
-        q_over_scale = q / scales
-        w = tf.exp(parts["log_w"])
+        a_f = a * parts["f_over_tail"]
+        dld_k = expand(dlog_det)
+        q_over_scale = q * inv_scales
         # rho_k = q_k f / P, so a_k rho_k = q_k (a f / P).
-        g_locs = q_over_scale * (dld_k * u) - q * expand(a * f_over_tail)
+        g_locs = q_over_scale * (dld_k * u) - q * expand(a_f)
         g_scales = u * g_locs - dld_k * q_over_scale
-        g_logits = a_k * sign * (parts["r"] - w) + dld_k * (q - w)
-        g_x = a * f_over_tail - dlog_det * tf.reduce_sum(q_over_scale * u, axis=axis)
+        g_logits = expand(a * sign) * (r - w) + dld_k * (q - w)
+        g_x = a_f - dlog_det * tf.reduce_sum(q_over_scale * u, axis=layout.axis)
         g_params = [g_logits, g_locs, g_scales]
-        if parts["component_major"]:
+        if layout.component_major:
             g_params = [tf.linalg.matrix_transpose(g) for g in g_params]
         return ([_sum_to_shape(g_x, x_shape)]
                 + [_sum_to_shape(g, shape) for g, shape in zip(g_params, param_shapes)])
@@ -98,61 +111,141 @@ def mixture_cdf_transform(x, logits, locs, scales):
     return (z, log_det), grad
 
 
-def _transform_parts(x, logits, locs, scales):
+# Components lighter than this fraction of the heaviest are dropped (weight
+# 0): every remaining weight is then a normal number, which `_scaled_parts`
+# relies on. In float32 their share of any probability or density is below
+# what the format resolves anyway.
+_RELATIVE_WEIGHT_FLOOR = {tf.float32: 1e-30, tf.float64: 1e-300}
+
+
+class _Layout:
+    """Parameters arranged for the reductions over components.
+
+    Component-major layout ``[..., K, D]``: the reductions over K then add
+    whole D-vectors, and the parameter gradients reduce over the leading
+    sample axes; both vectorize, unlike a trailing axis of size K (~35 %
+    faster training). Parameters without a batch axis keep the trailing K
+    axis.
+    """
+
+    def __init__(self, x, logits, locs, scales):
+        self.component_major = tf.TensorShape(locs.shape).rank != 1
+        if self.component_major:
+            if tf.TensorShape(x.shape).rank == 0:
+                x = x[tf.newaxis]
+            self.axis = -2
+            logits, locs, scales = (tf.linalg.matrix_transpose(p) for p in (logits, locs, scales))
+        else:
+            self.axis = -1
+        self.x, self.locs = x, locs
+        dtype = x.dtype.as_numpy_dtype
+        w = tf.math.softmax(logits, axis=self.axis)
+        keep = w >= dtype(_RELATIVE_WEIGHT_FLOOR[x.dtype]) * tf.reduce_max(
+            w, axis=self.axis, keepdims=True)
+        self.w = tf.where(keep, w, tf.zeros_like(w))
+        self.log_w = tf.where(keep, tf.math.log_softmax(logits, axis=self.axis),
+                              tf.fill(tf.shape(w), dtype(-np.inf)))
+        # Finite even for a scale that underflowed to 0 (u is then 0 at the
+        # mean, not NaN).
+        self.inv_scales = tf.minimum(tf.math.reciprocal(scales), dtype(np.finfo(dtype).max))
+
+    def expand(self, t):
+        """A per-element tensor with a component axis inserted."""
+        return t[..., tf.newaxis, :] if self.component_major else t[..., tf.newaxis]
+
+    def u(self):
+        """The standardized arguments ``u_k = (x - mu_k) / sigma_k``."""
+        return (self.expand(self.x) - self.locs) * self.inv_scales
+
+
+def _transform_parts(x, logits, locs, scales, responsibilities=True):
     """The forward of ``mixture_cdf_transform`` in plain ops, with its intermediates.
 
     Plain ops (no custom gradients inside): the custom gradient around it
     replaces their gradients, and the root-find never differentiates.
+
+    Returns:
+      ``(z, log_det, parts)``; ``parts`` holds the ``_Layout`` and, per
+      element, ``lower`` (``F <= 1 - F``), ``log_hazard_zeta`` (``log h(s z)``)
+      and ``f_over_tail`` (``f / P``), and per component (if
+      ``responsibilities``) ``r`` and ``q``.
     """
-    # Component-major layout [..., K, D]: the reductions over K then add whole
-    # D-vectors, and the parameter gradients reduce over the leading sample
-    # axes; both vectorize, unlike a trailing axis of size K (~35 % faster
-    # training). Parameters without a batch axis keep the trailing K axis.
-    component_major = tf.TensorShape(locs.shape).rank != 1
-    if component_major:
-        if tf.TensorShape(x.shape).rank == 0:
-            x = x[tf.newaxis]
-        axis, expand = -2, (lambda t: t[..., tf.newaxis, :])
-        logits, locs, scales = (tf.linalg.matrix_transpose(p) for p in (logits, locs, scales))
-    else:
-        axis, expand = -1, (lambda t: t[..., tf.newaxis])
-    u = (expand(x) - locs) / scales
-    log_cdf, log_sf, log_hazard, log_hazard_neg = normal.log_ndtr_pair(u, custom_gradient=False)
-    log_w = tf.math.log_softmax(logits, axis=axis)
-    # Each log-sum-exp keeps its normalised terms: for the chosen tail they
-    # are the CDF responsibilities r_k, for log f/P the density ones q_k, so
-    # the gradient needs no further exponential per component.
-    log_lower, r_lower = _log_sum_exp(log_w + log_cdf, axis)
-    log_upper, r_upper = _log_sum_exp(log_w + log_sf, axis)
-    lower = log_lower <= log_upper
-    log_tail = tf.where(lower, log_lower, log_upper)
-    zeta = normal.ndtri_exp_lower_value(log_tail)
-    z = tf.where(lower, zeta, -zeta)
-    lower_k = expand(lower)
-    log_r = log_w + tf.where(lower_k, log_cdf, log_sf) - expand(log_tail)
-    log_rho = log_r + tf.where(lower_k, log_hazard, log_hazard_neg) - tf.math.log(scales)
-    log_f_over_tail, q = _log_sum_exp(log_rho, axis)
-    _, log_hazard_zeta = normal.log_ndtr_lower(zeta, custom_gradient=False)
-    log_det = log_f_over_tail - log_hazard_zeta
-    parts = dict(component_major=component_major, axis=axis, expand=expand, u=u, scales=scales,
-                 log_w=log_w, lower_k=lower_k, r=tf.where(lower_k, r_lower, r_upper), q=q,
-                 log_f_over_tail=log_f_over_tail, log_hazard_zeta=log_hazard_zeta)
-    return z, log_det, parts
+    layout = _Layout(x, logits, locs, scales)
+    out = _scaled_parts(layout, responsibilities)
+    z, log_det = out.pop("z"), out.pop("log_det")
+    out["layout"] = layout
+    return z, log_det, out
 
 
-def _log_sum_exp(terms, axis):
-    """``log sum_k exp(terms_k)`` and the normalised terms ``exp(terms_k - lse)``."""
-    peak = tf.reduce_max(terms, axis=axis, keepdims=True)
-    peak = tf.stop_gradient(tf.where(tf.math.is_finite(peak), peak, tf.zeros_like(peak)))
-    shifted = tf.exp(terms - peak)
-    total = tf.reduce_sum(shifted, axis=axis, keepdims=True)
-    lse = tf.squeeze(peak + tf.math.log(total), axis)
-    return lse, shifted / total
+def _scaled_parts(layout, responsibilities):
+    """``_transform_parts`` from one exponential and one erfcx per component.
+
+    With ``alpha_k = log w_k - u_k^2 / 2``, ``c = max_k alpha_k`` and
+    ``E_k = exp(alpha_k - c)`` (at most 1, and 1 for the nearest component),
+    every term is formed relative to ``e^c``:
+
+      w_k Phi(-|u_k|)  = e^c E_k t_k,   t_k = erfcx(|u_k| / sqrt 2) / 2,
+      sqrt(2 pi) f     = e^c sum_k E_k / sigma_k,
+      F     = W_+ + e^c (A_- - A_+),    1 - F = W_- + e^c (A_+ - A_-),
+
+    where ``A_-``, ``W_-`` (``A_+``, ``W_+``) sum ``E_k t_k`` and ``w_k`` over
+    the components with ``u_k <= 0`` (``> 0``). No term cancels
+    (``e^c A_+ <= W_+ / 2``), and where ``W_+ = 0`` the logarithm is taken as
+    ``c + log A_-``, so nothing underflows however far out ``x`` is: this is
+    the log-space result to rounding, at the cost of the direct formulas.
+    It needs every ``w_k`` to be a normal number or 0 (``_Layout`` sees to
+    that), so that ``W_+ > 0`` whenever a component lies below ``x``.
+    """
+    axis, expand = layout.axis, layout.expand
+    dtype = layout.x.dtype.as_numpy_dtype
+    u = layout.u()
+    w = layout.w
+    alpha = layout.log_w - dtype(0.5) * tf.square(u)
+    c = tf.reduce_max(alpha, axis=axis, keepdims=True)
+    c = tf.where(tf.math.is_finite(c), c, tf.zeros_like(c))
+    e = tf.exp(alpha - c)
+    g = e * (dtype(0.5) * normal.erfcx_nonnegative_value(tf.abs(u) * dtype(_INV_SQRT2)))
+    neg = u <= 0
+    zero = tf.zeros_like(g)
+
+    def total(t):
+        return tf.reduce_sum(t, axis=axis)
+
+    a_neg, a_pos = total(tf.where(neg, g, zero)), total(tf.where(neg, zero, g))
+    w_neg, w_pos = total(tf.where(neg, w, zero)), total(tf.where(neg, zero, w))
+    density = total(e * layout.inv_scales)
+    c = tf.squeeze(c, axis)
+    e_c = tf.exp(c)
+    # log F - c and log(1 - F) - c, without forming c + log A - c where c is
+    # large (in float32 its rounding would swamp log f/P and r_k far out).
+    lower_rel = tf.where(w_pos > 0, tf.math.log(w_pos + e_c * (a_neg - a_pos)) - c,
+                         tf.math.log(a_neg))
+    upper_rel = tf.where(w_neg > 0, tf.math.log(w_neg + e_c * (a_pos - a_neg)) - c,
+                         tf.math.log(a_pos))
+    lower = lower_rel <= upper_rel
+    tail_rel = tf.minimum(lower_rel, upper_rel)  # log P - c
+    log_tail = c + tail_rel
+    zeta, log_hazard_zeta = normal.ndtri_exp_lower_value(log_tail, return_log_hazard=True)
+    log_f_over_tail = tf.math.log(density) - dtype(_HALF_LOG_2PI) - tail_rel
+    out = dict(z=tf.where(lower, zeta, -zeta), log_det=log_f_over_tail - log_hazard_zeta,
+               log_hazard_zeta=log_hazard_zeta, f_over_tail=tf.exp(log_f_over_tail),
+               lower=lower)
+    if responsibilities:
+        # r_k = w_k Phi(s u_k) / P: e^c E_k t_k / P on the tail's side (at
+        # most 1 by construction), (w_k - e^c E_k t_k) / P on the other,
+        # where P >= w_k / 2 keeps 1 / P finite unless w_k = 0 (a dropped
+        # component, whose 0 / P must stay 0).
+        lower_k = expand(lower)
+        inv_tail = tf.exp(tf.minimum(-log_tail, dtype(np.log(np.finfo(dtype).max) - 1.0)))
+        out["r"] = tf.where(tf.equal(lower_k, neg), g * expand(tf.exp(-tail_rel)),
+                            (w - expand(e_c) * g) * expand(inv_tail))
+        out["q"] = e * layout.inv_scales / expand(density)
+    return out
 
 
 def mixture_cdf_value(x, logits, locs, scales):
     """``mixture_cdf_transform`` without its custom gradient, for the root-find loops."""
-    z, log_det, _ = _transform_parts(x, logits, locs, scales)
+    z, log_det, _ = _transform_parts(x, logits, locs, scales, responsibilities=False)
     return z, log_det
 
 

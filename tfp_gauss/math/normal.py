@@ -23,9 +23,11 @@ import numpy as np
 import tensorflow as tf
 
 __all__ = [
+    "erfcx_nonnegative_value",
     "log_ndtr_lower",
     "log_ndtr_pair",
     "ndtri_exp_lower",
+    "ndtri_exp_lower_value",
 ]
 
 _LOG_2 = np.log(2.0)
@@ -48,7 +50,7 @@ _ERFCX_CHEBYSHEV = (
     5.0681e-17, -2.237e-18, -2.187e-18, 2.7e-20, 9.7e-20, 3e-21, -4e-21)
 
 
-def _erfcx_nonnegative_value(x):
+def erfcx_nonnegative_value(x):
     """``exp(x^2) erfc(x)`` for ``x >= 0`` (including ``+inf``), plain ops."""
     dtype = x.dtype.as_numpy_dtype
     finite_x = tf.where(tf.math.is_finite(x), x, dtype(1.0))
@@ -72,7 +74,7 @@ def erfcx_nonnegative(x):
 
     The derivative ``erfcx'(x) = 2 x erfcx(x) - 2 / sqrt(pi)`` reuses the value.
     """
-    value = _erfcx_nonnegative_value(x)
+    value = erfcx_nonnegative_value(x)
 
     def grad(dy):
         dtype = x.dtype.as_numpy_dtype
@@ -98,7 +100,7 @@ def log_ndtr_lower(t, custom_gradient=True):
       ``log(phi(t) / Phi(t))``.
     """
     dtype = t.dtype.as_numpy_dtype
-    erfcx = erfcx_nonnegative if custom_gradient else _erfcx_nonnegative_value
+    erfcx = erfcx_nonnegative if custom_gradient else erfcx_nonnegative_value
     log_erfcx = tf.math.log(erfcx(-t * dtype(_INV_SQRT2)))
     log_phi_cdf = -0.5 * tf.square(t) + log_erfcx - dtype(_LOG_2)
     log_hazard = dtype(_HALF_LOG_2_OVER_PI) - log_erfcx
@@ -201,16 +203,27 @@ def _ndtri_exp_start(y):
     return tf.where(central, t_central, tf.where(in_range, t_tail, t_asymptotic))
 
 
-def ndtri_exp_lower_value(y):
-    """``ndtri_exp_lower`` built from plain ops, for callers that never differentiate it."""
+def ndtri_exp_lower_value(y, return_log_hazard=False):
+    """``ndtri_exp_lower`` built from plain ops, for callers that never differentiate it.
+
+    With ``return_log_hazard``, also returns ``log h(t)`` at the result, carried
+    to first order from the start's (``d log h / dt = -t - h``): exact to
+    rounding, as the polish moves ``t`` by a few ulps of the start's precision.
+    """
     np_dtype = y.dtype.as_numpy_dtype
     t = _ndtri_exp_start(y)
     # One Newton step on log Phi(t) - y, whose slope is the hazard h(t): the
     # residual is computed in log space, so the polish is accurate wherever
     # the start was, and the error after it is quadratic in the start's.
     log_cdf, log_hazard = log_ndtr_lower(t, custom_gradient=False)
-    t = tf.minimum(t - (log_cdf - y) * tf.exp(-log_hazard), np_dtype(0.0))
-    return tf.where(tf.equal(y, -np.inf), np_dtype(-np.inf), t)
+    t_new = tf.minimum(t - (log_cdf - y) * tf.exp(-log_hazard), np_dtype(0.0))
+    at_zero = tf.equal(y, -np.inf)
+    t_new = tf.where(at_zero, np_dtype(-np.inf), t_new)
+    if not return_log_hazard:
+        return t_new
+    log_hazard = log_hazard + (t + tf.exp(log_hazard)) * (t - t_new)
+    # h(t) ~ -t as t -> -inf.
+    return t_new, tf.where(at_zero, np_dtype(np.inf), log_hazard)
 
 
 @tf.custom_gradient
