@@ -27,6 +27,7 @@ import tf_keras
 
 import tfp_gauss
 from tfp_gauss import datasets
+from tfp_gauss.math import normal
 
 tfb, tfd = tfp.bijectors, tfp.distributions
 
@@ -144,8 +145,6 @@ def special_function_floor(n_dims, layers, components, batch, min_seconds):
     backward pass, rotation or optimizer: a bound on how fast any training
     step of this flow can run on this machine.
     """
-    from tfp_gauss.math import normal
-
     u = tf.random.stateless_normal([batch, components, n_dims], seed=[0, 1])
 
     @tf.function(jit_compile=True)

@@ -166,9 +166,9 @@ def _transform_parts(x, logits, locs, scales, responsibilities=True):
 
     Returns:
       ``(z, log_det, parts)``; ``parts`` holds the ``_Layout`` and, per
-      element, ``lower`` (``F <= 1 - F``), ``log_hazard_zeta`` (``log h(s z)``)
-      and ``f_over_tail`` (``f / P``), and per component (if
-      ``responsibilities``) ``r`` and ``q``.
+      element, ``lower`` (``F <= 1 - F``) and ``log_hazard_zeta``
+      (``log h(s z)``), and if ``responsibilities`` (what the gradient needs)
+      ``f_over_tail`` (``f / P``) and, per component, ``r`` and ``q``.
     """
     layout = _Layout(x, logits, locs, scales)
     out = _scaled_parts(layout, responsibilities)
@@ -228,9 +228,9 @@ def _scaled_parts(layout, responsibilities):
     zeta, log_hazard_zeta = normal.ndtri_exp_lower_value(log_tail, return_log_hazard=True)
     log_f_over_tail = tf.math.log(density) - dtype(_HALF_LOG_2PI) - tail_rel
     out = dict(z=tf.where(lower, zeta, -zeta), log_det=log_f_over_tail - log_hazard_zeta,
-               log_hazard_zeta=log_hazard_zeta, f_over_tail=tf.exp(log_f_over_tail),
-               lower=lower)
+               log_hazard_zeta=log_hazard_zeta, lower=lower)
     if responsibilities:
+        out["f_over_tail"] = tf.exp(log_f_over_tail)
         # r_k = w_k Phi(s u_k) / P: e^c E_k t_k / P on the tail's side (at
         # most 1 by construction), (w_k - e^c E_k t_k) / P on the other,
         # where P >= w_k / 2 keeps 1 / P finite unless w_k = 0 (a dropped
