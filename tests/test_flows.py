@@ -28,7 +28,10 @@ def test_log_prob_is_base_plus_log_det_and_matches_float64_reference(moons, dtyp
 def test_structure_variables_and_gradients():
     flow = gaussianization_flow(3, n_layers=2, n_components=3, seed=1)
     assert flow.event_shape == [3] and flow.dtype == tf.float32
-    assert len(flow.trainable_variables) == 4 * 2
+    # four variables stacked over the layers, in flows.STACKED_PARAMETERS order
+    shapes = {v.name.split(":")[0]: tuple(v.shape) for v in flow.trainable_variables}
+    assert shapes == {"logits": (2, 3, 3), "locs": (2, 3, 3), "raw_scales": (2, 3, 3),
+                      "vectors": (2, 3, 3)}
     layers = flows.flow_layers(flow)
     assert [type(b).__name__ for layer in layers for b in layer] == [
         "MixtureGaussianCDF", "HouseholderRotation"] * 2
@@ -42,8 +45,9 @@ def test_structure_variables_and_gradients():
 
     loss, grads = loss_and_grads()
     assert np.isfinite(loss.numpy())
-    assert all(g is not None and np.isfinite(g.numpy()).all() and np.abs(g.numpy()).max() > 0
-               for g in grads)
+    # every layer's slice of every variable gets a gradient
+    assert all(g is not None and np.isfinite(g.numpy()).all()
+               and (np.abs(g.numpy()).reshape(2, -1).max(axis=1) > 0).all() for g in grads)
 
 
 def test_density_integrates_to_one_and_samples_are_finite():
@@ -62,3 +66,36 @@ def test_density_integrates_to_one_and_samples_are_finite():
 def test_flow_layers_rejects_other_distributions():
     with pytest.raises(ValueError, match="Gaussianization flow"):
         flows.flow_layers(tfd.Normal(0.0, 1.0))
+
+
+def test_stacked_variables_round_trip_values_exactly():
+    values = flows.random_flow_values(3, 3, 4, n_reflections=2, seed=5, dtype=np.float64)
+    values[1]["scales"] = np.full((3, 4), 1e-3)  # softplus^{-1} far from the identity
+    flow = gaussianization_flow(3, n_layers=3, n_components=4, dtype=tf.float64,
+                                initial_values=values)
+    stacked = flows.stack_flow_values(values)
+    variables = {v.name.split(":")[0]: v.numpy() for v in flow.trainable_variables}
+    for p in flows.STACKED_PARAMETERS:
+        np.testing.assert_array_equal(variables[p], stacked[p])
+    back = flows.flow_values(flow)
+    for i, (given, got) in enumerate(zip(values, back)):
+        for p in ("logits", "locs", "vectors"):
+            np.testing.assert_array_equal(got[p], given[p])
+        # the exact unconstrained values, and the scales softplus makes of them
+        np.testing.assert_array_equal(got["raw_scales"], stacked["raw_scales"][i])
+        np.testing.assert_allclose(got["scales"], given["scales"], rtol=1e-14)
+    # an update of a stacked variable shows in the layer that reads its slice
+    locs = next(v for v in flow.trainable_variables if v.name.startswith("locs"))
+    delta = np.zeros((3, 3, 4))
+    delta[1] = np.eye(3, 4)
+    locs.assign_add(delta)
+    moved = flows.flow_values(flow)
+    np.testing.assert_array_equal(moved[1]["locs"], values[1]["locs"] + np.eye(3, 4))
+    np.testing.assert_array_equal(moved[0]["locs"], values[0]["locs"])
+
+
+def test_stacking_layers_of_different_shapes_is_a_clear_error():
+    a = flows.random_flow_values(2, 1, 3, seed=0)
+    b = flows.random_flow_values(2, 1, 4, seed=0)
+    with pytest.raises(ValueError, match=r"share D, K and M.*\(2, 3\).*\(2, 4\)"):
+        flows.stack_flow_values(a + b)

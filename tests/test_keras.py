@@ -33,8 +33,10 @@ def test_fit_evaluate_and_every_weight_trains(small_data):
     assert len(history.history["loss"]) == 3
     assert history.history["loss"][-1] < history.history["loss"][0]
     after = _weights(model)
-    assert len(after) == 4 * 2
-    assert all(np.abs(a - b).max() > 0 for a, b in zip(after, before))
+    assert [a.shape[0] for a in after] == [2] * 4  # four weights stacked over 2 layers
+    # every layer's slice of every weight moved
+    assert all((np.abs(a - b).reshape(2, -1).max(axis=1) > 0).all()
+               for a, b in zip(after, before))
     nll = model.evaluate(small_data, batch_size=1024, verbose=0)
     np.testing.assert_allclose(nll, -model.log_prob(small_data).numpy().mean(), rtol=1e-5)
     np.testing.assert_allclose(model(small_data).numpy(), model.log_prob(small_data).numpy(),

@@ -20,9 +20,9 @@ from tfp_gauss.bijectors import HouseholderRotation, MixtureGaussianCDF
 tfb = tfp.bijectors
 tfd = tfp.distributions
 
-__all__ = ["flow_from_layers", "flow_layers", "flow_values", "gaussianization_flow", "softplus_inverse",
-           "softplus_scales",
-           "gaussianizer", "random_flow_values"]
+__all__ = ["STACKED_PARAMETERS", "flow_from_layers", "flow_from_stacked", "flow_layers",
+           "flow_values", "gaussianization_flow", "gaussianizer", "random_flow_values",
+           "softplus_inverse", "softplus_scales", "stack_flow_values"]
 
 
 def gaussianizer(layers, name="gaussianizer"):
@@ -95,10 +95,92 @@ def softplus_scales(raw_scales, name=None):
     return tfp.util.DeferredTensor(raw_scales, tfb.Softplus(), name=name)
 
 
+class _LayerSlice:
+    """``DeferredTensor`` transform: layer ``index`` of a stacked ``[L, ...]`` parameter.
+
+    With ``softplus``, the slice goes through ``tfb.Softplus`` (mixture scales
+    from their unconstrained values), exactly as ``softplus_scales`` does.
+    """
+
+    def __init__(self, index, softplus=False):
+        self.index = int(index)
+        self.softplus = tfb.Softplus() if softplus else None
+        self.name = self.__name__ = (
+            f"layer{self.index}_softplus" if softplus else f"layer{self.index}")
+
+    def __call__(self, stacked):
+        value = stacked[self.index]
+        return value if self.softplus is None else self.softplus.forward(value)
+
+
+def _layer_slice(stacked, index, softplus=False, name=None):
+    shape = tf.TensorShape(stacked.shape)[1:]
+    return tfp.util.DeferredTensor(stacked, _LayerSlice(index, softplus), shape=shape, name=name)
+
+
+# The stacked parameters of a trainable flow, in the order of its variables.
+STACKED_PARAMETERS = ("logits", "locs", "raw_scales", "vectors")
+
+
+def stack_flow_values(values):
+    """Per-layer parameter dicts (as from ``flow_values``) stacked over layers.
+
+    Returns:
+      dict of numpy arrays: ``logits``, ``locs``, ``raw_scales`` (``[L, D, K]``;
+      the layers' exact ``raw_scales`` where given, else ``softplus^{-1}``
+      of their ``scales``) and ``vectors`` (``[L, M, D]``).
+
+    Raises:
+      ValueError: the layers do not all share ``D``, ``K`` and ``M``.
+    """
+    raw = [dict(logits=v["logits"], locs=v["locs"], vectors=v["vectors"],
+                raw_scales=v["raw_scales"] if "raw_scales" in v
+                else softplus_inverse(v["scales"])) for v in values]
+    shapes = sorted({(np.shape(v["locs"]), np.shape(v["vectors"])) for v in raw})
+    if len(shapes) != 1:
+        raise ValueError(
+            f"All layers must share D, K and M to be stacked; got shapes {shapes} "
+            "(locs [D, K], vectors [M, D]).")
+    return {p: np.stack([np.asarray(v[p]) for v in raw]) for p in STACKED_PARAMETERS}
+
+
+def flow_from_stacked(logits, locs, raw_scales, vectors, name="gaussianization_flow"):
+    """A flow whose layer ``l`` reads slice ``l`` of stacked parameters.
+
+    Args:
+      logits, locs, raw_scales: ``[L, D, K]`` tensors or variables; layer
+        ``l``'s mixture has ``scales = softplus(raw_scales[l])``.
+      vectors: ``[L, M, D]``, layer ``l``'s Householder vectors.
+      name: distribution name.
+
+    Returns:
+      The flow of ``flow_from_layers``, bound to the stacked values: a
+      variable's updates show in every later call, and its gradient is one
+      ``[L, ...]`` tensor, so an optimizer updates four variables per step
+      however many layers there are.
+    """
+    n_layers = tf.TensorShape(locs.shape)[0]
+    if n_layers is None:
+        raise ValueError("flow_from_stacked needs a static number of layers (leading axis).")
+    layers = []
+    for i in range(n_layers):
+        mixture = MixtureGaussianCDF(
+            logits=_layer_slice(logits, i), locs=_layer_slice(locs, i),
+            scales=_layer_slice(raw_scales, i, softplus=True), name=f"layer{i}_marginal")
+        rotation = HouseholderRotation(_layer_slice(vectors, i), name=f"layer{i}_rotation")
+        layers.append((mixture, rotation))
+    return flow_from_layers(layers, name=name)
+
+
 def _raw_scales(scales):
     """The unconstrained values behind ``softplus_scales``, else ``None``."""
     if not isinstance(scales, tfp.util.DeferredTensor):
         return None
+    if isinstance(scales.transform_fn, _LayerSlice):
+        if scales.transform_fn.softplus is None:
+            return None
+        stacked = np.asarray(tf.convert_to_tensor(scales.pretransformed_input))
+        return stacked[scales.transform_fn.index]
     # DeferredTensor keeps a bijector as its bound `forward` method.
     softplus = getattr(scales.transform_fn, "__self__", scales.transform_fn)
     if (isinstance(softplus, tfb.Softplus) and softplus.hinge_softness is None
@@ -161,9 +243,10 @@ def gaussianization_flow(n_dims, n_layers=8, n_components=8, *, dtype=tf.float32
     $$\log p(x) = \log \mathcal N(G(x); 0, I_D) + \sum_{l} \sum_{d}
         \log T'_{l,d}\big(h_{l-1,d}\big),$$
 
-    where rotations contribute nothing to the log-det. Every parameter is a
-    ``tf.Variable`` (scales through ``softplus`` of an unconstrained variable,
-    so they stay positive), so the distribution trains with any TF optimizer.
+    where rotations contribute nothing to the log-det. Every parameter lives
+    in a ``tf.Variable`` (scales through ``softplus`` of an unconstrained
+    variable, so they stay positive), so the distribution trains with any TF
+    optimizer.
 
     Args:
       n_dims: event size ``D``.
@@ -177,7 +260,12 @@ def gaussianization_flow(n_dims, n_layers=8, n_components=8, *, dtype=tf.float32
 
     Returns:
       ``tfd.TransformedDistribution`` with event shape ``[n_dims]``; its
-      ``trainable_variables`` are the ``4 L`` variables.
+      ``trainable_variables`` are four variables stacked over the layers:
+      ``logits``, ``locs``, ``raw_scales`` (``[L, D, K]``) and ``vectors``
+      (``[L, M, D]``); layer ``l`` reads slice ``l`` (``flow_from_stacked``).
+      One update per parameter kind, not per layer, is what makes an
+      optimizer step cheap: at ``D = 2`` it halves the time of an XLA
+      training step with Adam.
 
     #### Example
 
@@ -201,17 +289,6 @@ def gaussianization_flow(n_dims, n_layers=8, n_components=8, *, dtype=tf.float32
     if initial_values is None:
         initial_values = random_flow_values(n_dims, n_layers, n_components, seed=seed,
                                             dtype=dtype.as_numpy_dtype)
-    layers = []
-    for i, v in enumerate(initial_values):
-        mixture = MixtureGaussianCDF(
-            logits=tf.Variable(v["logits"], dtype=dtype, name=f"layer{i}/logits"),
-            locs=tf.Variable(v["locs"], dtype=dtype, name=f"layer{i}/locs"),
-            scales=softplus_scales(tf.Variable(
-                v["raw_scales"] if "raw_scales" in v else softplus_inverse(v["scales"]),
-                dtype=dtype, name=f"layer{i}/raw_scales")),
-            name=f"layer{i}_marginal")
-        rotation = HouseholderRotation(
-            tf.Variable(v["vectors"], dtype=dtype, name=f"layer{i}/vectors"),
-            name=f"layer{i}_rotation")
-        layers.append((mixture, rotation))
-    return flow_from_layers(layers, name=name)
+    stacked = stack_flow_values(initial_values)
+    variables = [tf.Variable(stacked[p], dtype=dtype, name=p) for p in STACKED_PARAMETERS]
+    return flow_from_stacked(*variables, name=name)

@@ -28,6 +28,11 @@ def _sum_to_shape(grad, shape):
     return tf.reshape(tf.reduce_sum(grad, axis=axes), shape)
 
 
+# Parameters per layer (elements of each of logits, locs, scales) from which
+# `mixture_cdf_transform`'s gradient reduces them over the batch as one tensor.
+_STACKED_GRADIENT_MIN_PARAMS = 128
+
+
 @tf.custom_gradient
 def mixture_cdf_transform(x, logits, locs, scales):
     """``z = Phi^{-1}(F(x))`` and ``log dz/dx``, accurate far into both tails.
@@ -86,6 +91,14 @@ def mixture_cdf_transform(x, logits, locs, scales):
     """
     z, log_det, parts = _transform_parts(x, logits, locs, scales)
     x_shape, param_shapes = tf.shape(x), [tf.shape(p) for p in (logits, locs, scales)]
+    static_shapes = [tf.TensorShape(p.shape) for p in (logits, locs, scales)]
+    # Measured under XLA CPU (training step, batch 512, K = 8): reducing the
+    # three parameter gradients as one stacked tensor is 11-18 % faster from
+    # D = 16 up, but slower for a few parameters per layer (D = 2: +25 %).
+    stack_param_grads = (
+        static_shapes[0].is_fully_defined()
+        and static_shapes[0].num_elements() >= _STACKED_GRADIENT_MIN_PARAMS
+        and all(s == static_shapes[0] for s in static_shapes[1:]))
 
     def grad(dz, dlog_det):
         layout = parts["layout"]
@@ -105,8 +118,15 @@ def mixture_cdf_transform(x, logits, locs, scales):
         g_params = [g_logits, g_locs, g_scales]
         if layout.component_major:
             g_params = [tf.linalg.matrix_transpose(g) for g in g_params]
-        return ([_sum_to_shape(g_x, x_shape)]
-                + [_sum_to_shape(g, shape) for g, shape in zip(g_params, param_shapes)])
+        if stack_param_grads:
+            # The three parameter gradients in one reduction over the batch.
+            stacked = tf.stack(g_params)
+            pad = tf.ones([tf.rank(stacked) - 1 - tf.size(param_shapes[0])], tf.int32)
+            summed = _sum_to_shape(stacked, tf.concat([[3], pad, param_shapes[0]], 0))
+            g_params = [tf.reshape(g, param_shapes[0]) for g in tf.unstack(summed)]
+        else:
+            g_params = [_sum_to_shape(g, shape) for g, shape in zip(g_params, param_shapes)]
+        return [_sum_to_shape(g_x, x_shape)] + list(g_params)
 
     return (z, log_det), grad
 
@@ -208,12 +228,11 @@ def _scaled_parts(layout, responsibilities):
     neg = u <= 0
     zero = tf.zeros_like(g)
 
-    def total(t):
-        return tf.reduce_sum(t, axis=axis)
-
-    a_neg, a_pos = total(tf.where(neg, g, zero)), total(tf.where(neg, zero, g))
-    w_neg, w_pos = total(tf.where(neg, w, zero)), total(tf.where(neg, zero, w))
-    density = total(e * layout.inv_scales)
+    # One reduction over the five stacked sums: XLA CPU gives each separate
+    # reduction its own kernel, each re-reading (or recomputing) its inputs.
+    a_neg, a_pos, w_neg, w_pos, density = tf.unstack(tf.reduce_sum(tf.stack(
+        [tf.where(neg, g, zero), tf.where(neg, zero, g), tf.where(neg, w, zero),
+         tf.where(neg, zero, w), e * layout.inv_scales]), axis=axis))
     c = tf.squeeze(c, axis)
     e_c = tf.exp(c)
     # log F - c and log(1 - F) - c, without forming c + log A - c where c is

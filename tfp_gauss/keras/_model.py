@@ -6,14 +6,10 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfp_gauss import _validation, flows
-from tfp_gauss.bijectors import HouseholderRotation, MixtureGaussianCDF
 
 tfb = tfp.bijectors
 
 __all__ = ["GaussianizationFlowModel"]
-
-_PARAMS = ("logits", "locs", "raw_scales", "vectors")
-
 
 def _all_finite(loss, grads):
     checks = [tf.reduce_all(tf.math.is_finite(loss))]
@@ -109,11 +105,12 @@ def _apply_if_finite(optimizer, loss, grads, variables, last_finite):
 class GaussianizationFlowModel(keras.Model):
     r"""A Gaussianization flow that trains with Keras ``fit`` on its NLL.
 
-    The model holds the flow's parameters as Keras weights (per layer:
-    mixture ``logits``, ``locs``, ``raw_scales`` with
-    ``scales = softplus(raw_scales)``, all ``[D, K]``, and the rotation's
-    ``vectors`` ``[M, D]``) and builds the TFP distribution from the live
-    weights on every call, so every weight trains:
+    The model holds the flow's parameters as four Keras weights stacked over
+    the layers (mixture ``logits``, ``locs`` and ``raw_scales``, with
+    ``scales = softplus(raw_scales)``, all ``[L, D, K]``, and the rotations'
+    ``vectors`` ``[L, M, D]``; layer ``l`` reads slice ``l``) and builds the
+    TFP distribution from the live weights on every call, so every weight
+    trains:
 
     $$\mathrm{loss} = -\frac1N \sum_i \log p(x_i), \qquad
       \log p(x) = \log \mathcal N(G(x); 0, I) + \log|\det \partial G / \partial x|.$$
@@ -168,55 +165,41 @@ class GaussianizationFlowModel(keras.Model):
         values = flows.random_flow_values(
             self.n_dims, self.n_layers, self.n_components, n_reflections=self.n_reflections,
             seed=seed, dtype=np.dtype(self.variable_dtype))
-        self._flow_weights = []
-        for i, layer in enumerate(values):
-            init = self._raw_values(layer)
-            self._flow_weights.append([
-                self.add_weight(shape=init[p].shape, name=f"layer{i}_{p}",
-                                initializer=keras.initializers.Zeros(), trainable=True)
-                for p in _PARAMS])
+        init = flows.stack_flow_values(values)
+        # One weight per parameter kind, stacked over the layers (see
+        # `flows.flow_from_stacked`): the optimizer then updates four weights
+        # per step, not four per layer.
+        self._flow_weights = [
+            self.add_weight(shape=init[p].shape, name=p,
+                            initializer=keras.initializers.Zeros(), trainable=True)
+            for p in flows.STACKED_PARAMETERS]
         self.set_flow_values(values)
-        self._last_finite = _LastFinite([w for ws in self._flow_weights for w in ws])
+        self._last_finite = _LastFinite(self._flow_weights)
         self.built = True  # every weight exists already: no input-dependent build
         self._sample_fn = None
-
-    @staticmethod
-    def _raw_values(layer):
-        raw = layer.get("raw_scales")
-        if raw is None:
-            raw = flows.softplus_inverse(layer["scales"])
-        return dict(logits=layer["logits"], locs=layer["locs"], raw_scales=raw,
-                    vectors=layer["vectors"])
 
     def set_flow_values(self, values):
         """Assigns parameter values (per-layer dicts as from ``flows.flow_values``)."""
         if len(values) != self.n_layers:
             raise ValueError(f"Expected values for {self.n_layers} layers; got {len(values)}.")
-        for i, (weights, layer) in enumerate(zip(self._flow_weights, values)):
-            raw = self._raw_values(layer)
-            for w, p in zip(weights, _PARAMS):
-                value = np.asarray(raw[p])
-                if tuple(value.shape) != tuple(w.shape):
-                    raise ValueError(
-                        f"Layer {i} `{p}`: expected shape {tuple(w.shape)}, got {value.shape}.")
-                w.assign(value.astype(w.dtype))
-
-    def _flow_bijectors(self):
-        layers = []
-        for i, (logits, locs, raw_scales, vectors) in enumerate(self._flow_weights):
-            # `.value` is the backing tf.Variable: the bijectors read it on every
-            # use, so the distribution stays bound to the live weights.
-            mixture = MixtureGaussianCDF(
-                logits=logits.value, locs=locs.value,
-                scales=flows.softplus_scales(raw_scales.value),
-                name=f"layer{i}_marginal")
-            layers.append((mixture, HouseholderRotation(vectors.value, name=f"layer{i}_rotation")))
-        return layers
+        expected = {p: tuple(w.shape[1:]) for p, w in zip(flows.STACKED_PARAMETERS,
+                                                          self._flow_weights)}
+        for i, layer in enumerate(values):
+            for p, shape in expected.items():
+                source = "scales" if p == "raw_scales" and "raw_scales" not in layer else p
+                got = np.shape(layer[source])
+                if tuple(got) != shape:
+                    raise ValueError(f"Layer {i} `{source}`: expected shape {shape}, got {got}.")
+        stacked = flows.stack_flow_values(values)
+        for w, p in zip(self._flow_weights, flows.STACKED_PARAMETERS):
+            w.assign(stacked[p].astype(w.dtype))
 
     @property
     def distribution(self):
         """The flow as a ``tfd.TransformedDistribution`` on the live weights."""
-        return flows.flow_from_layers(self._flow_bijectors())
+        # `.value` is the backing tf.Variable: the bijectors read it on every
+        # use, so the distribution stays bound to the live weights.
+        return flows.flow_from_stacked(*(w.value for w in self._flow_weights))
 
     def call(self, x, training=False):
         x = tf.cast(x, self.compute_dtype)
@@ -243,7 +226,7 @@ class GaussianizationFlowModel(keras.Model):
             self._loss_tracker.update_state(
                 loss * tf.cast(replicas, loss.dtype), sample_weight=tf.shape(x)[0])
             scaled = self.optimizer.scale_loss(loss)
-        variables = [w for weights in self._flow_weights for w in weights]
+        variables = list(self._flow_weights)
         grads = tape.gradient(scaled, variables)
         _apply_if_finite(self.optimizer, loss, grads, variables, self._last_finite)
         return self.compute_metrics(x, None, log_prob, sample_weight=sample_weight)
