@@ -99,3 +99,14 @@ def test_stacking_layers_of_different_shapes_is_a_clear_error():
     b = flows.random_flow_values(2, 1, 4, seed=0)
     with pytest.raises(ValueError, match=r"share D, K and M.*\(2, 3\).*\(2, 4\)"):
         flows.stack_flow_values(a + b)
+
+
+def test_flow_from_stacked_rejects_inconsistent_shapes():
+    values = flows.stack_flow_values(flows.random_flow_values(2, 3, 4, seed=0))
+    good = [values[p] for p in flows.STACKED_PARAMETERS]
+    flows.flow_from_stacked(*good)  # builds
+    for bad in ([good[0][:2]] + good[1:],                         # L differs
+                good[:3] + [good[3][:, :, :1]],                    # vectors' D differs
+                [good[0][0]] + good[1:]):                          # rank 2
+        with pytest.raises(ValueError, match=r"\[L, D, K\].*\[L, M, D\]; got shapes"):
+            flows.flow_from_stacked(*bad)

@@ -158,10 +158,34 @@ def flow_from_stacked(logits, locs, raw_scales, vectors, name="gaussianization_f
       variable's updates show in every later call, and its gradient is one
       ``[L, ...]`` tensor, so an optimizer updates four variables per step
       however many layers there are.
+
+    Raises:
+      ValueError: the shapes are not ``[L, D, K]`` (three alike) and
+        ``[L, M, D]`` with static ``L``, ``D`` and ``K``.
+
+    #### Example
+
+    ```python
+    import numpy as np
+    import tensorflow as tf
+    from tfp_gauss import flows
+
+    values = flows.stack_flow_values(flows.random_flow_values(2, 3, 4, seed=0))
+    variables = [tf.Variable(values[p]) for p in flows.STACKED_PARAMETERS]
+    flow = flows.flow_from_stacked(*variables)       # 3 layers, D = 2, K = 4
+    flow.log_prob(np.zeros([5, 2], np.float32))      # [5]
+    ```
     """
-    n_layers = tf.TensorShape(locs.shape)[0]
-    if n_layers is None:
-        raise ValueError("flow_from_stacked needs a static number of layers (leading axis).")
+    shapes = [tf.TensorShape(t.shape) for t in (logits, locs, raw_scales, vectors)]
+    mixture_shape, vectors_shape = shapes[1], shapes[3]
+    if (any(s.rank != 3 for s in shapes) or not mixture_shape.is_fully_defined()
+            or any(s != mixture_shape for s in shapes[:3])
+            or vectors_shape[0] != mixture_shape[0] or vectors_shape[2] != mixture_shape[1]):
+        raise ValueError(
+            "flow_from_stacked needs logits, locs and raw_scales of one static shape "
+            "[L, D, K] and vectors of shape [L, M, D]; got shapes "
+            f"{[s.as_list() if s.rank is not None else None for s in shapes]}.")
+    n_layers = mixture_shape[0]
     layers = []
     for i in range(n_layers):
         mixture = MixtureGaussianCDF(

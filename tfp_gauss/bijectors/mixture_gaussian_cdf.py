@@ -228,11 +228,18 @@ def _scaled_parts(layout, responsibilities):
     neg = u <= 0
     zero = tf.zeros_like(g)
 
-    # One reduction over the five stacked sums: XLA CPU gives each separate
-    # reduction its own kernel, each re-reading (or recomputing) its inputs.
-    a_neg, a_pos, w_neg, w_pos, density = tf.unstack(tf.reduce_sum(tf.stack(
-        [tf.where(neg, g, zero), tf.where(neg, zero, g), tf.where(neg, w, zero),
-         tf.where(neg, zero, w), e * layout.inv_scales]), axis=axis))
+    terms = [tf.where(neg, g, zero), tf.where(neg, zero, g), tf.where(neg, w, zero),
+             tf.where(neg, zero, w), e * layout.inv_scales]
+    if responsibilities:
+        # One reduction over the five stacked sums: XLA CPU gives each
+        # separate reduction its own kernel, each re-reading (or recomputing)
+        # its inputs. Measured (XLA CPU, K = 8): the forward + log-det is
+        # ~25 % faster this way, but the root-find's evaluations (inside its
+        # streaming loop, without responsibilities) ~15 % slower.
+        terms = tf.unstack(tf.reduce_sum(tf.stack(terms), axis=axis))
+    else:
+        terms = [tf.reduce_sum(t, axis=axis) for t in terms]
+    a_neg, a_pos, w_neg, w_pos, density = terms
     c = tf.squeeze(c, axis)
     e_c = tf.exp(c)
     # log F - c and log(1 - F) - c, without forming c + log A - c where c is
