@@ -18,6 +18,7 @@ PUBLIC = {
     "OneCycleCosine": OneCycleCosine,
     "fit_gaussianization_flow": tfp_gauss.fit_gaussianization_flow,
     "export_saved_model": tfp_gauss.export_saved_model,
+    "flows.flow_from_stacked": tfp_gauss.flows.flow_from_stacked,
 }
 
 

@@ -7,9 +7,8 @@ import tensorflow_probability as tfp
 
 from tfp_gauss import _validation, flows
 
-tfb = tfp.bijectors
-
 __all__ = ["GaussianizationFlowModel"]
+
 
 def _all_finite(loss, grads):
     checks = [tf.reduce_all(tf.math.is_finite(loss))]
