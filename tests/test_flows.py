@@ -99,6 +99,8 @@ def test_stacking_layers_of_different_shapes_is_a_clear_error():
     b = flows.random_flow_values(2, 1, 4, seed=0)
     with pytest.raises(ValueError, match=r"share D, K and M.*\(2, 3\).*\(2, 4\)"):
         flows.stack_flow_values(a + b)
+    with pytest.raises(ValueError, match="at least one layer"):
+        flows.stack_flow_values([])
 
 
 def test_flow_from_stacked_rejects_inconsistent_shapes():
@@ -110,3 +112,11 @@ def test_flow_from_stacked_rejects_inconsistent_shapes():
                 [good[0][0]] + good[1:]):                          # rank 2
         with pytest.raises(ValueError, match=r"\[L, D, K\].*\[L, M, D\]; got shapes"):
             flows.flow_from_stacked(*bad)
+
+
+@pytest.mark.parametrize("kwargs", [dict(n_layers=0), dict(n_components=0), dict(n_dims=0)])
+def test_empty_flow_sizes_are_a_clear_error(kwargs):
+    args = dict(n_dims=2, n_layers=2, n_components=3)
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=r"must be >= 1; got"):
+        gaussianization_flow(**args)

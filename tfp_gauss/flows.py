@@ -131,8 +131,10 @@ def stack_flow_values(values):
       of their ``scales``) and ``vectors`` (``[L, M, D]``).
 
     Raises:
-      ValueError: the layers do not all share ``D``, ``K`` and ``M``.
+      ValueError: no layers, or layers that do not all share ``D``, ``K`` and ``M``.
     """
+    if not values:
+        raise ValueError("A Gaussianization flow needs at least one layer; got no layer values.")
     raw = [dict(logits=v["logits"], locs=v["locs"], vectors=v["vectors"],
                 raw_scales=v["raw_scales"] if "raw_scales" in v
                 else softplus_inverse(v["scales"])) for v in values]
@@ -291,6 +293,10 @@ def gaussianization_flow(n_dims, n_layers=8, n_components=8, *, dtype=tf.float32
       optimizer step cheap: at ``D = 2`` it halves the time of an XLA
       training step with Adam.
 
+    Raises:
+      ValueError: ``dtype`` is not float32 or float64, or ``n_dims``,
+        ``n_layers`` or ``n_components`` is below 1.
+
     #### Example
 
     ```python
@@ -310,6 +316,9 @@ def gaussianization_flow(n_dims, n_layers=8, n_components=8, *, dtype=tf.float32
     dtype = tf.as_dtype(dtype)
     if dtype not in (tf.float32, tf.float64):
         raise ValueError(f"dtype must be float32 or float64; got {dtype.name}.")
+    if min(n_dims, n_layers, n_components) < 1:
+        raise ValueError("n_dims, n_layers and n_components must be >= 1; got "
+                         f"{n_dims}, {n_layers}, {n_components}.")
     if initial_values is None:
         initial_values = random_flow_values(n_dims, n_layers, n_components, seed=seed,
                                             dtype=dtype.as_numpy_dtype)
