@@ -226,3 +226,18 @@ assert float(-tf.reduce_mean(flow.log_prob(x))) < float(loss)
 """
     env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="3")
     subprocess.run([sys.executable, "-c", script], check=True, env=env, cwd=tmp_path)
+
+
+def test_set_flow_values_rejects_other_shapes_and_keeps_the_weights():
+    model = GaussianizationFlowModel(2, n_layers=2, n_components=3, seed=0)
+    before = _weights(model)
+    other = tfp_gauss.flows.random_flow_values(2, 2, 4, seed=1)  # K = 4, not 3
+    with pytest.raises(ValueError, match=r"`logits` stacked over the layers: expected shape "
+                                         r"\(2, 2, 3\).*got \(2, 2, 4\)"):
+        model.set_flow_values(other)
+    with pytest.raises(ValueError, match="share D, K and M"):
+        model.set_flow_values([other[0], tfp_gauss.flows.random_flow_values(2, 1, 3)[0]])
+    with pytest.raises(ValueError, match="Expected values for 2 layers; got 1"):
+        model.set_flow_values(other[:1])
+    for a, b in zip(_weights(model), before):
+        np.testing.assert_array_equal(a, b)

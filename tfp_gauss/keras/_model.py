@@ -181,15 +181,12 @@ class GaussianizationFlowModel(keras.Model):
         """Assigns parameter values (per-layer dicts as from ``flows.flow_values``)."""
         if len(values) != self.n_layers:
             raise ValueError(f"Expected values for {self.n_layers} layers; got {len(values)}.")
-        expected = {p: tuple(w.shape[1:]) for p, w in zip(flows.STACKED_PARAMETERS,
-                                                          self._flow_weights)}
-        for i, layer in enumerate(values):
-            for p, shape in expected.items():
-                source = "scales" if p == "raw_scales" and "raw_scales" not in layer else p
-                got = np.shape(layer[source])
-                if tuple(got) != shape:
-                    raise ValueError(f"Layer {i} `{source}`: expected shape {shape}, got {got}.")
-        stacked = flows.stack_flow_values(values)
+        stacked = flows.stack_flow_values(values)  # checks the layers agree with each other
+        for w, p in zip(self._flow_weights, flows.STACKED_PARAMETERS):
+            if stacked[p].shape != tuple(w.shape):
+                raise ValueError(
+                    f"`{p}` stacked over the layers: expected shape {tuple(w.shape)} "
+                    f"(this model's [L, D, K] / [L, M, D]), got {stacked[p].shape}.")
         for w, p in zip(self._flow_weights, flows.STACKED_PARAMETERS):
             w.assign(stacked[p].astype(w.dtype))
 
