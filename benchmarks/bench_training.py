@@ -8,9 +8,11 @@ compiled with XLA; the peer is a stack of 4 MAF layers (with reversing
 permutations) whose MADE hidden width is chosen to match our parameter count.
 Both are timed in the same run, alternating: five rounds each time both
 models for a window of at least 1 s after compilation; the report gives
-the median samples/s and the median of the rounds' ratios. It also times
-the forward's special functions alone (one exp and one erfcx per component
-and layer, XLA), a bound on any training step of this flow on this machine.
+the median samples/s and the median of the rounds' ratios. It also times,
+against MAF's best full training step, two parts of ours: the forward's
+special functions alone (one exp and one erfcx per component and layer,
+XLA), work every training step of this implementation does, and the whole
+``log_prob`` alone (XLA, no gradient or optimizer).
 
     python benchmarks/bench_training.py [--quick]
 """
@@ -173,6 +175,23 @@ def special_function_floor(n_dims, layers, components, batch, min_seconds):
     return float(np.median(best))
 
 
+def forward_only(dist, x, batch, min_seconds):
+    """Samples/s of ``dist.log_prob`` alone on batches of ``x`` (XLA, no gradient).
+
+    Whatever else a training step adds, it evaluates this forward pass; set
+    against MAF's full training step, it shows how much of the gap the
+    forward alone accounts for.
+    """
+    data = tf.constant(x)
+    log_prob = tf.function(lambda idx: tf.reduce_mean(dist.log_prob(tf.gather(data, idx))),
+                           jit_compile=True)
+    rng = np.random.default_rng(1)
+    batches = [tf.constant(rng.integers(0, len(x), batch)) for _ in range(32)]
+    log_prob(batches[0]).numpy()  # compile
+    rates = [_window(log_prob, batches, batch, 5, min_seconds)[0] for _ in range(3)]
+    return float(np.median(rates))
+
+
 def run(quick=False):
     configs = {"two-moons (D=2)": datasets.two_moons()}
     if not quick:
@@ -203,12 +222,15 @@ def run(quick=False):
         best_ours = max(r["tfp_gauss"]["samples_per_s"] for r in rows.values())
         best_maf = max(r["maf"]["samples_per_s"] for r in rows.values())
         floor = special_function_floor(d, layers, layers, batch, min_seconds)
+        forward = forward_only(flow, x, batch, min_seconds)
         results[name] = dict(n_dims=d, batch=batch, tfp_gauss_params=ours_params,
                              maf_params=peer_params, maf_hidden_units=hidden,
                              maf_layers=4, modes=rows,
                              best_ratio=best_ours / best_maf,
                              special_function_floor=dict(
-                                 samples_per_s=floor, ratio_to_best_maf=floor / best_maf))
+                                 samples_per_s=floor, ratio_to_best_maf=floor / best_maf),
+                             forward_only=dict(
+                                 samples_per_s=forward, ratio_to_best_maf=forward / best_maf))
     return dict(config=dict(batch=batch, layers=layers, components=layers, quick=quick,
                             window_seconds=min_seconds), results=results,
                 target=dict(ratio_vs_maf_min=1.0))
@@ -231,7 +253,10 @@ def markdown(res):
                      f"({'meets' if r['best_ratio'] >= 1.0 else 'below'} the 1.0x target). "
                      f"The forward's special functions alone (one exp and one erfcx per "
                      f"component, no backward) run at {floor['samples_per_s']:,.0f} samples/s, "
-                     f"{floor['ratio_to_best_maf']:.2f}x MAF's best full training step.")
+                     f"{floor['ratio_to_best_maf']:.2f}x MAF's best full training step; "
+                     f"tfp_gauss's `log_prob` alone (XLA, no gradient or optimizer) runs at "
+                     f"{r['forward_only']['samples_per_s']:,.0f} samples/s, "
+                     f"{r['forward_only']['ratio_to_best_maf']:.2f}x.")
     window = res["config"].get("window_seconds", 1.0)
     lines += ["", "Each ratio is the median over rounds that time both models one window "
               f"(>= {window:g} s) after the other, so a slow phase of the machine hits both."]
