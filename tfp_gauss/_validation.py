@@ -2,7 +2,7 @@
 
 import numpy as np
 
-__all__ = ["as_float_dtype", "check_data"]
+__all__ = ["as_float_dtype", "check_data", "holdout_split"]
 
 
 def as_float_dtype(dtype):
@@ -72,3 +72,36 @@ def check_data(x, *, n_dims=None, dtype=None, name="x", min_rows=1):
             f"NaN or infinity (columns {bad_cols}; first rows {first}). Remove "
             "or impute them before fitting.")
     return arr
+
+
+def holdout_split(x, fraction, rng, *, name="fit"):
+    """Shuffled ``(train, held_out)`` rows of ``x``; ``held_out`` is ``None`` for ``0``.
+
+    The held-out rows are the first ``round(fraction * N)`` of a permutation
+    drawn from ``rng`` (a ``np.random.Generator``), so the split is
+    reproducible from the seed that made ``rng``.
+
+    Raises:
+      ValueError: ``fraction`` is not a number in ``[0, 1)``, or leaves fewer
+        than two rows on either side.
+    """
+    try:
+        fraction = float(fraction)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"{name}: validation_split must be a number in [0, 1); got {fraction!r}.") from None
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(
+            f"{name}: validation_split must be in [0, 1) (the fraction of rows held out to "
+            f"choose the fit); got {fraction}.")
+    if fraction == 0.0:
+        return x, None
+    n = x.shape[0]
+    n_val = int(round(fraction * n))
+    if n_val < 2 or n - n_val < 2:
+        raise ValueError(
+            f"{name}: validation_split={fraction} of {n} rows leaves {n_val} held-out and "
+            f"{n - n_val} training rows; both need at least 2. Pass more rows, a larger "
+            "split, validation data of your own, or validation_split=0 to skip selection.")
+    perm = rng.permutation(n)
+    return x[np.sort(perm[n_val:])], x[np.sort(perm[:n_val])]

@@ -1,0 +1,149 @@
+"""Model selection on held-out data: the held-out split, early stopping, greedy depth."""
+
+import keras
+import numpy as np
+import pytest
+import scipy.stats
+from sklearn.datasets import load_wine
+
+import tfp_gauss
+from tfp_gauss import _validation, flows
+from tfp_gauss.keras import GaussianizationFlowModel
+
+
+def test_holdout_split_is_reproducible_from_the_seed_and_disjoint():
+    x = np.arange(200, dtype=np.float32).reshape(100, 2)
+    a_train, a_val = _validation.holdout_split(x, 0.2, np.random.default_rng(7))
+    b_train, b_val = _validation.holdout_split(x, 0.2, np.random.default_rng(7))
+    _, c_val = _validation.holdout_split(x, 0.2, np.random.default_rng(8))
+    np.testing.assert_array_equal(a_val, b_val)
+    np.testing.assert_array_equal(a_train, b_train)
+    assert len(a_val) == 20 and len(a_train) == 80
+    assert not np.array_equal(a_val, c_val)
+    # every row lands on exactly one side
+    rows = np.sort(np.concatenate([a_train, a_val])[:, 0])
+    np.testing.assert_array_equal(rows, x[:, 0])
+    train, val = _validation.holdout_split(x, 0.0, np.random.default_rng(0))
+    assert val is None and train is x
+
+
+@pytest.mark.parametrize("split, match", [
+    (-0.1, r"in \[0, 1\).*-0.1"), (1.0, r"in \[0, 1\).*1.0"), ("half", "a number"),
+    (0.005, "leaves 0 held-out and 40 training rows")])
+def test_bad_validation_split_is_a_clear_error(moons, split, match):
+    x = moons[:40]
+    with pytest.raises(ValueError, match=match):
+        tfp_gauss.fit_gaussianization_flow(x, steps=1, verbose=0, validation_split=split)
+    with pytest.raises(ValueError, match=match):
+        tfp_gauss.fit_rbig(x, validation_split=split)
+
+
+@pytest.fixture(scope="module")
+def overfit_run(moons):
+    """A small flow trained hard on 80 rows: its validation NLL rises after a minimum."""
+    train, val = moons[:80], moons[2000:2400]
+    model, history = tfp_gauss.fit_gaussianization_flow(
+        train, n_layers=3, n_components=8, steps=600, peak_learning_rate=3e-2, init="random",
+        validation_data=val, seed=0, verbose=0, steps_per_epoch=20, patience=10_000)
+    return train, val, model, history
+
+
+def test_early_stopping_returns_exactly_the_best_validation_weights(overfit_run):
+    _, val, model, history = overfit_run
+    val_loss = np.array(history.history["val_loss"])
+    best = int(np.argmin(val_loss))
+    # the run overfits: without selection the last weights would be worse
+    assert val_loss[-1] > val_loss[best] + 0.05
+    assert history.best_step == (best + 1) * 20
+    assert history.best_val_loss == pytest.approx(val_loss[best], rel=1e-6)
+    # the returned weights are the best ones: recompute their NLL eagerly
+    nll = -float(np.mean(model.log_prob(val).numpy().astype(np.float64)))
+    assert nll == pytest.approx(val_loss[best], rel=1e-5, abs=1e-5)
+
+
+def test_patience_stops_training_and_selection_can_be_turned_off(moons, overfit_run):
+    train, val, _, full = overfit_run
+    best = int(np.argmin(full.history["val_loss"]))
+    model, history = tfp_gauss.fit_gaussianization_flow(
+        train, n_layers=3, n_components=8, steps=600, peak_learning_rate=3e-2, init="random",
+        validation_data=val, seed=0, verbose=0, steps_per_epoch=20, patience=60)
+    # three evaluations without improvement after the best one, then stop
+    assert len(history.history["val_loss"]) == best + 1 + 3
+    assert int(model.optimizer.iterations.numpy()) == (best + 4) * 20
+    model, history = tfp_gauss.fit_gaussianization_flow(
+        train, n_layers=3, n_components=8, steps=100, init="random", validation_data=val,
+        seed=0, verbose=0, steps_per_epoch=20, early_stopping=False)
+    assert int(model.optimizer.iterations.numpy()) == 100
+    assert not hasattr(history, "best_step")
+    nll = -float(np.mean(model.log_prob(val).numpy().astype(np.float64)))
+    assert nll == pytest.approx(history.history["val_loss"][-1], rel=1e-5, abs=1e-5)
+
+
+def test_default_fit_holds_out_a_reproducible_tenth(moons):
+    x = moons[:400]
+    runs = [tfp_gauss.fit_gaussianization_flow(x, n_layers=2, n_components=3, steps=40,
+                                               seed=5, verbose=0, steps_per_epoch=20)
+            for _ in range(2)]
+    for _, history in runs:
+        assert history.validation_rows == 40
+    np.testing.assert_array_equal(runs[0][1].history["val_loss"], runs[1][1].history["val_loss"])
+    # the held-out rows are the ones holdout_split draws from the seed's generator
+    _, val = _validation.holdout_split(x, 0.1, np.random.default_rng(5))
+    model, history = runs[0]
+    nll = -float(np.mean(model.log_prob(val).numpy().astype(np.float64)))
+    assert nll == pytest.approx(history.best_val_loss, rel=1e-5, abs=1e-5)
+
+
+def test_keras_early_stopping_callback_works_with_model_fit(overfit_run):
+    train, val, _, _ = overfit_run
+    model = GaussianizationFlowModel(2, n_layers=3, n_components=8, seed=0)
+    model.compile(optimizer=keras.optimizers.Adam(3e-2))
+    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=5,
+                                         restore_best_weights=True)
+    history = model.fit(train, batch_size=80, epochs=300, validation_data=val, verbose=0,
+                        callbacks=[stop])
+    val_loss = np.array(history.history["val_loss"])
+    assert len(val_loss) < 300 and val_loss[-1] > val_loss.min()
+    nll = -float(np.mean(model.log_prob(val).numpy().astype(np.float64)))
+    assert nll == pytest.approx(val_loss.min(), rel=1e-5, abs=1e-5)
+
+
+# ---------------------------------------------------------------------------- greedy depth
+
+
+@pytest.fixture(scope="module")
+def wine_splits():
+    """The wine table (178 x 13): few rows for its dimension, where greedy fits collapse."""
+    x = load_wine().data
+    rng = np.random.default_rng(0)
+    x = x + 1e-3 * x.std(0) * rng.standard_normal(x.shape)  # values repeat on a grid
+    perm = rng.permutation(len(x))
+    train, test = x[perm[:128]], x[perm[128:]]
+    mean, std = train.mean(0), train.std(0)
+    return (train - mean) / std, (test - mean) / std
+
+
+def test_greedy_depth_is_chosen_on_held_out_rows(moons):
+    train, val = moons[:1500], moons[1500:2000]
+    flow = tfp_gauss.fit_rbig(train, n_layers=40, n_components=4, validation_data=val,
+                              random_state=0)
+    info = flow.rbig_info
+    scores = np.array(info["validation_log_likelihood"])
+    assert info["best_n_layers"] == int(np.argmax(scores)) + 1 == len(flows.flow_layers(flow))
+    # stopped `patience` layers after the best, not at the cap
+    assert len(scores) == info["best_n_layers"] + 4 or len(scores) == 40
+    # the incremental held-out scores agree with the returned flow's own log_prob
+    assert float(np.mean(flow.log_prob(val).numpy())) == pytest.approx(scores.max(), abs=1e-4)
+
+
+def test_deep_greedy_fit_of_few_rows_stays_sane(wine_splits):
+    train, test = wine_splits
+    gaussian = scipy.stats.multivariate_normal(train.mean(0), np.cov(train, rowvar=False))
+    reference = gaussian.logpdf(test).mean()  # a full-covariance Gaussian, fit by ML
+    flow = tfp_gauss.fit_rbig(train, n_layers=32, n_components=8, random_state=0)
+    held_out = float(np.mean(flow.log_prob(test).numpy()))
+    # the old behaviour (all 32 layers, scales free to collapse) is absurd on the same rows
+    old = tfp_gauss.fit_rbig(train, n_layers=32, n_components=8, random_state=0,
+                             validation_split=0, bandwidth_factor=0)
+    assert float(np.mean(old.log_prob(test).numpy())) < -1e3
+    assert held_out > reference - 5.0, (held_out, reference)
