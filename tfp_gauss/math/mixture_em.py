@@ -108,7 +108,7 @@ def fit_mixture_em(x, n_components, *, random_state=None, max_iterations=500,
         ``tol * (1 + |loglik|)``; default ``1e-5`` (float32) or ``1e-7``
         (float64).
       min_scale_ratio: component scales are kept above this fraction of the
-        column's standard deviation, so a component cannot collapse onto a
+        column's standard deviation (a scalar, or one per column ``[D]``), so a component cannot collapse onto a
         repeated value and send the likelihood to infinity.
 
     Returns:
@@ -143,7 +143,7 @@ def fit_mixture_em(x, n_components, *, random_state=None, max_iterations=500,
     log_weights = np.full_like(locs, -np.log(n_components))
     out = _em_loop(
         tf.constant(x), tf.constant(log_weights, dtype), tf.constant(locs, dtype),
-        tf.constant(scales, dtype), tf.constant(min_scale_ratio * std, dtype),
+        tf.constant(scales, dtype), tf.constant(np.asarray(min_scale_ratio) * std, dtype),
         tf.constant(max_iterations, tf.int32), tf.constant(tol, dtype))
     lw, mu, sd, loglik, iters, done = (t.numpy() for t in out)
     return dict(log_weights=lw, locs=mu, scales=sd, log_likelihood=loglik,
