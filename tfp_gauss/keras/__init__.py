@@ -1,6 +1,6 @@
 """Keras 3 face of tfp_gauss: the trainable model, the schedule, the trainer."""
 
-from tfp_gauss.keras._fit import fit_gaussianization_flow
+from tfp_gauss.keras._fit import default_steps, fit_gaussianization_flow
 from tfp_gauss.keras._model import GaussianizationFlowModel
 from tfp_gauss.keras._schedules import (
     LearningRateLogger,
@@ -10,4 +10,5 @@ from tfp_gauss.keras._schedules import (
 )
 
 __all__ = ["GaussianizationFlowModel", "LearningRateLogger", "OneCycleCosine",
-           "OneCycleCosineCallback", "fit_gaussianization_flow", "one_cycle_cosine"]
+           "OneCycleCosineCallback", "default_steps", "fit_gaussianization_flow",
+           "one_cycle_cosine"]

@@ -8,7 +8,7 @@ from tfp_gauss import _validation
 from tfp_gauss.keras._model import GaussianizationFlowModel
 from tfp_gauss.keras._schedules import LearningRateLogger, OneCycleCosine
 
-__all__ = ["fit_gaussianization_flow"]
+__all__ = ["default_steps", "fit_gaussianization_flow"]
 
 
 def _batches(x, batch_size, seed):
@@ -60,7 +60,17 @@ class _KeepBest(keras.callbacks.Callback):
             self.model.set_weights(self.best_weights)
 
 
-def fit_gaussianization_flow(x, n_layers=8, n_components=8, steps=3000, batch_size=512,
+def default_steps(n_rows, batch_size=512):
+    """The default training length: 100 passes over the data, within [3000, 10000] steps.
+
+    Measured: on 2,100 to 4,200 rows the best validation step comes before
+    3,000 (two-moons, digits, wine, diabetes, faithful); on 37,700 rows
+    (diamonds) the validation NLL still improves at step 3,000.
+    """
+    return int(min(10_000, max(3_000, -(-100 * n_rows // batch_size))))
+
+
+def fit_gaussianization_flow(x, n_layers=8, n_components=8, steps=None, batch_size=512,
                              peak_learning_rate=3e-3, clip_norm=1.0, init="rbig",
                              validation_data=None, seed=None, verbose=1, *,
                              validation_split=0.1, early_stopping=True, patience=600,
@@ -87,7 +97,9 @@ def fit_gaussianization_flow(x, n_layers=8, n_components=8, steps=3000, batch_si
       x: data ``[N, D]``, finite.
       n_layers, n_components: flow size (with ``init="rbig"``, ``n_layers``
         is the most layers: the greedy fit may choose fewer).
-      steps: most optimizer steps (the learning-rate schedule's length).
+      steps: most optimizer steps (the learning-rate schedule's length);
+        default ``default_steps(N)``: 100 passes over the training rows,
+        within [3000, 10000].
       batch_size: rows per step (capped at the training rows).
       peak_learning_rate: the schedule's peak.
       clip_norm: global gradient-norm clip (``None`` to disable).
@@ -134,7 +146,7 @@ def fit_gaussianization_flow(x, n_layers=8, n_components=8, steps=3000, batch_si
     """
     x = _validation.check_data(x, name="x", dtype=np.dtype(dtype))
     n_dims = x.shape[1]
-    if steps < 1 or batch_size < 1 or steps_per_epoch < 1 or patience < 1:
+    if (steps is not None and steps < 1) or batch_size < 1 or steps_per_epoch < 1 or patience < 1:
         raise ValueError(
             f"steps, batch_size, steps_per_epoch and patience must be >= 1; got {steps}, "
             f"{batch_size}, {steps_per_epoch}, {patience}.")
@@ -147,6 +159,8 @@ def fit_gaussianization_flow(x, n_layers=8, n_components=8, steps=3000, batch_si
     else:
         x, validation_data = _validation.holdout_split(
             x, validation_split, rng, name="fit_gaussianization_flow")
+    if steps is None:
+        steps = default_steps(len(x), batch_size)
     if verbose and validation_data is not None:
         print(f"fit_gaussianization_flow: training on {len(x)} rows; "
               f"{len(validation_data)} held-out rows choose the fit.")
