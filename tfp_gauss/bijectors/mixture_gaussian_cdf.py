@@ -534,10 +534,16 @@ class MixtureGaussianCDF(_composite.CompositeBijector):
         Raises:
           ValueError: the three parameters disagree statically on ``K`` or are
             scalars.
+          TypeError: the parameters' dtype is not float32 or float64.
         """
         parameters = dict(locals())
         with tf.name_scope(name) as name:
             dtype = dtype_util.common_dtype([logits, locs, scales], dtype_hint=tf.float32)
+            if tf.as_dtype(dtype) not in _RELATIVE_WEIGHT_FLOOR:
+                raise TypeError(
+                    "MixtureGaussianCDF supports float32 and float64 parameters (its tail "
+                    f"numerics are tuned to those two); got {tf.as_dtype(dtype).name}. Cast "
+                    "the parameters to float32 or float64.")
             self._logits = tensor_util.convert_nonref_to_tensor(logits, dtype=dtype, name="logits")
             self._locs = tensor_util.convert_nonref_to_tensor(locs, dtype=dtype, name="locs")
             self._scales = tensor_util.convert_nonref_to_tensor(scales, dtype=dtype, name="scales")
