@@ -19,6 +19,7 @@ import time
 import _common
 
 import bench_compare
+import bench_first_call
 import bench_mixture_cdf
 import bench_rbig
 import bench_training
@@ -31,6 +32,7 @@ BENCHES = {
     "training_throughput": bench_training,
     "warm_start": bench_warm_start,
     "comparison": bench_compare,
+    "first_call": bench_first_call,
 }
 
 

@@ -328,3 +328,10 @@ def test_from_data_is_reproducible_and_handles_duplicates():
     b = MixtureGaussianCDF.from_data(x, n_components=5, random_state=3)
     np.testing.assert_array_equal(a.locs.numpy(), b.locs.numpy())
     assert np.all(a.scales.numpy() > 0) and np.isfinite(_nll(a, x))
+
+
+@pytest.mark.parametrize("dtype", [np.float16, tf.bfloat16])
+def test_unsupported_dtype_is_a_clear_error_at_construction(dtype):
+    params = [tf.cast(tf.constant(v), dtype) for v in ([[0.0, 0.0]], [[-1.0, 1.0]], [[1.0, 1.0]])]
+    with pytest.raises(TypeError, match="float32 and float64.*got (float16|bfloat16)"):
+        mgc.MixtureGaussianCDF(*params)

@@ -364,7 +364,6 @@ def _grid_start(z, member, logits, locs, scales):
     """
     dtype = z.dtype.as_numpy_dtype
     n_members = tf.shape(locs)[0]
-    step = dtype(2.0 * _GRID_Z / (_GRID_SIZE - 1))
     z_grid = tf.broadcast_to(
         tf.linspace(dtype(-_GRID_Z), dtype(_GRID_Z), _GRID_SIZE)[:, tf.newaxis],
         [_GRID_SIZE, n_members])
@@ -377,9 +376,23 @@ def _grid_start(z, member, logits, locs, scales):
     x_grid, _, log_slope = root_finding.bracketed_newton(
         mixture_cdf_value, z_grid, lower, upper, initial, (logits, locs, scales),
         x_scale=x_scale, return_log_slope=True)
-    # Node values and slopes per grid step, flat in member-major order.
-    table_x = tf.reshape(tf.transpose(x_grid), [-1])
-    table_m = tf.reshape(tf.transpose(tf.exp(-log_slope) * step), [-1])
+    return _hermite_start(z, member, *_grid_table(x_grid, log_slope))
+
+
+def _grid_table(x_grid, log_slope):
+    """Node values and slopes per grid step, ``[P * _GRID_SIZE]`` in member-major order.
+
+    ``x_grid`` and ``log_slope`` (``log T'`` at the nodes) are ``[_GRID_SIZE, P]``.
+    """
+    step = x_grid.dtype.as_numpy_dtype(2.0 * _GRID_Z / (_GRID_SIZE - 1))
+    return (tf.reshape(tf.transpose(x_grid), [-1]),
+            tf.reshape(tf.transpose(tf.exp(-log_slope) * step), [-1]))
+
+
+def _hermite_start(z, member, table_x, table_m):
+    """The cubic Hermite interpolant of ``_grid_table``'s table at ``z`` (see ``_grid_start``)."""
+    dtype = z.dtype.as_numpy_dtype
+    step = dtype(2.0 * _GRID_Z / (_GRID_SIZE - 1))
     t = (z + dtype(_GRID_Z)) / step
     cell = tf.clip_by_value(tf.floor(t), dtype(0.0), dtype(_GRID_SIZE - 2))
     s = t - cell
@@ -521,10 +534,16 @@ class MixtureGaussianCDF(_composite.CompositeBijector):
         Raises:
           ValueError: the three parameters disagree statically on ``K`` or are
             scalars.
+          TypeError: the parameters' dtype is not float32 or float64.
         """
         parameters = dict(locals())
         with tf.name_scope(name) as name:
             dtype = dtype_util.common_dtype([logits, locs, scales], dtype_hint=tf.float32)
+            if tf.as_dtype(dtype) not in _RELATIVE_WEIGHT_FLOOR:
+                raise TypeError(
+                    "MixtureGaussianCDF supports float32 and float64 parameters (its tail "
+                    f"numerics are tuned to those two); got {tf.as_dtype(dtype).name}. Cast "
+                    "the parameters to float32 or float64.")
             self._logits = tensor_util.convert_nonref_to_tensor(logits, dtype=dtype, name="logits")
             self._locs = tensor_util.convert_nonref_to_tensor(locs, dtype=dtype, name="locs")
             self._scales = tensor_util.convert_nonref_to_tensor(scales, dtype=dtype, name="scales")

@@ -76,7 +76,7 @@ def _newton_loop(fn, y, x, lower, upper, x_scale, params, max_iterations):
 
 
 def _streaming_newton_loop(fn, y, x, lower, upper, x_scale, gather_params, capacity,
-                           max_iterations):
+                           max_iterations, size=None):
     """The same iteration on a fixed-size working set fed from a queue.
 
     The ``capacity`` slots start with the first elements (in flat order);
@@ -85,9 +85,15 @@ def _streaming_newton_loop(fn, y, x, lower, upper, x_scale, gather_params, capac
     evaluation of ``fn`` then costs ``capacity`` elements, and the total work
     follows the *mean* number of iterations rather than the maximum, which is
     what a whole-tensor loop pays.
+
+    With ``size`` (an int32 scalar tensor), only the first ``size`` elements
+    (in flat order) are solved and the rest are returned as 0 with 0
+    iterations: a fixed-shape buffer then serves any number of elements,
+    so that XLA compiles the loop once.
     """
     shape = tf.shape(y)
-    n = tf.size(y)
+    total = tf.size(y)
+    n = total if size is None else tf.minimum(tf.convert_to_tensor(size, tf.int32), total)
 
     def flat(t):
         return tf.reshape(t, [-1])
@@ -95,7 +101,7 @@ def _streaming_newton_loop(fn, y, x, lower, upper, x_scale, gather_params, capac
     y, x, lower, upper, x_scale = (flat(t) for t in (y, x, lower, upper, x_scale))
 
     def fetch(index):
-        safe = tf.minimum(index, n - 1)
+        safe = tf.maximum(tf.minimum(index, n - 1), 0)
         lo, up = tf.gather(lower, safe), tf.gather(upper, safe)
         return (tf.gather(y, safe), tf.gather(x, safe), lo, up, tf.stack([up - lo, up - lo]),
                 tf.gather(x_scale, safe), gather_params(safe), lo >= up)
@@ -103,8 +109,9 @@ def _streaming_newton_loop(fn, y, x, lower, upper, x_scale, gather_params, capac
     index = tf.range(capacity)
     slot_y, slot_x, slot_lo, slot_up, slot_steps, slot_scale, slot_params, slot_done = fetch(index)
     slot_iterations = tf.zeros([capacity], tf.int32)
-    out_x = tf.zeros([n + 1], y.dtype)
-    out_iterations = tf.zeros([n + 1], tf.int32)
+    # Entry `total` (past the end) takes the writes of empty slots.
+    out_x = tf.zeros([total + 1], y.dtype)
+    out_iterations = tf.zeros([total + 1], tf.int32)
 
     def cond(next_index, index, *_):
         del next_index
@@ -120,8 +127,8 @@ def _streaming_newton_loop(fn, y, x, lower, upper, x_scale, gather_params, capac
                                                             slot_steps)))
         slot_iterations += tf.cast(active, tf.int32)
         finished = slot_done | new[4] | (slot_iterations >= max_iterations)
-        # Write out what finished (empty slots write to the discarded n-th entry).
-        target = tf.where(finished & (index < n), index, n)[:, tf.newaxis]
+        # Write out what finished (empty slots write to the discarded last entry).
+        target = tf.where(finished & (index < n), index, total)[:, tf.newaxis]
         out_x = tf.tensor_scatter_nd_update(out_x, target, slot_x)
         out_iterations = tf.tensor_scatter_nd_update(out_iterations, target, slot_iterations)
         # Refill finished slots with the next waiting elements, in order.
@@ -146,7 +153,8 @@ def _streaming_newton_loop(fn, y, x, lower, upper, x_scale, gather_params, capac
     loop_vars = (tf.minimum(capacity, n), tf.where(index < n, index, n), slot_y, slot_x,
                  slot_lo, slot_up, slot_steps, slot_scale, slot_params, slot_done,
                  slot_iterations, out_x, out_iterations)
-    result = tf.while_loop(cond, body, loop_vars)
+    result = tf.compat.v1.while_loop(cond, body, loop_vars, back_prop=False,
+                                    return_same_structure=True)
     return tf.reshape(result[-2][:-1], shape), tf.reshape(result[-1][:-1], shape)
 
 
