@@ -54,13 +54,13 @@ def _rotation_matrix(h, kind, rng):
     return _signed(r)
 
 
-@tf.function(jit_compile=True, reduce_retracing=True)
+@tf.function(jit_compile=True, reduce_retracing=True, autograph=False)
 def _marginal_forward(h, logits, locs, scales):
     """The layer's own ``MixtureGaussianCDF.forward``, compiled once per shape."""
     return MixtureGaussianCDF(logits, locs, scales).forward(h)
 
 
-@tf.function(jit_compile=True, reduce_retracing=True)
+@tf.function(jit_compile=True, reduce_retracing=True, autograph=False)
 def _marginal_forward_log_det(h, logits, locs, scales):
     """``forward(h)`` and the per-row log-det ``sum_d log T'_d(h_d)``."""
     mixture = MixtureGaussianCDF(logits, locs, scales)

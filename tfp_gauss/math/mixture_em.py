@@ -27,7 +27,7 @@ def mixture_log_likelihood(x, log_weights, locs, scales):
         tf.reduce_logsumexp(_log_joint(x, log_weights, locs, scales), axis=-1), axis=0)
 
 
-@tf.function(jit_compile=True, reduce_retracing=True)
+@tf.function(jit_compile=True, reduce_retracing=True, autograph=False)
 def _em_loop(x, log_weights, locs, scales, min_scale, max_iterations, tol):
     dtype = x.dtype.as_numpy_dtype
     n = tf.cast(tf.shape(x)[0], x.dtype)
