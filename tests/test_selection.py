@@ -147,3 +147,23 @@ def test_deep_greedy_fit_of_few_rows_stays_sane(wine_splits):
                              validation_split=0, bandwidth_factor=0)
     assert float(np.mean(old.log_prob(test).numpy())) < -1e3
     assert held_out > reference - 5.0, (held_out, reference)
+
+
+def test_continuing_training_takes_a_fresh_schedule(moons):
+    x = moons[:512]
+    model, _ = tfp_gauss.fit_gaussianization_flow(
+        x, n_layers=2, n_components=3, steps=40, seed=0, verbose=0, validation_split=0)
+    before = model.log_prob(x).numpy()
+    # the one-cycle schedule is spent: Keras' own fit barely moves the weights
+    model.fit(x, batch_size=512, epochs=20, verbose=0)
+    spent = model.log_prob(x).numpy()
+    assert np.abs(spent - before).max() < 1e-4
+    resumed, history = tfp_gauss.fit_gaussianization_flow(
+        x, steps=200, seed=0, verbose=0, validation_split=0, init=model)
+    assert resumed is not model and resumed.n_layers == 2 and resumed.n_components == 3
+    np.testing.assert_array_equal(model.log_prob(x).numpy(), spent)  # left unchanged
+    # the first step starts from the given weights, then training goes on
+    assert history.history["loss"][0] == pytest.approx(-spent.mean(), abs=0.05)
+    assert -resumed.log_prob(x).numpy().mean() < -spent.mean() - 0.05
+    with pytest.raises(ValueError, match="init must be"):
+        tfp_gauss.fit_gaussianization_flow(x, steps=1, verbose=0, init="greedy")

@@ -104,7 +104,13 @@ def fit_gaussianization_flow(x, n_layers=8, n_components=8, steps=None, batch_si
       peak_learning_rate: the schedule's peak.
       clip_norm: global gradient-norm clip (``None`` to disable).
       init: ``"rbig"`` to warm-start from a greedy RBIG fit of the training
-        rows (``tfp_gauss.fit_rbig``), or ``"random"``.
+        rows (``tfp_gauss.fit_rbig``), ``"random"``, or a trained
+        ``GaussianizationFlowModel`` (or flow distribution) to continue
+        training: its weights are copied into a new model that trains with
+        a fresh optimizer and learning-rate schedule (a model whose one-cycle
+        schedule has run out learns nothing from ``model.fit``); the given
+        model is not changed. ``n_layers`` and ``n_components`` are then
+        taken from it.
       validation_data: optional held-out rows ``[M, D]``.
       seed: int seed for the held-out split, initialisation and batch order.
       verbose: Keras verbosity (1: progress bar); ``>= 1`` also prints what
@@ -150,8 +156,13 @@ def fit_gaussianization_flow(x, n_layers=8, n_components=8, steps=None, batch_si
         raise ValueError(
             f"steps, batch_size, steps_per_epoch and patience must be >= 1; got {steps}, "
             f"{batch_size}, {steps_per_epoch}, {patience}.")
-    if init not in ("random", "rbig"):
-        raise ValueError(f"init must be 'random' or 'rbig'; got {init!r}.")
+    if isinstance(init, GaussianizationFlowModel):
+        init = init.distribution
+    start_from = None if isinstance(init, str) else init
+    if start_from is None and init not in ("random", "rbig"):
+        raise ValueError(
+            "init must be 'random', 'rbig', a GaussianizationFlowModel or a flow built by "
+            f"tfp_gauss (to continue training it); got {init!r}.")
     rng = np.random.default_rng(seed)
     if validation_data is not None:
         validation_data = _validation.check_data(
@@ -164,7 +175,11 @@ def fit_gaussianization_flow(x, n_layers=8, n_components=8, steps=None, batch_si
     if verbose and validation_data is not None:
         print(f"fit_gaussianization_flow: training on {len(x)} rows; "
               f"{len(validation_data)} held-out rows choose the fit.")
-    if init == "random":
+    if start_from is not None:
+        model = GaussianizationFlowModel.from_distribution(start_from, seed=seed, dtype=dtype)
+        if model.n_dims != n_dims:
+            raise ValueError(f"init is a flow of {model.n_dims} dimensions; x has {n_dims}.")
+    elif init == "random":
         model = GaussianizationFlowModel(n_dims, n_layers, n_components, seed=seed, dtype=dtype)
     else:
         from tfp_gauss.rbig import fit_rbig  # noqa: PLC0415  (rbig builds on this module)
