@@ -19,6 +19,7 @@ import time
 import _common
 
 import bench_compare
+import bench_defaults
 import bench_first_call
 import bench_mixture_cdf
 import bench_rbig
@@ -32,6 +33,7 @@ BENCHES = {
     "training_throughput": bench_training,
     "warm_start": bench_warm_start,
     "comparison": bench_compare,
+    "defaults": bench_defaults,
     "first_call": bench_first_call,
 }
 

@@ -12,7 +12,7 @@ def test_all_benchmarks_quick():
 
     timings = run_all.main(["--quick"])
     assert set(timings) == {"mixture_cdf", "rbig", "training_throughput", "warm_start",
-                            "comparison", "first_call"}
+                            "comparison", "defaults", "first_call"}
 
 
 def test_benchmark_report_is_built_from_committed_results(tmp_path, monkeypatch):
