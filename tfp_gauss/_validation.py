@@ -13,7 +13,8 @@ def as_float_dtype(dtype):
     return np.dtype(np.float32)
 
 
-def check_data(x, *, n_dims=None, dtype=None, name="x", min_rows=1, purpose="fitting"):
+def check_data(x, *, n_dims=None, dtype=None, name="x", min_rows=1, purpose="fitting",
+               first_index=0):
     """Validates a data matrix and returns it as a float ``np.ndarray``.
 
     Args:
@@ -25,6 +26,9 @@ def check_data(x, *, n_dims=None, dtype=None, name="x", min_rows=1, purpose="fit
       min_rows: fewest rows accepted.
       purpose: what the data are for ("fitting", "scoring", ...), named in
         the message about NaN/inf rows.
+      first_index: how rows and columns are numbered in messages: 0 (Python
+        indices, the default) or 1 (data rows of a file, as the command line
+        reports them). The message says which.
 
     Returns:
       ``x`` as a C-contiguous float32/float64 array of shape ``[N, D]``.
@@ -34,7 +38,7 @@ def check_data(x, *, n_dims=None, dtype=None, name="x", min_rows=1, purpose="fit
         or a generator).
       ValueError: ``x`` is not numeric, not of rank 2, has the wrong width,
         fewer than ``min_rows`` rows, or rows holding NaN or infinity. The
-        message says what was seen; rows and columns are numbered from 1.
+        message says what was seen and how rows and columns are numbered.
     """
     if hasattr(x, "numpy") and callable(x.numpy):
         x = x.numpy()
@@ -79,10 +83,11 @@ def check_data(x, *, n_dims=None, dtype=None, name="x", min_rows=1, purpose="fit
     finite = np.isfinite(arr)
     if not finite.all():
         bad_rows = ~finite.all(axis=1)
-        bad_cols = (np.flatnonzero(~finite.all(axis=0)) + 1).tolist()
-        first = (np.flatnonzero(bad_rows)[:5] + 1).tolist()
+        bad_cols = (np.flatnonzero(~finite.all(axis=0)) + first_index).tolist()
+        first = (np.flatnonzero(bad_rows)[:5] + first_index).tolist()
+        numbering = "numbered from 1" if first_index == 1 else "0-based indices"
         raise ValueError(
             f"`{name}` has {int(bad_rows.sum())} of {arr.shape[0]} rows holding "
-            f"NaN or infinity (columns {bad_cols}; first rows {first}; numbered "
-            f"from 1). Remove or impute them before {purpose}.")
+            f"NaN or infinity (columns {bad_cols}; first rows {first}; {numbering}). "
+            f"Remove or impute them before {purpose}.")
     return arr

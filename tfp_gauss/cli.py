@@ -152,7 +152,7 @@ def _checked(arr, path, purpose):
 
     try:
         return _validation.check_data(arr, name=str(path), dtype=np.float64, min_rows=1,
-                                      purpose=purpose)
+                                      purpose=purpose, first_index=1)
     except (TypeError, ValueError) as err:
         raise UsageError(str(err)) from None
 
@@ -481,14 +481,18 @@ class _OutputDir:
 
     def __enter__(self):
         self._check()
-        if not self.out.is_dir():
-            self.created = [p for p in (self.out, *self.out.parents) if not p.exists()]
-            self.out.mkdir(parents=True)
         try:
+            if not self.out.is_dir():
+                self.created = [p for p in (self.out, *self.out.parents) if not p.exists()]
+                self.out.mkdir(parents=True)
             self._lock()
             self._remove_stale()
             self.staging = pathlib.Path(tempfile.mkdtemp(
                 prefix=f"{_STAGING_PREFIX}{os.getpid()}-", dir=self.out))
+        except OSError as err:
+            self._abandon()
+            raise UsageError(f"cannot write to --out {self.out}: {err.strerror or err}.") \
+                from None
         except BaseException:
             self._abandon()
             raise
