@@ -14,7 +14,8 @@ import tempfile
 
 def running_cli():
     """Whether this process is the ``tfp-gauss`` command."""
-    if sys.argv and os.path.basename(sys.argv[0]) == "tfp-gauss":
+    argv = getattr(sys, "argv", None) or [""]  # embedded interpreters may have no argv
+    if os.path.basename(argv[0]) == "tfp-gauss":
         return True
     orig = list(getattr(sys, "orig_argv", ()))
     return any(a == "-m" and b == "tfp_gauss.cli" for a, b in zip(orig, orig[1:]))
