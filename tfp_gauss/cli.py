@@ -316,6 +316,19 @@ def _fit(args):
     else:
         train, val = x, None
     shift, scale = _standardization(train)
+    if args.init == "rbig":
+        # The greedy start fits a K-component mixture to every column by EM,
+        # which needs K distinct values; said here in the command's terms
+        # rather than as a traceback from inside the fit.
+        distinct = np.array([np.unique(train[:, j]).size for j in range(train.shape[1])])
+        few = np.flatnonzero(distinct < args.components)
+        if few.size:
+            shown = ", ".join(f"{j + 1} ({distinct[j]})" for j in few[:10])
+            raise UsageError(
+                f"column(s) {shown} (numbered from 1; distinct values in brackets) have fewer "
+                f"distinct training values than --components {args.components}: pass "
+                f"--components {max(1, int(distinct.min()))} or fewer, or add dequantization "
+                "noise to discrete columns.")
     verbose = args.verbose
     if verbose is None:
         # A progress bar redraws itself with \r and ANSI codes: one line per
