@@ -5,6 +5,7 @@ import io
 import json
 import os
 import pathlib
+import shutil
 import signal
 import subprocess
 import sys
@@ -109,28 +110,44 @@ def test_keras_model_export(tmp_path, moons):
 
 @pytest.fixture(scope="module")
 def cli_run(tmp_path_factory):
-    """One `tfp-gauss fit` on the built-in data, shared by the tests that read a run.
+    """One `tfp-gauss fit --overwrite` of the built-in data into a folder of user files.
 
-    Run without --verbose and with stdout captured (not a terminal), as when
-    the output goes to a log file: its text is returned too.
+    Shared by the tests that read a run. Returns the folder, the command's
+    stdout and the user's files as they were before (path -> bytes). Run
+    without --verbose and with stdout captured (not a terminal), as when the
+    output goes to a log file.
     """
     out = tmp_path_factory.mktemp("cli") / "run"
+    _make_user_files(out)
+    user_files = _files(out)
     stdout = io.StringIO()
     with contextlib.redirect_stdout(stdout):
         rc = cli.main(["fit", "--out", str(out), "--steps", "20", "--layers", "2",
-                       "--components", "3"])
+                       "--components", "3", "--overwrite"])
     assert rc == 0
-    return out, stdout.getvalue()
+    return out, stdout.getvalue(), user_files
+
+
+def _make_user_files(folder):
+    (folder / "sub").mkdir(parents=True)
+    (folder / "notes.txt").write_text("x\n")
+    (folder / "sub" / "deep.bin").write_bytes(bytes(range(256)))
+    (folder / ".hidden").write_text("dotfile")
+
+
+def _files(root):
+    """Every regular file under ``root``: relative path -> bytes."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
 
 
 def test_cli_progress_written_to_a_file_is_plain_lines(cli_run):
-    _, stdout = cli_run
+    stdout = cli_run[1]
     assert "loss" in stdout and "train NLL" in stdout
     assert "\r" not in stdout and "\x1b" not in stdout  # no progress-bar redraws, no ANSI
 
 
 def test_cli_fit_sample_score(cli_run, tmp_path):
-    out, _ = cli_run
+    out = cli_run[0]
     for name in ("saved_model", "model.keras", "report.json", "training.png", "samples.png"):
         assert (out / name).exists(), name
     report = json.loads((out / "report.json").read_text())
@@ -220,48 +237,44 @@ def _small_fit(data, out, *extra):
             "--validation-split", "0", *extra]
 
 
-def _files(root):
-    """Every regular file under ``root``: relative path -> bytes."""
-    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
-
-
-def test_cli_fit_never_deletes_a_file_it_did_not_create(tmp_path, capsys):
+def test_cli_fit_never_deletes_a_file_it_did_not_create(cli_run, tmp_path, capsys):
     """A fresh-clone test proves that a successful run never deletes a file it did not create.
 
-    The user's folder holds the data, notes and a subfolder: without
-    --overwrite `fit` refuses it; with --overwrite it writes its run beside
-    them; a later fit into that run (other data) replaces only the run's
-    files. Every user file stays byte-identical. The later fit's data have a
-    column of magnitude 1e30, whose float32 standard deviation overflows:
-    standardized in float64 it fits like any other.
+    With --overwrite: `cli_run` fit into a folder of user files (notes, a
+    subfolder, a dotfile). Without: a folder of user files that holds the
+    input data is refused; a copy of the `cli_run` folder, now a tfp-gauss
+    run, is re-fit with other data, which replaces only the run's files.
+    Every user file stays byte-identical and nothing is left beside them.
+    The other data have a column of magnitude 1e30, whose float32 standard
+    deviation overflows: standardized in float64 it fits like any other.
     """
+    run, _, user_files = cli_run
+    after = _files(run)
+    assert {name: after[name] for name in user_files} == user_files
+    run_names = sorted(os.listdir(run))
+    assert set(run_names) == {"notes.txt", "sub", ".hidden", "saved_model", "model.keras",
+                              "report.json", "training.png", "samples.png", cli.MARKER_NAME}
+
     rng = np.random.default_rng(0)
     user = tmp_path / "d"
-    (user / "sub").mkdir(parents=True)
+    _make_user_files(user)
     np.save(user / "data.npy", rng.normal(size=(300, 2)))
-    (user / "notes.txt").write_text("x\n")
-    (user / "sub" / "deep.bin").write_bytes(bytes(range(256)))
-    (user / ".hidden").write_text("dotfile")
-    user_files = _files(user)
+    before = _files(user)
     assert cli.main(_small_fit(user / "data.npy", user)) == 2
     err = capsys.readouterr().err
     assert f"--out {user} holds the input data" in err and "--overwrite" in err
-    assert _files(user) == user_files
+    assert _files(user) == before
 
-    assert cli.main(_small_fit(user / "data.npy", user, "--overwrite")) == 0
-    after = _files(user)
-    assert {name: after[name] for name in user_files} == user_files
-    run_names = sorted(os.listdir(user))
-    assert {"saved_model", "model.keras", "report.json"} <= set(run_names)
-
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
     other = rng.normal(size=(300, 2)) * [1.0, 1e30] + [0.0, 3e30]
     np.save(tmp_path / "other.npy", other)
-    assert cli.main(_small_fit(tmp_path / "other.npy", user)) == 0
-    after = _files(user)
+    assert cli.main(_small_fit(tmp_path / "other.npy", copy)) == 0
+    after = _files(copy)
     assert {name: after[name] for name in user_files} == user_files
-    assert sorted(os.listdir(user)) == run_names  # no lock, staging or backup left
-    assert sorted(os.listdir(tmp_path)) == ["d", "other.npy"]
-    report = json.loads((user / "report.json").read_text())
+    assert sorted(os.listdir(copy)) == run_names  # no lock, staging or backup left
+    assert sorted(os.listdir(tmp_path)) == ["d", "other.npy", "run"]
+    report = json.loads((copy / "report.json").read_text())
     assert report["data"]["source"] == str(tmp_path / "other.npy")
     assert report["data"]["train_rows"] == 300 and np.isfinite(report["results"]["train_nll"])
     np.testing.assert_allclose(report["standardization"]["scale"], other.std(0), rtol=1e-12)
@@ -355,7 +368,7 @@ cli.main({_small_fit(None, out)!r})
 
 
 def test_cli_scores_rows_beyond_float32_finite(cli_run, tmp_path, capsys):
-    out, _ = cli_run
+    out = cli_run[0]
     big = np.finfo(np.float32).max
     direction = np.array([1.0, -0.5])
     scales = np.array([1e19, 1e30, big, -1e19, -1e30, -big])
@@ -392,7 +405,7 @@ def test_cli_header_rules(tmp_path, capsys):
 
 
 def test_cli_score_errors_say_what_is_wrong(cli_run, tmp_path, capsys):
-    out, _ = cli_run
+    out = cli_run[0]
     data = tmp_path / "x.csv"
     data.write_text("1,2\nnan,3\n")
     assert cli.main(["score", str(out), str(data), "--out", str(tmp_path / "s.csv")]) == 2
@@ -418,7 +431,7 @@ def test_fit_of_a_dataset_is_a_clear_type_error(moons):
 
 
 def test_console_script_runs_without_tensorflow_log_lines(cli_run, tmp_path):
-    out, _ = cli_run
+    out = cli_run[0]
     exe = pathlib.Path(sys.executable).parent / "tfp-gauss"
     env = {k: v for k, v in os.environ.items() if not k.startswith("TF_CPP")}
     env["PYTHONPATH"] = str(ROOT)  # the console script runs this checkout's code
