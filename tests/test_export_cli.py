@@ -176,24 +176,24 @@ def test_cli_fit_sample_score(cli_run, tmp_path):
     ("a,b\n1,2\nx,3\n", [], "non-numeric value 'x' in data row 2, column 1"),
     # rows are data rows numbered from 1: blank lines and the header do not count
     ("a,b\n1,2\n\n3\n", [], "ragged rows: data row 2 has 1 field(s)"),
-    ("1,2\nnan,3\n4,5\n", [], "1 of 3 rows holding NaN or infinity (columns [1]; first rows "
-                               "[2]; numbered from 1). Remove or impute them before fitting"),
+    ("1,2\nnan,3\n4,5\n", [], ("1 of 3 rows holding NaN or infinity (columns [1]; first rows "
+                                "[2]; numbered from 1). Remove or impute them before fitting")),
     # a headerless file whose first row has a missing value is not taken as a header
     ("NA,0.5\n1,2\n3,4\n", [], "cannot tell whether the first row ['NA', '0.5'] is a header"),
     ("NA,0.5\n1,2\n3,4\n", ["--no-header"], "missing value 'NA' in data row 1, column 1"),
     ("x,y\n1,2\n2,4\n3,6\n", [], "columns 1, 2 (numbered from 1) are linearly dependent"),
     # perfectly correlated columns give no density: stop before fitting
-    ("a,b,c\n1,5,1\n2,3,2\n3,8,3\n4,1,4\n", [], "columns 1, 3 (numbered from 1) are linearly "
-                                                  "dependent"),
+    ("a,b,c\n1,5,1\n2,3,2\n3,8,3\n4,1,4\n", [],
+     "columns 1, 3 (numbered from 1) are linearly dependent"),
     ("a,b\n1,5\n1,3\n1,8\n", [], "column(s) 1 (value 1) are constant"),
     # the greedy start's EM needs --components distinct values per column
     ("a,b\n1,5\n2,3\n1,8\n2,1\n1,7\n2,2\n", ["--components", "3"],
-     "column(s) 1 (2) (numbered from 1; distinct values in brackets) have fewer distinct "
-     "training values than --components 3: pass --components 2 or fewer"),
+     ("column(s) 1 (2) (numbered from 1; distinct values in brackets) have fewer distinct "
+      "training values than --components 3: pass --components 2 or fewer")),
     # 1 + 1e-12 noise is not constant in float64, but float32 cannot tell the values apart
     ("a,b\n1.000000000001,5\n0.999999999999,3\n1.000000000002,8\n", [],
-     "column 1 (numbered from 1) varies by only 1.25e-12 (standard deviation) at magnitude 1: "
-     "float32, in which the model computes, resolves only"),
+     ("column 1 (numbered from 1) varies by only 1.25e-12 (standard deviation) at magnitude 1: "
+      "float32, in which the model computes, resolves only")),
 ])
 def test_cli_bad_data_exits_2_and_leaves_the_output_dir(tmp_path, capsys, content, extra, match):
     out = tmp_path / "run"
@@ -352,7 +352,8 @@ tfp_gauss.fit_gaussianization_flow = killed
 cli.main({_small_fit(None, out)!r})
 """
     env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
-    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True)
+    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                          check=False)
     assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()
     left = [p for p in tmp_path.rglob("*") if p.name.startswith(".")]
     assert left  # kill -9 leaves its staging behind; nothing can prevent that ...
@@ -437,7 +438,7 @@ def test_console_script_runs_without_tensorflow_log_lines(cli_run, tmp_path):
     env["PYTHONPATH"] = str(ROOT)  # the console script runs this checkout's code
     proc = subprocess.run([str(exe), "sample", str(out), "-n", "4", "--out",
                            str(tmp_path / "s.csv")], capture_output=True, text=True, env=env,
-                          cwd=tmp_path)
+                          cwd=tmp_path, check=False)
     assert proc.returncode == 0
     assert proc.stdout == f"wrote 4 samples to {tmp_path / 's.csv'}\n"
     assert proc.stderr == ""  # no oneDNN/CUDA/absl start-up lines, no custom-gradient warnings

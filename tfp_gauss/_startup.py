@@ -7,6 +7,7 @@ runs. Only when the running program is the command (``tfp-gauss ...`` or
 to the user.
 """
 
+import itertools
 import os
 import sys
 import tempfile
@@ -18,7 +19,7 @@ def running_cli():
     if os.path.basename(argv[0]) == "tfp-gauss":
         return True
     orig = list(getattr(sys, "orig_argv", ()))
-    return any(a == "-m" and b == "tfp_gauss.cli" for a, b in zip(orig, orig[1:]))
+    return any(a == "-m" and b == "tfp_gauss.cli" for a, b in itertools.pairwise(orig))
 
 
 def quiet_tensorflow():
