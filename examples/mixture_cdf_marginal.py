@@ -11,7 +11,7 @@ A second run starts from the bare quantile initialisation (no EM at all), so
 the gradient descent has real work to do. Writes the loss curves and the
 learned density over the data histogram to a PNG.
 
-    python examples/mixture_cdf_marginal.py [--steps 200] [--out mixture_cdf_marginal.png]
+    python examples/mixture_cdf_marginal.py [--steps 200] [--out FIGURE.png]
 """
 
 import argparse
@@ -30,6 +30,10 @@ import tensorflow_probability as tfp  # noqa: E402
 from tfp_gauss.bijectors import MixtureGaussianCDF  # noqa: E402
 
 tfb, tfd = tfp.bijectors, tfp.distributions
+
+
+# Figures go to examples/figures/ by default, not into the current directory.
+FIGURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "figures")
 
 
 def bimodal_sample():
@@ -68,7 +72,8 @@ def train(b, x, steps, learning_rate=1e-2):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=200)
-    parser.add_argument("--out", default="mixture_cdf_marginal.png")
+    parser.add_argument("--out", default=os.path.join(FIGURES, "mixture_cdf_marginal.png"),
+                        help="PNG to write (default: examples/figures/mixture_cdf_marginal.png)")
     args = parser.parse_args(argv)
 
     x = tf.constant(bimodal_sample(), tf.float32)
@@ -100,6 +105,7 @@ def main(argv=None):
     ax_dens.set(title="learned marginal density", xlabel="x", ylabel="density")
     ax_dens.legend(fontsize=8)
     fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     fig.savefig(args.out, dpi=110)
     print(f"saved {args.out}")
     return {label: losses for label, (_, losses) in curves.items()}

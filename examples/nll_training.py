@@ -8,7 +8,7 @@
    training data and on a held-out 20 %, and saves one figure: the NLL curve,
    the learning-rate curve and the latent scatter.
 
-    python examples/nll_training.py [--steps 3000] [--out nll_training.png]
+    python examples/nll_training.py [--steps 3000] [--out FIGURE.png]
 """
 
 import argparse
@@ -28,6 +28,10 @@ from tfp_gauss import datasets  # noqa: E402
 from tfp_gauss.keras import OneCycleCosine  # noqa: E402
 
 
+# Figures go to examples/figures/ by default, not into the current directory.
+FIGURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "figures")
+
+
 def anatomy(flow, x):
     """(mean base log-density, mean log-det, mean log_prob) of a flow at x."""
     gaussianizer = flow.bijector.bijector  # x -> z
@@ -43,7 +47,8 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--layers", type=int, default=8)
     parser.add_argument("--components", type=int, default=8)
-    parser.add_argument("--out", default="nll_training.png")
+    parser.add_argument("--out", default=os.path.join(FIGURES, "nll_training.png"),
+                        help="PNG to write (default: examples/figures/nll_training.png)")
     parser.add_argument("--verbose", type=int, default=2)
     args = parser.parse_args(argv)
 
@@ -93,6 +98,7 @@ def main(argv=None):
     ax_r.axvline(0, color="k", lw=0.6)
     ax_r.set_aspect("equal")
     fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     fig.savefig(args.out, dpi=110)
     print(f"saved {args.out}")
     return dict(anatomy_match=bool(match), train_log_prob=train_lp, test_log_prob=test_lp,

@@ -58,6 +58,10 @@ class TrainingNLL(keras.callbacks.Callback):
             self._record()
 
 
+# Figures go to examples/figures/ by default, not into the current directory.
+FIGURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "figures")
+
+
 def steps_to_reach(steps, nll, target):
     """First recorded step whose NLL is at or below ``target`` (None if never)."""
     hit = np.flatnonzero(np.asarray(nll) <= target)
@@ -69,7 +73,9 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--layers", type=int, default=8)
     parser.add_argument("--components", type=int, default=8)
-    parser.add_argument("--out-prefix", default="rbig_warm_start")
+    parser.add_argument("--out-prefix", default=os.path.join(FIGURES, "rbig_warm_start"),
+                        help="path prefix of the two PNGs "
+                             "(default: examples/figures/rbig_warm_start)")
     parser.add_argument("--verbose", type=int, default=0)
     args = parser.parse_args(argv)
 
@@ -120,6 +126,7 @@ def main(argv=None):
     ax.set_ylim(min(runs["rbig"]["nll"]) - 0.05, 3.0)
     ax.legend(fontsize=8)
     fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(args.out_prefix)), exist_ok=True)
     fig.savefig(f"{args.out_prefix}_curves.png", dpi=110)
 
     g = np.linspace(-2.5, 2.5, 150)

@@ -1,10 +1,15 @@
 """SavedModel export, Keras save/load, and the tfp-gauss command."""
 
+import contextlib
+import io
 import json
 import os
 import pathlib
+import shutil
+import signal
 import subprocess
 import sys
+import time
 
 import keras
 import numpy as np
@@ -103,10 +108,46 @@ def test_keras_model_export(tmp_path, moons):
                                model.log_prob(moons[:10]).numpy(), rtol=1e-5, atol=1e-5)
 
 
-def test_cli_fit_sample_score(tmp_path):
-    out = tmp_path / "run"
-    assert cli.main(["fit", "--out", str(out), "--steps", "20", "--layers", "2",
-                     "--components", "3", "--verbose", "0"]) == 0
+@pytest.fixture(scope="module")
+def cli_run(tmp_path_factory):
+    """One `tfp-gauss fit --overwrite` of the built-in data into a folder of user files.
+
+    Shared by the tests that read a run. Returns the folder, the command's
+    stdout and the user's files as they were before (path -> bytes). Run
+    without --verbose and with stdout captured (not a terminal), as when the
+    output goes to a log file.
+    """
+    out = tmp_path_factory.mktemp("cli") / "run"
+    _make_user_files(out)
+    user_files = _files(out)
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        rc = cli.main(["fit", "--out", str(out), "--steps", "20", "--layers", "2",
+                       "--components", "3", "--overwrite"])
+    assert rc == 0
+    return out, stdout.getvalue(), user_files
+
+
+def _make_user_files(folder):
+    (folder / "sub").mkdir(parents=True)
+    (folder / "notes.txt").write_text("x\n")
+    (folder / "sub" / "deep.bin").write_bytes(bytes(range(256)))
+    (folder / ".hidden").write_text("dotfile")
+
+
+def _files(root):
+    """Every regular file under ``root``: relative path -> bytes."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def test_cli_progress_written_to_a_file_is_plain_lines(cli_run):
+    stdout = cli_run[1]
+    assert "loss" in stdout and "train NLL" in stdout
+    assert "\r" not in stdout and "\x1b" not in stdout  # no progress-bar redraws, no ANSI
+
+
+def test_cli_fit_sample_score(cli_run, tmp_path):
+    out = cli_run[0]
     for name in ("saved_model", "model.keras", "report.json", "training.png", "samples.png"):
         assert (out / name).exists(), name
     report = json.loads((out / "report.json").read_text())
@@ -129,29 +170,52 @@ def test_cli_fit_sample_score(tmp_path):
     np.testing.assert_allclose(scores, expected - np.log(scale).sum(), rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("content,match", [
-    (None, "not found"),
-    ("a,b\n1,2\nx,3\n", "non-numeric value 'x' in data row 2, column 1"),
-    ("1,2\n3\n", "ragged rows: line 2 has 1 fields"),
-    ("1,2\nnan,3\n4,5\n", "1 of 3 rows holding NaN"),
+@pytest.mark.parametrize("content,extra,match", [
+    (None, [], "data file not found"),
+    ("dir", [], "is a directory; expected a CSV or .npy data file"),
+    ("a,b\n1,2\nx,3\n", [], "non-numeric value 'x' in data row 2, column 1"),
+    # rows are data rows numbered from 1: blank lines and the header do not count
+    ("a,b\n1,2\n\n3\n", [], "ragged rows: data row 2 has 1 field(s)"),
+    ("1,2\nnan,3\n4,5\n", [], ("1 of 3 rows holding NaN or infinity (columns [1]; first rows "
+                                "[2]; numbered from 1). Remove or impute them before fitting")),
+    # a headerless file whose first row has a missing value is not taken as a header
+    ("NA,0.5\n1,2\n3,4\n", [], "cannot tell whether the first row ['NA', '0.5'] is a header"),
+    ("NA,0.5\n1,2\n3,4\n", ["--no-header"], "missing value 'NA' in data row 1, column 1"),
+    ("x,y\n1,2\n2,4\n3,6\n", [], "columns 1, 2 (numbered from 1) are linearly dependent"),
+    # perfectly correlated columns give no density: stop before fitting
+    ("a,b,c\n1,5,1\n2,3,2\n3,8,3\n4,1,4\n", [],
+     "columns 1, 3 (numbered from 1) are linearly dependent"),
+    ("a,b\n1,5\n1,3\n1,8\n", [], "column(s) 1 (value 1) are constant"),
+    # the greedy start's EM needs --components distinct values per column
+    ("a,b\n1,5\n2,3\n1,8\n2,1\n1,7\n2,2\n", ["--components", "3"],
+     ("column(s) 1 (2) (numbered from 1; distinct values in brackets) have fewer distinct "
+      "training values than --components 3: pass --components 2 or fewer")),
+    # 1 + 1e-12 noise is not constant in float64, but float32 cannot tell the values apart
+    ("a,b\n1.000000000001,5\n0.999999999999,3\n1.000000000002,8\n", [],
+     ("column 1 (numbered from 1) varies by only 1.25e-12 (standard deviation) at magnitude 1: "
+      "float32, in which the model computes, resolves only")),
 ])
-def test_cli_bad_data_exits_2_and_leaves_the_output_dir(tmp_path, capsys, content, match):
+def test_cli_bad_data_exits_2_and_leaves_the_output_dir(tmp_path, capsys, content, extra, match):
     out = tmp_path / "run"
     out.mkdir()
     (out / "keep.txt").write_text("precious")
     data = tmp_path / "data.csv"
-    if content is not None:
+    if content == "dir":
+        data.mkdir()
+    elif content is not None:
         data.write_text(content)
-    assert cli.main(["fit", str(data), "--out", str(out), "--steps", "2", "--verbose", "0"]) == 2
+    assert cli.main(["fit", str(data), "--out", str(out), "--steps", "2", "--verbose", "0",
+                     "--validation-split", "0", *extra]) == 2
     assert match in capsys.readouterr().err
     assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".run")]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data.csv", "run"][content is None:]
 
 
 def test_cli_failure_during_fit_keeps_the_previous_run(tmp_path, monkeypatch):
     out = tmp_path / "run"
     out.mkdir()
     (out / "keep.txt").write_text("precious")
+    (out / "report.json").write_text("the previous run's report")
 
     def boom(*args, **kwargs):
         raise RuntimeError("simulated failure while saving")
@@ -159,13 +223,224 @@ def test_cli_failure_during_fit_keeps_the_previous_run(tmp_path, monkeypatch):
     monkeypatch.setattr(tfp_gauss, "export_saved_model", boom)
     with pytest.raises(RuntimeError, match="simulated"):
         cli.main(["fit", "--out", str(out), "--steps", "2", "--layers", "1",
-                  "--components", "2", "--verbose", "0"])
+                  "--components", "2", "--verbose", "0", "--overwrite"])
     assert (out / "keep.txt").read_text() == "precious"
+    assert (out / "report.json").read_text() == "the previous run's report"
+    assert sorted(p.name for p in out.iterdir()) == ["keep.txt", "report.json"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
 
 
-def test_console_script_is_installed():
+def _small_fit(data, out, *extra):
+    """`tfp-gauss fit` arguments for a quick run (a second or two of training)."""
+    return ["fit", *([] if data is None else [str(data)]), "--out", str(out), "--steps", "10",
+            "--layers", "1", "--components", "2", "--batch-size", "64", "--verbose", "0",
+            "--validation-split", "0", *extra]
+
+
+def test_cli_fit_never_deletes_a_file_it_did_not_create(cli_run, tmp_path, capsys):
+    """A fresh-clone test proves that a successful run never deletes a file it did not create.
+
+    With --overwrite: `cli_run` fit into a folder of user files (notes, a
+    subfolder, a dotfile). Without: a folder of user files that holds the
+    input data is refused; a copy of the `cli_run` folder, now a tfp-gauss
+    run, is re-fit with other data, which replaces only the run's files.
+    Every user file stays byte-identical and nothing is left beside them.
+    The other data have a column of magnitude 1e30, whose float32 standard
+    deviation overflows: standardized in float64 it fits like any other.
+    """
+    run, _, user_files = cli_run
+    after = _files(run)
+    assert {name: after[name] for name in user_files} == user_files
+    run_names = sorted(os.listdir(run))
+    assert set(run_names) == {"notes.txt", "sub", ".hidden", "saved_model", "model.keras",
+                              "report.json", "training.png", "samples.png", cli.MARKER_NAME}
+
+    rng = np.random.default_rng(0)
+    user = tmp_path / "d"
+    _make_user_files(user)
+    np.save(user / "data.npy", rng.normal(size=(300, 2)))
+    before = _files(user)
+    assert cli.main(_small_fit(user / "data.npy", user)) == 2
+    err = capsys.readouterr().err
+    assert f"--out {user} holds the input data" in err and "--overwrite" in err
+    assert _files(user) == before
+
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    other = rng.normal(size=(300, 2)) * [1.0, 1e30] + [0.0, 3e30]
+    np.save(tmp_path / "other.npy", other)
+    assert cli.main(_small_fit(tmp_path / "other.npy", copy)) == 0
+    after = _files(copy)
+    assert {name: after[name] for name in user_files} == user_files
+    assert sorted(os.listdir(copy)) == run_names  # no lock, staging or backup left
+    assert sorted(os.listdir(tmp_path)) == ["d", "other.npy", "run"]
+    report = json.loads((copy / "report.json").read_text())
+    assert report["data"]["source"] == str(tmp_path / "other.npy")
+    assert report["data"]["train_rows"] == 300 and np.isfinite(report["results"]["train_nll"])
+    np.testing.assert_allclose(report["standardization"]["scale"], other.std(0), rtol=1e-12)
+
+
+def test_cli_refuses_the_current_directory_and_an_existing_file(tmp_path, monkeypatch, capsys):
+    (tmp_path / "notes.txt").write_text("x")
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(_small_fit(None, ".")) == 2
+    assert "is not empty (1 entries: notes.txt) and is not a tfp-gauss run" in (
+        capsys.readouterr().err)
+    assert cli.main(_small_fit(None, "notes.txt")) == 2
+    assert f"--out {tmp_path / 'notes.txt'} is an existing file" in capsys.readouterr().err
+    assert sorted(os.listdir(tmp_path)) == ["notes.txt"]
+    assert (tmp_path / "notes.txt").read_text() == "x"
+
+
+def test_cli_second_fit_to_the_same_out_fails_at_once(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "run"
+    second = {}
+
+    def fit_that_starts_a_second_fit(*args, **kwargs):
+        if second:
+            raise AssertionError("the second fit to the same --out reached training")
+        second["started"] = time.perf_counter()
+        second["rc"] = cli.main(_small_fit(None, out))
+        second["seconds"] = time.perf_counter() - second["started"]
+        second["err"] = capsys.readouterr().err
+        raise RuntimeError("the first fit stops here")
+
+    monkeypatch.setattr(tfp_gauss, "fit_gaussianization_flow", fit_that_starts_a_second_fit)
+    with pytest.raises(RuntimeError, match="the first fit stops here"):
+        cli.main(_small_fit(None, out))
+    assert second["rc"] == 2 and second["seconds"] < 5
+    assert f"another tfp-gauss fit (pid {os.getpid()}) is writing to {out}" in second["err"]
+    assert os.listdir(tmp_path) == []  # the failed first fit removed the directory it created
+
+
+def test_cli_sigterm_during_fit_removes_its_partial_output(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "run"
+
+    class Terminated(Exception):
+        """What a SIGTERM raises unless the command handles the signal itself."""
+
+    def test_handler(signum, frame):
+        raise Terminated
+
+    def fit_interrupted(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the signal arrives during "training"
+        raise AssertionError("SIGTERM was not delivered")
+
+    monkeypatch.setattr(tfp_gauss, "fit_gaussianization_flow", fit_interrupted)
+    previous = signal.signal(signal.SIGTERM, test_handler)
+    try:
+        assert cli.main(_small_fit(None, out)) == 128 + signal.SIGTERM
+        assert signal.getsignal(signal.SIGTERM) is test_handler  # restored afterwards
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert "stopped by SIGTERM" in capsys.readouterr().err
+    assert os.listdir(tmp_path) == []
+
+
+def test_cli_next_fit_removes_what_a_killed_fit_left(tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    script = f"""
+import os, signal
+import tfp_gauss
+from tfp_gauss import cli
+
+def killed(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGKILL)
+
+tfp_gauss.fit_gaussianization_flow = killed
+cli.main({_small_fit(None, out)!r})
+"""
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
+    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                          check=False)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()
+    left = [p for p in tmp_path.rglob("*") if p.name.startswith(".")]
+    assert left  # kill -9 leaves its staging behind; nothing can prevent that ...
+
+    def failing_fit(*args, **kwargs):
+        raise RuntimeError("simulated failure")
+
+    monkeypatch.setattr(tfp_gauss, "fit_gaussianization_flow", failing_fit)
+    with pytest.raises(RuntimeError, match="simulated"):
+        cli.main(_small_fit(None, out))
+    # ... but the next fit to the same --out removes it (the killed pid is not alive)
+    assert [p.relative_to(tmp_path) for p in tmp_path.rglob("*")] == [pathlib.Path("run")]
+
+
+def test_cli_scores_rows_beyond_float32_finite(cli_run, tmp_path, capsys):
+    out = cli_run[0]
+    big = np.finfo(np.float32).max
+    direction = np.array([1.0, -0.5])
+    scales = np.array([1e19, 1e30, big, -1e19, -1e30, -big])
+    rows = np.concatenate([[[0.1, 0.2]], scales[:, None] * direction])
+    lines = [f"{float(a)!r},{float(b)!r}" for a, b in rows]  # headerless, full precision
+    (tmp_path / "far.csv").write_text("\n".join(lines) + "\n")
+    assert cli.main(["score", str(out), str(tmp_path / "far.csv"),
+                     "--out", str(tmp_path / "scores.csv")]) == 0
+    lp = np.loadtxt(tmp_path / "scores.csv", delimiter=",", skiprows=1)
+    assert lp.shape == (7,) and np.isfinite(lp).all() and np.all(lp[1:] < -1e30)
+    err = capsys.readouterr().err
+    assert "first row is numeric, read as data" in err and "scored in float64" in err
+    # Far out every layer is affine (its widest component's tail), so along a
+    # ray G(t v) = t A v + b and log p(t v) = -t^2 |A v|^2 / 2 + O(t).
+    for side in (slice(0, 3), slice(3, 6)):
+        far = lp[1:][side]
+        np.testing.assert_allclose(far[1:] / far[0], (scales[side][1:] / 1e19) ** 2, rtol=1e-6)
+    # the ordinary row is the served float32 value, as before
+    assert -10 < lp[0] < 0
+
+
+def test_cli_header_rules(tmp_path, capsys):
+    path = tmp_path / "d.csv"
+    path.write_text("a,b\n1,2\n3,4\n")
+    np.testing.assert_array_equal(cli.read_data(path), [[1, 2], [3, 4]])
+    assert "the first row ['a', 'b'] is read as a header, not data" in capsys.readouterr().err
+    path.write_text("1,2\n3,4\n")
+    np.testing.assert_array_equal(cli.read_data(path), [[1, 2], [3, 4]])
+    assert "the first row is numeric, read as data" in capsys.readouterr().err
+    np.testing.assert_array_equal(cli.read_data(path, header=True), [[3, 4]])
+    path.write_text("a,b\n1,2\n")
+    with pytest.raises(cli.UsageError, match="non-numeric value 'a' in data row 1, column 1"):
+        cli.read_data(path, header=False)
+
+
+def test_cli_score_errors_say_what_is_wrong(cli_run, tmp_path, capsys):
+    out = cli_run[0]
+    data = tmp_path / "x.csv"
+    data.write_text("1,2\nnan,3\n")
+    assert cli.main(["score", str(out), str(data), "--out", str(tmp_path / "s.csv")]) == 2
+    assert "first rows [2]; numbered from 1). Remove or impute them before scoring" in (
+        capsys.readouterr().err)
+    broken = tmp_path / "broken"
+    (broken / "saved_model").mkdir(parents=True)  # empty: an interrupted copy, say
+    for command in (["score", str(broken), str(data)], ["sample", str(broken), "-n", "3"]):
+        assert cli.main(command + ["--out", str(tmp_path / "s.csv")]) == 2
+        assert (f"{broken / 'saved_model'} is not a readable tfp-gauss SavedModel"
+                in capsys.readouterr().err)
+    (broken / "saved_model" / "saved_model.pb").write_bytes(b"not a protobuf")
+    assert cli.main(["sample", str(broken), "-n", "3", "--out", str(tmp_path / "s.csv")]) == 2
+    assert "is not a readable tfp-gauss SavedModel" in capsys.readouterr().err
+    assert not (tmp_path / "s.csv").exists()
+
+
+def test_fit_of_a_dataset_is_a_clear_type_error(moons):
+    dataset = tf.data.Dataset.from_tensor_slices(moons[:64])
+    with pytest.raises(TypeError, match=r"`x` must be an array of shape \[N, D\].*got a "
+                                        r"tensorflow.*Dataset.*as_numpy_iterator"):
+        tfp_gauss.fit_gaussianization_flow(dataset, steps=1)
+
+
+def test_console_script_runs_without_tensorflow_log_lines(cli_run, tmp_path):
+    out = cli_run[0]
     exe = pathlib.Path(sys.executable).parent / "tfp-gauss"
-    text = subprocess.run([str(exe), "--help"], check=True, capture_output=True,
-                          text=True).stdout
-    assert "fit" in text and "sample" in text and "score" in text
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TF_CPP")}
+    env["PYTHONPATH"] = str(ROOT)  # the console script runs this checkout's code
+    proc = subprocess.run([str(exe), "sample", str(out), "-n", "4", "--out",
+                           str(tmp_path / "s.csv")], capture_output=True, text=True, env=env,
+                          cwd=tmp_path, check=False)
+    assert proc.returncode == 0
+    assert proc.stdout == f"wrote 4 samples to {tmp_path / 's.csv'}\n"
+    assert proc.stderr == ""  # no oneDNN/CUDA/absl start-up lines, no custom-gradient warnings
+    assert np.loadtxt(tmp_path / "s.csv", delimiter=",", skiprows=1).shape == (4, 2)
+    assert "{fit,sample,score}" in cli.build_parser().format_help()

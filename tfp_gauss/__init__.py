@@ -9,6 +9,7 @@
   gaussianize / generate without tfp_gauss.
 """
 
+from tfp_gauss import _startup  # noqa: F401  (first: quiets TensorFlow for the CLI)
 from tfp_gauss._version import __version__
 from tfp_gauss import bijectors, datasets, flows, math
 from tfp_gauss.flows import gaussianization_flow

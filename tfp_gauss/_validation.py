@@ -13,7 +13,8 @@ def as_float_dtype(dtype):
     return np.dtype(np.float32)
 
 
-def check_data(x, *, n_dims=None, dtype=None, name="x", min_rows=1):
+def check_data(x, *, n_dims=None, dtype=None, name="x", min_rows=1, purpose="fitting",
+               first_index=0):
     """Validates a data matrix and returns it as a float ``np.ndarray``.
 
     Args:
@@ -23,14 +24,21 @@ def check_data(x, *, n_dims=None, dtype=None, name="x", min_rows=1):
         float32 for integer or boolean data.
       name: what to call the argument in error messages.
       min_rows: fewest rows accepted.
+      purpose: what the data are for ("fitting", "scoring", ...), named in
+        the message about NaN/inf rows.
+      first_index: how rows and columns are numbered in messages: 0 (Python
+        indices, the default) or 1 (data rows of a file, as the command line
+        reports them). The message says which.
 
     Returns:
       ``x`` as a C-contiguous float32/float64 array of shape ``[N, D]``.
 
     Raises:
+      TypeError: ``x`` is not array-like at all (e.g. a ``tf.data.Dataset``
+        or a generator).
       ValueError: ``x`` is not numeric, not of rank 2, has the wrong width,
         fewer than ``min_rows`` rows, or rows holding NaN or infinity. The
-        message says what was seen.
+        message says what was seen and how rows and columns are numbered.
     """
     if hasattr(x, "numpy") and callable(x.numpy):
         x = x.numpy()
@@ -40,6 +48,16 @@ def check_data(x, *, n_dims=None, dtype=None, name="x", min_rows=1):
         raise ValueError(
             f"`{name}` must be a rectangular numeric array of shape [N, D]; "
             f"could not convert it: {err}") from None
+    if arr.dtype == object and arr.ndim == 0:
+        # numpy wraps anything it cannot read as numbers in a 0-d object array;
+        # saying "dtype object" would hide that the container itself is wrong.
+        hint = (" Collect a tf.data.Dataset first, e.g. "
+                "np.concatenate(list(ds.as_numpy_iterator()))."
+                if type(x).__name__.endswith("Dataset") else "")
+        raise TypeError(
+            f"`{name}` must be an array of shape [N, D] (a numpy array, tensor or "
+            f"nested lists of numbers); got a {type(x).__module__}.{type(x).__qualname__}."
+            f"{hint}")
     if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number)
                                    or arr.dtype == bool):
         raise ValueError(
@@ -65,12 +83,13 @@ def check_data(x, *, n_dims=None, dtype=None, name="x", min_rows=1):
     finite = np.isfinite(arr)
     if not finite.all():
         bad_rows = ~finite.all(axis=1)
-        bad_cols = np.flatnonzero(~finite.all(axis=0)).tolist()
-        first = np.flatnonzero(bad_rows)[:5].tolist()
+        bad_cols = (np.flatnonzero(~finite.all(axis=0)) + first_index).tolist()
+        first = (np.flatnonzero(bad_rows)[:5] + first_index).tolist()
+        numbering = "numbered from 1" if first_index == 1 else "0-based indices"
         raise ValueError(
             f"`{name}` has {int(bad_rows.sum())} of {arr.shape[0]} rows holding "
-            f"NaN or infinity (columns {bad_cols}; first rows {first}). Remove "
-            "or impute them before fitting.")
+            f"NaN or infinity (columns {bad_cols}; first rows {first}; {numbering}). "
+            f"Remove or impute them before {purpose}.")
     return arr
 
 

@@ -1,26 +1,47 @@
 """The ``tfp-gauss`` command: fit, sample and score Gaussianization flows.
 
-    tfp-gauss fit [DATA.csv|DATA.npy] --out DIR [options]
+    tfp-gauss fit [DATA.csv|DATA.npy] --out DIR [--overwrite] [options]
     tfp-gauss sample DIR -n N --out samples.csv [--seed S]
     tfp-gauss score DIR data.csv --out scores.csv
 
 ``fit`` with no data uses the built-in standardized two-moons. Data are
-standardized with the training statistics; the exported SavedModel undoes
-that, so its densities, samples and latents are in the data's own units.
-A failed ``fit`` leaves an existing output directory as it was: everything is
-written next to it and moved into place at the end.
+standardized (in float64) with the training statistics; the exported
+SavedModel undoes that, so its densities, samples and latents are in the
+data's own units.
 
-Exit codes: 0 success, 2 bad input (missing, non-numeric, ragged, NaN-holding
-or wrongly shaped data; bad arguments), 1 anything else.
+``--out`` rules: ``fit`` never deletes a file it did not write. ``DIR`` may be
+new, empty, or a previous ``tfp-gauss fit`` run (recognised by the marker
+file ``.tfp-gauss-run``); any other non-empty directory, and the folder
+holding the input data, needs ``--overwrite``, and even then only the files
+``fit`` writes (``OUTPUT_NAMES``) are replaced. ``--out`` naming a file is an
+error. Everything is written to a staging folder inside ``DIR`` (named with
+the process id) and moved into place at the end, so a failed or interrupted
+``fit`` leaves ``DIR`` as it was; a lock file inside ``DIR`` makes a second
+``fit`` to the same ``DIR`` fail at once, and staging folders left by killed
+processes are removed by the next ``fit``.
+
+CSV input: ``--header``/``--no-header`` say whether the first row names the
+columns. Without either, a first row of text cells (none a missing-value
+marker such as ``NA``) is a header, an all-numeric one is data, and anything
+else is an error. Rows and columns in messages are numbered from 1, the
+header not counted.
+
+Exit codes: 0 success, 2 bad input (missing, non-numeric, ragged, NaN-holding,
+rank-deficient or wrongly shaped data; bad arguments; an unusable ``--out``
+or model directory), 1 anything else, 128 + N when stopped by signal N.
 """
 
 import argparse
+import contextlib
 import csv
+import errno
+import fcntl
 import json
 import os
 import pathlib
 import platform
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -37,9 +58,42 @@ class UsageError(Exception):
 # ------------------------------------------------------------------------------ data files
 
 
-def read_data(path):
-    """Reads a numeric ``[N, D]`` matrix from ``.npy`` or CSV (optional header row)."""
+# Cells read as a missing value, never as a column name, when guessing a header.
+_MISSING_MARKERS = frozenset({"", "na", "n/a", "nan", "null", "none", "missing", "-", "?", "."})
+_ROWS_NOTE = "rows and columns numbered from 1, the header not counted"
+
+
+def _is_number(cell):
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def read_data(path, header=None, purpose="fitting"):
+    """Reads a numeric ``[N, D]`` float64 matrix from ``.npy`` or CSV.
+
+    Args:
+      path: the file.
+      header: for CSV, ``True`` if the first row names the columns, ``False``
+        if it is data, ``None`` to decide from the row itself: text cells only
+        (none a missing-value marker such as ``NA``) make a header, numbers
+        only make data, anything else is an error. The decision is reported
+        on stderr, so no row is dropped unannounced.
+      purpose: what the data are for, in error messages ("fitting", "scoring").
+
+    Returns:
+      A float64 array; float64 so that huge or finely spaced values keep
+      their precision until they are standardized.
+
+    Raises:
+      UsageError: the file is missing, a directory, unreadable, ragged,
+        non-numeric, ambiguous about its header, or holds NaN/inf rows.
+    """
     path = pathlib.Path(path)
+    if path.is_dir():
+        raise UsageError(f"{path} is a directory; expected a CSV or .npy data file.")
     if not path.is_file():
         raise UsageError(f"data file not found: {path}")
     if path.suffix == ".npy":
@@ -49,40 +103,57 @@ def read_data(path):
             raise UsageError(f"{path}: not a readable .npy array ({err}).") from None
         if not np.issubdtype(arr.dtype, np.number):
             raise UsageError(f"{path}: array of dtype {arr.dtype}; expected numbers.")
-        return _checked(arr, path)
+        return _checked(arr, path, purpose)
     with open(path, newline="") as handle:
         rows = [row for row in csv.reader(handle) if row and any(c.strip() for c in row)]
     if not rows:
         raise UsageError(f"{path}: no data rows.")
+    first = [c.strip() for c in rows[0]]
+    if header is None:
+        if all(_is_number(c) for c in first):
+            header = False
+            print(f"tfp-gauss: {path}: the first row is numeric, read as data (no header); "
+                  "pass --header if it names the columns.", file=sys.stderr)
+        elif not any(_is_number(c) or c.lower() in _MISSING_MARKERS for c in first):
+            header = True
+            print(f"tfp-gauss: {path}: the first row {first} is read as a header, not data; "
+                  "pass --no-header if it is data.", file=sys.stderr)
+        else:
+            raise UsageError(
+                f"{path}: cannot tell whether the first row {first} is a header: it mixes "
+                "numbers with text or missing-value markers. Pass --header if it names the "
+                "columns, or --no-header if it is data.")
     width = len(rows[0])
+    if header:
+        rows = rows[1:]
+        if not rows:
+            raise UsageError(f"{path}: a header but no data rows.")
     for i, row in enumerate(rows):
         if len(row) != width:
             raise UsageError(
-                f"{path}: ragged rows: line {i + 1} has {len(row)} fields, line 1 has {width}.")
-    try:
-        [float(c) for c in rows[0]]
-    except ValueError:
-        rows = rows[1:]  # a header
-        if not rows:
-            raise UsageError(f"{path}: a header but no data rows.") from None
+                f"{path}: ragged rows: data row {i + 1} has {len(row)} field(s), the first "
+                f"row {width} ({_ROWS_NOTE}).")
     values = np.empty((len(rows), width))
     for i, row in enumerate(rows):
         for j, cell in enumerate(row):
             try:
                 values[i, j] = float(cell)
             except ValueError:
+                what = ("missing value" if cell.strip().lower() in _MISSING_MARKERS
+                        else "non-numeric value")
                 raise UsageError(
-                    f"{path}: non-numeric value {cell.strip()!r} in data row {i + 1}, "
-                    f"column {j + 1}.") from None
-    return _checked(values, path)
+                    f"{path}: {what} {cell.strip()!r} in data row {i + 1}, column {j + 1} "
+                    f"({_ROWS_NOTE}); {purpose} needs numbers in every cell.") from None
+    return _checked(values, path, purpose)
 
 
-def _checked(arr, path):
+def _checked(arr, path, purpose):
     from tfp_gauss import _validation
 
     try:
-        return _validation.check_data(arr, name=str(path), dtype=np.float32, min_rows=1)
-    except ValueError as err:
+        return _validation.check_data(arr, name=str(path), dtype=np.float64, min_rows=1,
+                                      purpose=purpose, first_index=1)
+    except (TypeError, ValueError) as err:
         raise UsageError(str(err)) from None
 
 
@@ -106,7 +177,7 @@ def _figures(out, history, schedule_steps, peak_lr, model, x_train, shift, scale
 
     from tfp_gauss.keras import OneCycleCosine
 
-    y = (x_train - shift) / scale
+    y = ((x_train - shift) / scale).astype(np.float32)
     z = model.distribution.bijector.bijector.forward(y).numpy()
     loss = history["loss"]
     steps = np.arange(1, len(loss) + 1) * (schedule_steps // len(loss))
@@ -172,16 +243,64 @@ def _versions():
                 numpy=np.__version__, python=platform.python_version())
 
 
+def _standardization(train):
+    """Float64 ``(shift, scale)`` of the training rows, or a ``UsageError``.
+
+    Float64 because float32 overflows squaring values beyond ~1e19 and cannot
+    see spreads below ~1e-7 of a column's magnitude. The checks are those a
+    float32 flow needs: no constant column, every column resolvable in
+    float32 (the exported model reads raw values in float32), and full rank
+    (the flow is a bijection of R^D, so data on a subspace have no density).
+    """
+    shift = train.mean(0)
+    scale = train.std(0)
+    constant = np.flatnonzero(scale == 0)
+    if constant.size:
+        shown = ", ".join(f"{j + 1} (value {train[0, j]:g})" for j in constant[:10])
+        raise UsageError(f"column(s) {shown} are constant in the training data (columns "
+                         "numbered from 1); drop them.")
+    magnitude = np.abs(train).max(0)
+    eps32 = float(np.finfo(np.float32).eps)
+    unresolved = np.flatnonzero(scale < 8 * eps32 * magnitude)
+    if unresolved.size:
+        j = unresolved[0]
+        raise UsageError(
+            f"column {j + 1} (numbered from 1) varies by only {scale[j]:.3g} (standard "
+            f"deviation) at magnitude {magnitude[j]:.3g}: float32, in which the model "
+            f"computes, resolves only ~{eps32:.1g} of a value's magnitude, so these values "
+            "would look constant. Subtract a reference value (e.g. the column's mean) or "
+            "rescale the column before fitting.")
+    y = (train - shift) / scale
+    if y.shape[1] > 1:
+        corr = (y.T @ y) / len(y)
+        eigenvalues, eigenvectors = np.linalg.eigh(corr)
+        threshold = 1e-6 * y.shape[1]
+        small = eigenvalues < threshold
+        if small.any():
+            loadings = np.abs(eigenvectors[:, small])
+            involved = np.flatnonzero((loadings > 1e-3 * loadings.max(0)).any(axis=1)) + 1
+            shown = ", ".join(map(str, involved[:20])) + (", ..." if len(involved) > 20 else "")
+            too_few = (f" With {len(y)} training rows for {y.shape[1]} columns that is "
+                       "unavoidable: more rows are needed." if len(y) <= y.shape[1] else "")
+            raise UsageError(
+                f"columns {shown} (numbered from 1) are linearly "
+                f"dependent in the training data: the smallest eigenvalue of their "
+                f"correlation matrix is {eigenvalues[0]:.2g}, expected above {threshold:.0e}. "
+                "A flow needs data of full rank (no column a combination of others); drop "
+                f"the redundant column(s).{too_few}")
+    return shift, scale
+
+
 def _fit(args):
     import tfp_gauss
     from tfp_gauss import datasets
 
     started = time.perf_counter()
     if args.data is None:
-        x = datasets.two_moons()
+        x = datasets.two_moons().astype(np.float64)
         source = "built-in standardized two-moons (3000 points, noise 0.08)"
     else:
-        x = read_data(args.data)
+        x = read_data(args.data, header=args.header)
         source = str(args.data)
     if not 0.0 <= args.validation_split < 1.0:
         raise UsageError(f"--validation-split must be in [0, 1); got {args.validation_split}.")
@@ -196,25 +315,37 @@ def _fit(args):
                              f"of {len(x)} rows.")
     else:
         train, val = x, None
-    shift, scale = train.mean(0), train.std(0)
-    if np.any(scale == 0):
-        raise UsageError(f"column(s) {np.flatnonzero(scale == 0).tolist()} are constant in the "
-                         "training data; drop them.")
+    shift, scale = _standardization(train)
+    if args.init == "rbig":
+        # The greedy start fits a K-component mixture to every column by EM,
+        # which needs K distinct values; said here in the command's terms
+        # rather than as a traceback from inside the fit.
+        distinct = np.array([np.unique(train[:, j]).size for j in range(train.shape[1])])
+        few = np.flatnonzero(distinct < args.components)
+        if few.size:
+            shown = ", ".join(f"{j + 1} ({distinct[j]})" for j in few[:10])
+            raise UsageError(
+                f"column(s) {shown} (numbered from 1; distinct values in brackets) have fewer "
+                f"distinct training values than --components {args.components}: pass "
+                f"--components {max(1, int(distinct.min()))} or fewer, or add dequantization "
+                "noise to discrete columns.")
+    verbose = args.verbose
+    if verbose is None:
+        # A progress bar redraws itself with \r and ANSI codes: one line per
+        # epoch when the output is a file or a pipe.
+        verbose = 1 if sys.stdout.isatty() else 2
 
     def std(a):
         return ((a - shift) / scale).astype(np.float32)
 
-    out = pathlib.Path(args.out).resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = pathlib.Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with _OutputDir(args.out, data=args.data, overwrite=args.overwrite) as staging:
         fit_started = time.perf_counter()
         model, history = tfp_gauss.fit_gaussianization_flow(
             std(train), n_layers=args.layers, n_components=args.components, steps=args.steps,
             batch_size=args.batch_size, peak_learning_rate=args.peak_lr,
             clip_norm=args.clip_norm, init=args.init,
             validation_data=None if val is None else std(val), seed=args.seed,
-            verbose=args.verbose)
+            verbose=verbose)
         fit_seconds = time.perf_counter() - fit_started
         log_det_scale = float(np.sum(np.log(scale)))
         train_nll = -float(np.mean(model.log_prob(std(train)))) + log_det_scale
@@ -240,39 +371,223 @@ def _fit(args):
                          total_seconds=time.perf_counter() - started),
             versions=_versions())
         (staging / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-        _replace_dir(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    out = pathlib.Path(args.out).resolve()
     print(f"train NLL {train_nll:.4f}" + ("" if val_nll is None else f", validation NLL "
                                           f"{val_nll:.4f}") + f" (nats per row); wrote {out}")
     return 0
 
 
-def _replace_dir(staging, out):
-    """Moves ``staging`` to ``out``; an existing ``out`` is swapped out, then removed."""
-    old = None
-    if out.exists():
-        old = out.parent / f".{out.name}.old-{os.getpid()}"
-        os.replace(out, old)
+# ------------------------------------------------------------------------------ output directory
+
+# What `fit` writes into --out: the only names it ever replaces there.
+MARKER_NAME = ".tfp-gauss-run"
+OUTPUT_NAMES = ("saved_model", "model.keras", "report.json", "training.png", "samples.png",
+                MARKER_NAME)
+_LOCK_NAME = ".tfp-gauss.lock"
+_STAGING_PREFIX = ".tfp-gauss-staging-"  # + "<pid>-<random>": the pid tells if it is stale
+_BACKUP_PREFIX = ".tfp-gauss-replaced-"  # + "<pid>-<random>": previous files during the swap
+
+
+def _is_ours(name):
+    """Names that only tfp-gauss itself creates inside --out (lock, staging, backup)."""
+    return name == _LOCK_NAME or name.startswith((_STAGING_PREFIX, _BACKUP_PREFIX))
+
+
+def _pid_alive(pid):
     try:
-        os.replace(staging, out)
-    except BaseException:
-        if old is not None:
-            os.replace(old, out)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+class _OutputDir:
+    """Context manager writing a run into ``--out`` without touching anything else.
+
+    Entering checks the directory (see the module docstring for the rules),
+    takes its lock, removes what killed runs left, and returns an empty
+    staging folder inside it. A clean exit moves each staged file over the
+    file of the same name (the previous ones are kept aside until every move
+    succeeded, and put back otherwise) and writes the marker; an exception
+    removes the staging folder and leaves ``--out`` as it was.
+    """
+
+    def __init__(self, out, *, data=None, overwrite=False):
+        self.out = pathlib.Path(out).resolve()
+        self.data = None if data is None else pathlib.Path(data).resolve()
+        self.overwrite = overwrite
+        self.created = []  # directories this run created, innermost first
+        self.lock_fd = None
+        self.staging = None
+
+    def _check(self):
+        out = self.out
+        if out.exists() and not out.is_dir():
+            raise UsageError(f"--out {out} is an existing file; expected a directory (new, "
+                             "empty, or written by an earlier `tfp-gauss fit`).")
+        if not out.is_dir() or self.overwrite:
+            return
+        if self.data is not None and out in self.data.parents:
+            raise UsageError(
+                f"--out {out} holds the input data {self.data}; pass --overwrite to write the "
+                f"run there anyway (only {', '.join(OUTPUT_NAMES)} are ever replaced), or "
+                "choose another directory.")
+        if (out / MARKER_NAME).is_file():
+            return
+        foreign = sorted(p.name for p in out.iterdir() if not _is_ours(p.name))
+        if foreign:
+            shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+            raise UsageError(
+                f"--out {out} is not empty ({len(foreign)} entries: {shown}) and is not a "
+                f"tfp-gauss run (no {MARKER_NAME} marker). Choose a new or empty directory, or "
+                f"pass --overwrite to write beside those files (only {', '.join(OUTPUT_NAMES)} "
+                "are replaced; nothing else is touched).")
+
+    def _lock(self):
+        """Takes ``--out``'s lock (``fcntl.flock``), failing at once if another fit holds it."""
+        path = self.out / _LOCK_NAME
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            if err.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                raise
+            raise UsageError(f"another tfp-gauss fit (pid {holder}) is writing to {self.out}; "
+                             "wait for it to finish or choose another --out.") from None
+        if os.fstat(fd).st_ino != os.stat(path).st_ino:
+            # The holder removed the file between our open and flock: we locked
+            # a file nobody else will see, so report the directory as busy.
+            os.close(fd)
+            raise UsageError(f"another tfp-gauss fit was just writing to {self.out}; retry.")
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self.lock_fd = fd
+
+    def _unlock(self):
+        if self.lock_fd is None:
+            return
+        # Unlinked while still held, so no other process can lock the old file.
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.out / _LOCK_NAME)
+        os.close(self.lock_fd)
+        self.lock_fd = None
+
+    def _remove_stale(self):
+        """Removes staging/backup folders of processes that no longer run (e.g. kill -9)."""
+        for entry in self.out.iterdir():
+            for prefix in (_STAGING_PREFIX, _BACKUP_PREFIX):
+                if not entry.name.startswith(prefix):
+                    continue
+                pid = entry.name[len(prefix):].split("-", 1)[0]
+                if not pid.isdigit() or _pid_alive(int(pid)):
+                    continue
+                if prefix == _BACKUP_PREFIX:
+                    # Killed mid-swap: files it had set aside and not yet replaced go back.
+                    for item in entry.iterdir():
+                        if not (self.out / item.name).exists():
+                            os.replace(item, self.out / item.name)
+                shutil.rmtree(entry, ignore_errors=True)
+
+    def __enter__(self):
+        self._check()
+        try:
+            if not self.out.is_dir():
+                self.created = [p for p in (self.out, *self.out.parents) if not p.exists()]
+                self.out.mkdir(parents=True)
+            self._lock()
+            self._remove_stale()
+            self.staging = pathlib.Path(tempfile.mkdtemp(
+                prefix=f"{_STAGING_PREFIX}{os.getpid()}-", dir=self.out))
+        except OSError as err:
+            self._abandon()
+            raise UsageError(f"cannot write to --out {self.out}: {err.strerror or err}.") \
+                from None
+        except BaseException:
+            self._abandon()
+            raise
+        return self.staging
+
+    def _abandon(self):
+        if self.staging is not None:
+            shutil.rmtree(self.staging, ignore_errors=True)
+        self._unlock()
+        for directory in self.created:
+            try:
+                directory.rmdir()  # only if still empty
+            except OSError:
+                break
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None:
+            self._abandon()
+            return False
+        try:
+            (self.staging / MARKER_NAME).write_text(json.dumps(dict(
+                written_by="tfp-gauss fit", files=list(OUTPUT_NAMES))) + "\n")
+            self._commit()
+            self.created = []  # they now hold the run
+        finally:
+            self._abandon()
+        return False
+
+    def _commit(self):
+        backup = pathlib.Path(tempfile.mkdtemp(prefix=f"{_BACKUP_PREFIX}{os.getpid()}-",
+                                               dir=self.out))
+        moved = []
+        try:
+            for name in OUTPUT_NAMES:  # the marker last: a run is marked once complete
+                source, target = self.staging / name, self.out / name
+                if not source.exists():
+                    continue
+                if target.exists() or target.is_symlink():
+                    os.replace(target, backup / name)
+                os.replace(source, target)
+                moved.append(name)
+        except BaseException:
+            for name in moved:
+                target = self.out / name
+                if target.is_dir() and not target.is_symlink():
+                    shutil.rmtree(target)
+                else:
+                    target.unlink()
+            for item in backup.iterdir():
+                os.replace(item, self.out / item.name)
+            raise
+        finally:
+            shutil.rmtree(backup, ignore_errors=True)
+
+
+# ------------------------------------------------------------------------------ serving commands
 
 
 def _load(directory):
+    import absl.logging
     import tensorflow as tf
 
     path = pathlib.Path(directory) / "saved_model"
     if not path.is_dir():
-        raise UsageError(f"{directory}: no saved_model/ inside; run `tfp-gauss fit --out "
-                         f"{directory}` first.")
-    return tf.saved_model.load(str(path))
+        raise UsageError(f"{directory}: no saved_model/ inside; expected a directory written "
+                         "by `tfp-gauss fit --out DIR`.")
+    # Loading warns once per custom-gradient function (~16 lines) that the
+    # gradients are restored as saved: true and not the user's concern.
+    verbosity = absl.logging.get_verbosity()
+    absl.logging.set_verbosity(absl.logging.ERROR)
+    try:
+        served = tf.saved_model.load(str(path))
+        signatures = [served.signatures[name] for name in ("log_prob", "sample")]
+    except Exception as err:  # noqa: BLE001  (TF raises many kinds for a broken model)
+        first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise UsageError(f"{path} is not a readable tfp-gauss SavedModel ({type(err).__name__}: "
+                         f"{first_line[:200]}); refit with `tfp-gauss fit --out {directory}`.") \
+            from None
+    finally:
+        absl.logging.set_verbosity(verbosity)
+    del signatures
+    return served
 
 
 def _sample(args):
@@ -293,23 +608,70 @@ def _score(args):
 
     served = _load(args.dir)
     spec = served.signatures["log_prob"].structured_input_signature[1]["x"]
-    x = read_data(args.data)
+    x = read_data(args.data, header=args.header, purpose="scoring")
     if x.shape[1] != spec.shape[1]:
         raise UsageError(f"{args.data}: {x.shape[1]} columns; the model was fit on "
                          f"{spec.shape[1]}.")
-    lp = served.signatures["log_prob"](x=tf.constant(x, spec.dtype))["log_prob"].numpy()
+    with np.errstate(over="ignore"):  # beyond float32's range: scored in float64 below
+        x_served = x.astype(spec.dtype.as_numpy_dtype)
+    lp = served.signatures["log_prob"](x=tf.constant(x_served))["log_prob"].numpy()
+    lp = lp.astype(np.float64)
+    far = ~np.isfinite(lp)
+    if far.any():
+        # Rows far out have log-densities below float32's range (~ -z^2/2 with
+        # |z| > 2.6e19); the same flow in float64 gives their finite value.
+        lp[far] = _log_prob_float64(pathlib.Path(args.dir), x[far])
+        rows = ", ".join(str(i + 1) for i in np.flatnonzero(far)[:10])
+        print(f"tfp-gauss: {int(far.sum())} row(s) lie beyond float32's range (data rows "
+              f"{rows}{', ...' if far.sum() > 10 else ''}; numbered from 1); scored in float64.",
+              file=sys.stderr)
     write_csv(args.out, lp[:, None], ["log_prob"])
     print(f"wrote {len(lp)} log-densities to {args.out}")
     return 0
+
+
+def _log_prob_float64(directory, x):
+    """Log-densities of ``x`` under the fitted flow rebuilt in float64.
+
+    From ``model.keras`` and the float64 standardization in ``report.json``,
+    both written by ``fit``; used only for rows whose float32 value overflows.
+    """
+    import keras
+    import tensorflow as tf
+
+    from tfp_gauss import flows
+
+    try:
+        report = json.loads((directory / "report.json").read_text())
+        shift = np.asarray(report["standardization"]["shift"], np.float64)
+        scale = np.asarray(report["standardization"]["scale"], np.float64)
+        model = keras.models.load_model(directory / "model.keras")
+    except (OSError, KeyError, TypeError, ValueError) as err:
+        raise UsageError(
+            f"{len(x)} row(s) have log-densities beyond float32's range; scoring them in "
+            f"float64 needs {directory}/report.json and model.keras as `tfp-gauss fit` wrote "
+            f"them ({type(err).__name__}: {err}).") from None
+    values = [{k: np.asarray(v, np.float64) for k, v in layer.items()}
+              for layer in flows.flow_values(model.distribution)]
+    dist = flows.gaussianization_flow(shift.size, dtype=tf.float64, initial_values=values)
+    return dist.log_prob((x - shift) / scale).numpy() - np.sum(np.log(scale))
 
 
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="tfp-gauss", description="Fit, sample and score Gaussianization flows.")
     sub = parser.add_subparsers(dest="command", required=True)
+    header_help = ("whether the CSV's first row names the columns (default: a row of text "
+                   "cells is a header, a numeric row is data, anything else is an error)")
     fit = sub.add_parser("fit", help="fit a flow to data (default: built-in two-moons)")
-    fit.add_argument("data", nargs="?", help="CSV (optional header) or .npy, rows = samples")
-    fit.add_argument("--out", required=True, help="output directory")
+    fit.add_argument("data", nargs="?", help="CSV or .npy, rows = samples")
+    fit.add_argument("--out", required=True,
+                     help="output directory: new, empty, or an earlier `tfp-gauss fit` run")
+    fit.add_argument("--overwrite", action="store_true",
+                     help="also write into a non-empty directory that is not a tfp-gauss run, "
+                          "or that holds the input; only the files fit writes are replaced")
+    fit.add_argument("--header", action=argparse.BooleanOptionalAction, default=None,
+                     help=header_help)
     fit.add_argument("--layers", type=int, default=8)
     fit.add_argument("--components", type=int, default=8)
     fit.add_argument("--steps", type=int, default=3000)
@@ -319,7 +681,9 @@ def build_parser():
     fit.add_argument("--init", choices=("rbig", "random"), default="rbig")
     fit.add_argument("--validation-split", type=float, default=0.2)
     fit.add_argument("--seed", type=int, default=0)
-    fit.add_argument("--verbose", type=int, default=1, help="Keras verbosity (1: progress bar)")
+    fit.add_argument("--verbose", type=int, default=None,
+                     help="Keras verbosity (default: 1, a progress bar, on a terminal; "
+                          "2, one line per epoch, otherwise)")
     fit.set_defaults(func=_fit)
     sample = sub.add_parser("sample", help="draw samples from a fitted flow")
     sample.add_argument("dir")
@@ -331,18 +695,53 @@ def build_parser():
     score.add_argument("dir")
     score.add_argument("data")
     score.add_argument("--out", required=True)
+    score.add_argument("--header", action=argparse.BooleanOptionalAction, default=None,
+                       help=header_help)
     score.set_defaults(func=_score)
     return parser
 
 
+class _Stopped(BaseException):
+    """A termination signal, raised so that every ``finally``/``except`` cleanup runs."""
+
+    def __init__(self, signum):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_stopped(signum, frame):
+    raise _Stopped(signum)
+
+
+@contextlib.contextmanager
+def _stop_on_signals():
+    """SIGTERM, SIGINT and SIGHUP raise ``_Stopped`` (the default SIGTERM kills without cleanup)."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+    previous = {sig: signal.signal(sig, _raise_stopped)
+                for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
-        return args.func(args)
+        with _stop_on_signals():
+            return args.func(args)
     except UsageError as err:
         print(f"tfp-gauss: error: {err}", file=sys.stderr)
         return 2
+    except _Stopped as stop:
+        print(f"tfp-gauss: stopped by {signal.Signals(stop.signum).name}; partial output "
+              "removed.", file=sys.stderr)
+        return 128 + stop.signum
 
 
 if __name__ == "__main__":

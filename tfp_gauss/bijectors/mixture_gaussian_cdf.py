@@ -222,7 +222,8 @@ def _scaled_parts(layout, responsibilities):
     w = layout.w
     alpha = layout.log_w - dtype(0.5) * tf.square(u)
     c = tf.reduce_max(alpha, axis=axis, keepdims=True)
-    c = tf.where(tf.math.is_finite(c), c, tf.zeros_like(c))
+    finite_c = tf.math.is_finite(c)
+    c = tf.where(finite_c, c, tf.zeros_like(c))
     e = tf.exp(alpha - c)
     g = e * (dtype(0.5) * normal.erfcx_nonnegative_value(tf.abs(u) * dtype(_INV_SQRT2)))
     neg = u <= 0
@@ -253,8 +254,22 @@ def _scaled_parts(layout, responsibilities):
     log_tail = c + tail_rel
     zeta, log_hazard_zeta = normal.ndtri_exp_lower_value(log_tail, return_log_hazard=True)
     log_f_over_tail = tf.math.log(density) - dtype(_HALF_LOG_2PI) - tail_rel
-    out = dict(z=tf.where(lower, zeta, -zeta), log_det=log_f_over_tail - log_hazard_zeta,
-               log_hazard_zeta=log_hazard_zeta, lower=lower)
+    z, log_det = tf.where(lower, zeta, -zeta), log_f_over_tail - log_hazard_zeta
+    # Where every u_k^2 overflows (|u| beyond ~1.8e19 in float32) with all
+    # components on one side, the sums above are 0 and z would be +-inf. There
+    # the widest component alone decides: Phi(s z) = w Phi(s u) gives
+    # z = u - log(w) / u + ..., which is u in working precision, and dz/dx = 1 / sigma.
+    # Its parameters are reduced over K only (parameter-sized), so this costs
+    # a few elementwise ops per element.
+    far = tf.squeeze(~finite_c, axis) & ((w_neg == 0) | (w_pos == 0))
+    kept_inv_scales = tf.where(w > 0, layout.inv_scales, tf.fill(tf.shape(w), dtype(np.inf)))
+    widest_inv_scale = tf.reduce_min(kept_inv_scales, axis=axis, keepdims=True)
+    widest_loc = tf.reduce_max(tf.where(tf.equal(kept_inv_scales, widest_inv_scale), layout.locs,
+                                        dtype(-np.inf)), axis=axis)
+    widest_inv_scale = tf.squeeze(widest_inv_scale, axis)
+    z = tf.where(far, (layout.x - widest_loc) * widest_inv_scale, z)
+    log_det = tf.where(far, tf.math.log(widest_inv_scale), log_det)
+    out = dict(z=z, log_det=log_det, log_hazard_zeta=log_hazard_zeta, lower=lower)
     if responsibilities:
         out["f_over_tail"] = tf.exp(log_f_over_tail)
         # r_k = w_k Phi(s u_k) / P: e^c E_k t_k / P on the tail's side (at

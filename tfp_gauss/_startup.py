@@ -1,0 +1,54 @@
+"""Quiet TensorFlow start-up for the ``tfp-gauss`` command.
+
+Imported first by ``tfp_gauss/__init__.py``, because the console script
+imports the package (and with it TensorFlow) before ``tfp_gauss.cli.main``
+runs. Only when the running program is the command (``tfp-gauss ...`` or
+``python -m tfp_gauss.cli``): a library import leaves TensorFlow's logging
+to the user.
+"""
+
+import itertools
+import os
+import sys
+import tempfile
+
+
+def running_cli():
+    """Whether this process is the ``tfp-gauss`` command."""
+    argv = getattr(sys, "argv", None) or [""]  # embedded interpreters may have no argv
+    if os.path.basename(argv[0]) == "tfp-gauss":
+        return True
+    orig = list(getattr(sys, "orig_argv", ()))
+    return any(a == "-m" and b == "tfp_gauss.cli" for a, b in itertools.pairwise(orig))
+
+
+def quiet_tensorflow():
+    """Imports TensorFlow with its C++ start-up lines (oneDNN, CUDA, absl) silenced.
+
+    ``TF_CPP_MIN_LOG_LEVEL`` does not reach the lines absl prints before its
+    own initialisation, so stderr's file descriptor is pointed at a temporary
+    file while TensorFlow loads and finds its devices; if that fails, what
+    was captured is printed after all.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import tensorflow as tf
+
+            tf.config.list_physical_devices()
+        except BaseException:
+            os.dup2(saved, 2)
+            captured.seek(0)
+            sys.stderr.write(captured.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+    tf.get_logger().setLevel("ERROR")
+
+
+if running_cli():
+    quiet_tensorflow()
