@@ -151,8 +151,13 @@ def test_cli_fit_sample_score(cli_run, tmp_path):
     for name in ("saved_model", "model.keras", "report.json", "training.png", "samples.png"):
         assert (out / name).exists(), name
     report = json.loads((out / "report.json").read_text())
-    assert report["config"]["init"] == "rbig" and report["data"]["train_rows"] == 2400
+    assert report["config"]["init"] == "rbig" and report["data"]["train_rows"] == 2700
     assert np.isfinite(report["results"]["validation_nll"])
+    # the weights kept are those of the best validation evaluation (the warm start
+    # at step 0 or the one after the 20 steps): its NLL is the least in the history
+    results = report["results"]
+    assert results["best_step"] in (0, 20) and results["steps_run"] == 20
+    assert results["selection"] == "weights of the best validation evaluation"
     assert set(report["versions"]) >= {"tensorflow", "tensorflow_probability", "keras"}
     assert cli.main(["sample", str(out), "-n", "11", "--out", str(tmp_path / "s.csv")]) == 0
     samples = np.loadtxt(tmp_path / "s.csv", delimiter=",", skiprows=1)
@@ -168,6 +173,25 @@ def test_cli_fit_sample_score(cli_run, tmp_path):
     scale = np.array(report["standardization"]["scale"])
     expected = model.log_prob(((samples - shift) / scale).astype(np.float32)).numpy()
     np.testing.assert_allclose(scores, expected - np.log(scale).sum(), rtol=1e-5, atol=1e-5)
+
+
+def test_cli_fit_continues_a_previous_run(cli_run, tmp_path):
+    out = cli_run[0]
+    first = json.loads((out / "report.json").read_text())
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert cli.main(["fit", "--out", str(tmp_path / "more"), "--steps", "40",
+                         "--init", str(out)]) == 0
+    second = json.loads((tmp_path / "more" / "report.json").read_text())
+    # same model shape and the same standardization as the run it continues
+    assert second["config"]["layers"] == 2 and second["config"]["components"] == 3
+    assert second["standardization"] == first["standardization"]
+    assert second["results"]["steps_run"] >= 40
+    # the starting weights are a candidate on the same held-out rows (same seed),
+    # so continuing can only keep or improve the validation NLL
+    assert second["results"]["validation_nll"] <= first["results"]["validation_nll"] + 1e-4
+    with contextlib.redirect_stderr(io.StringIO()) as msg:
+        rc = cli.main(["fit", "--out", str(tmp_path / "bad"), "--init", str(tmp_path)])
+    assert rc == 2 and "expected 'rbig', 'random' or a directory" in msg.getvalue()
 
 
 @pytest.mark.parametrize("content,extra,match", [

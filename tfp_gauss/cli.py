@@ -169,7 +169,7 @@ def write_csv(path, array, header):
 # ------------------------------------------------------------------------------ figures
 
 
-def _figures(out, history, schedule_steps, peak_lr, model, x_train, shift, scale, seed):
+def _figures(out, fit_history, peak_lr, model, x_train, shift, scale, seed):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -179,12 +179,17 @@ def _figures(out, history, schedule_steps, peak_lr, model, x_train, shift, scale
 
     y = ((x_train - shift) / scale).astype(np.float32)
     z = model.distribution.bijector.bijector.forward(y).numpy()
+    history = fit_history.history
+    schedule_steps = fit_history.schedule_steps
     loss = history["loss"]
-    steps = np.arange(1, len(loss) + 1) * (schedule_steps // len(loss))
+    steps = np.arange(1, len(loss) + 1) * fit_history.steps_per_epoch
     fig, (a, b, c) = plt.subplots(1, 3, figsize=(15, 4.2))
     a.plot(steps, loss, lw=2, label="train")
     if "val_loss" in history:
         a.plot(steps, history["val_loss"], lw=1.5, label="validation")
+    if getattr(fit_history, "best_step", None) is not None:
+        a.axvline(fit_history.best_step, color="k", ls=":", lw=1,
+                  label=f"kept: step {fit_history.best_step}")
     a.set(title="negative log-likelihood (standardized units)", xlabel="step", ylabel="NLL")
     a.legend()
     b.plot(OneCycleCosine(schedule_steps, peak_lr)(np.arange(schedule_steps)).numpy(),
@@ -291,6 +296,24 @@ def _standardization(train):
     return shift, scale
 
 
+def _previous_run(directory, n_columns):
+    """``(model, shift, scale)`` of the run in ``directory``, to continue training it."""
+    import keras
+
+    path = pathlib.Path(directory)
+    if not (path / "model.keras").is_file() or not (path / "report.json").is_file():
+        raise UsageError(
+            f"--init {directory}: expected 'rbig', 'random' or a directory written by "
+            "`tfp-gauss fit --out DIR` (with model.keras and report.json).")
+    report = json.loads((path / "report.json").read_text())
+    shift = np.asarray(report["standardization"]["shift"], np.float64)
+    scale = np.asarray(report["standardization"]["scale"], np.float64)
+    if shift.shape != (n_columns,):
+        raise UsageError(f"--init {directory}: that run's model has {shift.size} column(s); "
+                         f"the data has {n_columns}.")
+    return keras.models.load_model(path / "model.keras"), shift, scale
+
+
 def _fit(args):
     import tfp_gauss
     from tfp_gauss import datasets
@@ -305,7 +328,7 @@ def _fit(args):
     if not 0.0 <= args.validation_split < 1.0:
         raise UsageError(f"--validation-split must be in [0, 1); got {args.validation_split}.")
     for name in ("layers", "components", "steps", "batch_size"):
-        if getattr(args, name) < 1:
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be >= 1; got {getattr(args, name)}.")
     if args.validation_split > 0:
         train, val = datasets.split(x, (1 - args.validation_split, args.validation_split),
@@ -315,8 +338,14 @@ def _fit(args):
                              f"of {len(x)} rows.")
     else:
         train, val = x, None
-    shift, scale = _standardization(train)
-    if args.init == "rbig":
+    init = args.init
+    if init in ("rbig", "random"):
+        shift, scale = _standardization(train)
+    else:
+        # Continue a previous run: its model works in its own standardized
+        # units, so its standardization is kept.
+        init, shift, scale = _previous_run(init, x.shape[1])
+    if init == "rbig":
         # The greedy start fits a K-component mixture to every column by EM,
         # which needs K distinct values; said here in the command's terms
         # rather than as a traceback from inside the fit.
@@ -343,9 +372,9 @@ def _fit(args):
         model, history = tfp_gauss.fit_gaussianization_flow(
             std(train), n_layers=args.layers, n_components=args.components, steps=args.steps,
             batch_size=args.batch_size, peak_learning_rate=args.peak_lr,
-            clip_norm=args.clip_norm, init=args.init,
-            validation_data=None if val is None else std(val), seed=args.seed,
-            verbose=verbose)
+            clip_norm=args.clip_norm, init=init,
+            validation_data=None if val is None else std(val), validation_split=0.0,
+            seed=args.seed, verbose=verbose)
         fit_seconds = time.perf_counter() - fit_started
         log_det_scale = float(np.sum(np.log(scale)))
         train_nll = -float(np.mean(model.log_prob(std(train)))) + log_det_scale
@@ -354,18 +383,22 @@ def _fit(args):
         tfp_gauss.export_saved_model(model, str(staging / "saved_model"), shift=shift,
                                      scale=scale)
         model.save(staging / "model.keras")
-        _figures(staging, history.history, args.steps, args.peak_lr, model, train, shift, scale,
-                 args.seed)
+        _figures(staging, history, args.peak_lr, model, train, shift, scale, args.seed)
+        best_step = getattr(history, "best_step", None)
         report = dict(
             data=dict(source=source, rows=len(x), columns=int(x.shape[1]),
                       train_rows=len(train), validation_rows=0 if val is None else len(val)),
-            config=dict(layers=args.layers, components=args.components, steps=args.steps,
-                        batch_size=args.batch_size, peak_learning_rate=args.peak_lr,
-                        clip_norm=args.clip_norm, init=args.init,
-                        validation_split=args.validation_split, seed=args.seed),
+            config=dict(layers=model.n_layers, components=model.n_components,
+                        steps=history.schedule_steps, batch_size=args.batch_size,
+                        peak_learning_rate=args.peak_lr, clip_norm=args.clip_norm,
+                        init=args.init, validation_split=args.validation_split, seed=args.seed),
             standardization=dict(shift=shift.tolist(), scale=scale.tolist()),
             results=dict(train_nll=train_nll, validation_nll=val_nll,
-                         nll_units="nats per row, in the data's own units"),
+                         nll_units="nats per row, in the data's own units",
+                         steps_run=int(model.optimizer.iterations.numpy()),
+                         best_step=best_step,
+                         selection=("weights of the best validation evaluation"
+                                    if best_step is not None else "last weights")),
             history={k: [float(v) for v in vals] for k, vals in history.history.items()},
             timings=dict(fit_seconds=fit_seconds,
                          total_seconds=time.perf_counter() - started),
@@ -373,7 +406,9 @@ def _fit(args):
         (staging / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     out = pathlib.Path(args.out).resolve()
     print(f"train NLL {train_nll:.4f}" + ("" if val_nll is None else f", validation NLL "
-                                          f"{val_nll:.4f}") + f" (nats per row); wrote {out}")
+                                          f"{val_nll:.4f}") + " (nats per row)"
+          + ("" if best_step is None else f", best validation at step {best_step}")
+          + f"; wrote {out}")
     return 0
 
 
@@ -674,12 +709,18 @@ def build_parser():
                      help=header_help)
     fit.add_argument("--layers", type=int, default=8)
     fit.add_argument("--components", type=int, default=8)
-    fit.add_argument("--steps", type=int, default=3000)
+    fit.add_argument("--steps", type=int, default=None,
+                     help="most training steps (default: 100 passes over the data, "
+                     "3000-10000); training stops earlier once the validation NLL stops "
+                     "improving")
     fit.add_argument("--batch-size", type=int, default=512)
     fit.add_argument("--peak-lr", type=float, default=3e-3)
     fit.add_argument("--clip-norm", type=float, default=1.0)
-    fit.add_argument("--init", choices=("rbig", "random"), default="rbig")
-    fit.add_argument("--validation-split", type=float, default=0.2)
+    fit.add_argument("--init", default="rbig",
+                     help="rbig (greedy warm start), random, or a previous run's DIR to "
+                     "continue training it with a fresh learning-rate schedule")
+    fit.add_argument("--validation-split", type=float, default=0.1,
+                     help="fraction of rows held out to choose the fit (0: none)")
     fit.add_argument("--seed", type=int, default=0)
     fit.add_argument("--verbose", type=int, default=None,
                      help="Keras verbosity (default: 1, a progress bar, on a terminal; "

@@ -131,7 +131,9 @@ def fit_gaussianization_flow(x, n_layers=8, n_components=8, steps=None, batch_si
     Returns:
       ``(model, history)``: the trained ``GaussianizationFlowModel`` and the
       Keras ``History`` (``loss``, ``learning_rate``, ``val_loss``), one
-      record per ``steps_per_epoch`` steps. With selection, the history also
+      record per ``steps_per_epoch`` steps; its attributes
+      ``steps_per_epoch``, ``schedule_steps`` and ``validation_rows`` say how
+      it was run. With selection, the history also
       has ``best_step`` and ``best_val_loss`` attributes (the step whose
       weights the model holds and its validation NLL) and ``validation_rows``.
 
@@ -210,6 +212,8 @@ def fit_gaussianization_flow(x, n_layers=8, n_components=8, steps=None, batch_si
         _batches(x, batch_size, batch_seed), epochs=epochs, steps_per_epoch=steps_per_epoch,
         validation_data=val_ds, callbacks=callbacks, verbose=verbose, shuffle=False)  # the dataset is shuffled already
     history.validation_rows = 0 if validation_data is None else len(validation_data)
+    history.steps_per_epoch = steps_per_epoch
+    history.schedule_steps = steps
     if stop is not None and stop.best_weights is not None:
         history.best_step = stop.best_step
         history.best_val_loss = stop.best_val_loss
