@@ -79,7 +79,7 @@ def _bandwidth_ratio(n_rows):
 
 
 def _greedy_layers(x, val, n_layers, n_components, *, rotation, rng, patience, tol,
-                   max_em_iterations, min_scale_ratio):
+                   max_em_iterations, min_scale_ratio, tail_scale_ratio):
     """The greedy layer loop of ``fit_rbig`` for one scale floor; ``(layers, info)``."""
     dtype = x.dtype
     h = tf.constant(x)
@@ -90,7 +90,8 @@ def _greedy_layers(x, val, n_layers, n_components, *, rotation, rng, patience, t
         h_np = h.numpy()
         fit = mixture_em.fit_mixture_em(h_np, n_components, random_state=rng,
                                         max_iterations=max_em_iterations,
-                                        min_scale_ratio=min_scale_ratio)
+                                        min_scale_ratio=min_scale_ratio,
+                                        tail_scale_ratio=tail_scale_ratio)
         # Scales as softplus of exact raw values: the same parameterisation as
         # the trainable flow, so a warm start reproduces this fit bit for bit.
         mixture = MixtureGaussianCDF(
@@ -128,7 +129,7 @@ def _greedy_layers(x, val, n_layers, n_components, *, rotation, rng, patience, t
 
 def fit_rbig(x, n_layers=32, n_components=8, *, rotation="pca", random_state=None,
              validation_data=None, validation_split=0.1, patience=4,
-             bandwidth_factor=(0.25, 0.5, 1.0),
+             bandwidth_factor=(0.25, 0.5, 1.0), tail_component=True,
              tol=None, max_em_iterations=200):
     r"""Greedy RBIG fit of a Gaussianization flow, returned as a TFP distribution.
 
@@ -188,6 +189,11 @@ def fit_rbig(x, n_layers=32, n_components=8, *, rotation="pca", random_state=Non
         when ``validation_data`` is not given; ``0`` fits all ``n_layers`` on
         all rows (no selection).
       patience: layers without a held-out improvement before stopping.
+      tail_component: make each layer's last mixture component at least
+        one standard deviation (of the layer's input column) wide, so that
+        far outside the training rows every layer's map has a slope of at
+        most about 1 and a deep flow's tails cannot explode (see
+        ``mixture_em.fit_mixture_em``'s ``tail_scale_ratio``).
       bandwidth_factor: floor on component scales in units of the kernel
         bandwidth: a number, or candidates, one fit each, chosen on the
         held-out rows (without held-out rows, the median candidate).
@@ -256,7 +262,8 @@ def fit_rbig(x, n_layers=32, n_components=8, *, rotation="pca", random_state=Non
             x, val, n_layers, n_components, rotation=rotation,
             rng=np.random.default_rng(seed), patience=patience, tol=tol,
             max_em_iterations=max_em_iterations,
-            min_scale_ratio=max(factor * _bandwidth_ratio(x.shape[0]), 1e-3))
+            min_scale_ratio=max(factor * _bandwidth_ratio(x.shape[0]), 1e-3),
+            tail_scale_ratio=1.0 if tail_component else None)
         info["bandwidth_factor"] = float(factor)
         score = max(info.get("validation_log_likelihood", (0.0,)))
         if best is None or score > best[0]:

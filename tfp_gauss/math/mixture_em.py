@@ -36,7 +36,7 @@ def _em_loop(x, log_weights, locs, scales, min_scale, max_iterations, tol):
     # weight handed to a trainable flow is finite.
     min_weight = dtype(np.finfo(dtype).eps)
     xk = x[:, :, tf.newaxis]
-    min_var = tf.square(min_scale)[:, tf.newaxis]
+    min_var = tf.square(min_scale)  # [D, K]: a floor per component
 
     def step(log_weights, locs, scales):
         log_joint = _log_joint(x, log_weights, locs, scales)
@@ -93,7 +93,7 @@ def _initial_parameters(x_sorted, n_components, rng):
 
 
 def fit_mixture_em(x, n_components, *, random_state=None, max_iterations=500,
-                   tol=None, min_scale_ratio=1e-3):
+                   tol=None, min_scale_ratio=1e-3, tail_scale_ratio=None):
     """Fits a ``K``-component Gaussian mixture to every column of ``x``.
 
     Args:
@@ -110,6 +110,14 @@ def fit_mixture_em(x, n_components, *, random_state=None, max_iterations=500,
       min_scale_ratio: component scales are kept above this fraction of the
         column's standard deviation (a scalar, or one per column ``[D]``), so a component cannot collapse onto a
         repeated value and send the likelihood to infinity.
+      tail_scale_ratio: if given (and ``K >= 2``), the last component is a
+        *tail component*: it starts at the column's mean with this many
+        standard deviations of scale, and its scale never falls below that.
+        EM fits its weight and location like any other's. Far from the data
+        the widest component decides the map's slope (``dz/dx -> 1/sigma``);
+        with one at least a standard deviation wide, stacked layers cannot
+        compound narrow components' slopes into an explosive tail (a point
+        just past the training range scoring -1e7 after 28 layers).
 
     Returns:
       dict of float arrays: ``log_weights``, ``locs``, ``scales`` (each
@@ -138,12 +146,17 @@ def fit_mixture_em(x, n_components, *, random_state=None, max_iterations=500,
     rng = (random_state if isinstance(random_state, np.random.Generator)
            else np.random.default_rng(0 if random_state is None else random_state))
     locs, scales, std = _initial_parameters(x_sorted, n_components, rng)
+    min_scale = np.broadcast_to(np.asarray(min_scale_ratio) * std, std.shape)
+    min_scale = np.repeat(min_scale[:, None], n_components, axis=1)
+    if tail_scale_ratio is not None and n_components >= 2:
+        locs[:, -1] = x.mean(axis=0)
+        scales[:, -1] = min_scale[:, -1] = tail_scale_ratio * std
     if tol is None:
         tol = 1e-5 if dtype == np.float32 else 1e-7
     log_weights = np.full_like(locs, -np.log(n_components))
     out = _em_loop(
         tf.constant(x), tf.constant(log_weights, dtype), tf.constant(locs, dtype),
-        tf.constant(scales, dtype), tf.constant(np.asarray(min_scale_ratio) * std, dtype),
+        tf.constant(scales, dtype), tf.constant(min_scale, dtype),
         tf.constant(max_iterations, tf.int32), tf.constant(tol, dtype))
     lw, mu, sd, loglik, iters, done = (t.numpy() for t in out)
     return dict(log_weights=lw, locs=mu, scales=sd, log_likelihood=loglik,
