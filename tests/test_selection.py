@@ -167,3 +167,26 @@ def test_continuing_training_takes_a_fresh_schedule(moons):
     assert -resumed.log_prob(x).numpy().mean() < -spent.mean() - 0.05
     with pytest.raises(ValueError, match="init must be"):
         tfp_gauss.fit_gaussianization_flow(x, steps=1, verbose=0, init="greedy")
+
+
+def test_tail_component_keeps_deep_greedy_tails_sane():
+    """Points just past the training range: without the tail component 28 stacked
+    layers compound their narrow components' slopes into log-densities of -1e4..-1e7."""
+    rng = np.random.default_rng(0)
+    first = rng.random(200) < 0.35
+    x = np.where(first[:, None], rng.normal([-1.2, -1.0], [0.3, 0.4], (200, 2)),
+                 rng.normal([0.7, 0.6], [0.35, 0.35], (200, 2)))
+    x = ((x - x.mean(0)) / x.std(0)).astype(np.float32)
+    lo, hi = x.min(0), x.max(0)
+    probe = np.array([hi + 0.05, lo - 0.05, [hi[0] + 0.5, 0.0]], np.float32)
+    # reference: a Gaussian fit to the rows (independent of the flow) at the probes
+    gaussian = scipy.stats.multivariate_normal(x.mean(0), np.cov(x, rowvar=False))
+    kwargs = dict(n_layers=28, random_state=0, validation_split=0, bandwidth_factor=0.25)
+    exploded = tfp_gauss.fit_rbig(x, tail_component=False, **kwargs).log_prob(probe).numpy()
+    sane = tfp_gauss.fit_rbig(x, **kwargs).log_prob(probe).numpy()
+    assert exploded.min() < -1e3
+    assert (sane > gaussian.logpdf(probe) - 10.0).all(), (sane, gaussian.logpdf(probe))
+    # the tail component's scale is floored at the column's standard deviation
+    fit = tfp_gauss.math.mixture_em.fit_mixture_em(x, 4, tail_scale_ratio=1.0)
+    assert (fit["scales"][:, -1] >= x.std(0) * (1 - 1e-5)).all()
+    assert (fit["scales"][:, :-1] < x.std(0)[:, None]).all()
