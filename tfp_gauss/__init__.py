@@ -17,6 +17,8 @@ from tfp_gauss.keras import fit_gaussianization_flow
 from tfp_gauss.rbig import fit_rbig
 from tfp_gauss.export import export_saved_model
 
+# `math` and `keras` stay importable as submodules (`tfp_gauss.keras`) but are
+# not exported: `from tfp_gauss import *` must not shadow the stdlib `math` or
+# the `keras` package.
 __all__ = ["__version__", "bijectors", "datasets", "export_saved_model",
-           "fit_gaussianization_flow", "fit_rbig", "flows",
-           "gaussianization_flow", "keras", "math"]
+           "fit_gaussianization_flow", "fit_rbig", "flows", "gaussianization_flow"]
