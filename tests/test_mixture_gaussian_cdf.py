@@ -292,7 +292,10 @@ def test_transformed_distribution_density_integrates_to_one_and_samples():
     for d in range(2):
         w = np.exp(logits[d] - logits[d].max())
         w /= w.sum()
-        cdf = lambda v, d=d, w=w: (w * stats.norm.cdf((v[:, None] - locs[d]) / scales[d])).sum(-1)
+
+        def cdf(v, d=d, w=w):
+            return (w * stats.norm.cdf((v[:, None] - locs[d]) / scales[d])).sum(-1)
+
         assert stats.kstest(x[:, d], cdf).pvalue > 1e-3
 
 

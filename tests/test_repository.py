@@ -1,7 +1,6 @@
 """The README's two commands and CI stay in step."""
 
 import pathlib
-import runpy
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 

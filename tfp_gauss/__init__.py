@@ -10,9 +10,9 @@
 """
 
 from tfp_gauss._version import __version__
-from tfp_gauss import bijectors, datasets, flows, math
+from tfp_gauss import bijectors, datasets, flows, math  # noqa: F401  (math: submodule only)
 from tfp_gauss.flows import gaussianization_flow
-from tfp_gauss import keras
+from tfp_gauss import keras  # noqa: F401  (submodule only, see __all__)
 from tfp_gauss.keras import fit_gaussianization_flow
 from tfp_gauss.rbig import fit_rbig
 from tfp_gauss.export import export_saved_model
