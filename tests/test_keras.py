@@ -125,20 +125,6 @@ def test_callback_sets_and_records_the_learning_rate(small_data):
     np.testing.assert_allclose(history.history["learning_rate"], expected, rtol=1e-6)
 
 
-@pytest.mark.parametrize("clip", ["global_clipnorm", "clipnorm"])
-def test_gradient_clipping_bounds_the_update(small_data, clip):
-    model = GaussianizationFlowModel(2, n_layers=1, n_components=2, seed=0)
-    model.compile(optimizer=keras.optimizers.SGD(1.0, **{clip: 1e-3}))
-    before = _weights(model)
-    model.fit(small_data, batch_size=1024, epochs=1, verbose=0)
-    deltas = [a - b for a, b in zip(_weights(model), before)]
-    if clip == "global_clipnorm":
-        assert np.sqrt(sum(np.sum(d**2) for d in deltas)) <= 1e-3 * (1 + 1e-4)
-    else:  # each variable separately
-        assert all(np.sqrt(np.sum(d**2)) <= 1e-3 * (1 + 1e-4) for d in deltas)
-    assert sum(np.sum(d**2) for d in deltas) > 0
-
-
 class _WeightRecorder(keras.callbacks.Callback):
     def __init__(self):
         super().__init__()

@@ -1,5 +1,7 @@
 """What is special to MixtureGaussianCDF: tail accuracy, the root-find, EM."""
 
+import functools
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -152,16 +154,61 @@ def test_newton_converges_in_few_iterations():
     assert rel_err(b.forward(x.numpy()).numpy(), z.numpy()).max() <= 1e-5
 
 
-@pytest.mark.parametrize("n", [1, 200, 4 * mgc._GRID_SIZE * 3 + 5])
-def test_both_inverse_starts_give_the_same_root(n):
-    # Few elements per dimension take the anchor-table start, many the
-    # Hermite-table start; a sample split into single rows takes the former.
-    b, _ = _bijector(1, np.float64, d=3)
+def _forced_inverse(use_grid):
+    """The bijector's inverse with the start chosen by ``use_grid``, not by size."""
+    start = functools.partial(mgc._inverse_start, use_grid=use_grid)
+
+    def inverse(z, logits, locs, scales):
+        return root_finding.invert_increasing(mgc.mixture_cdf_transform, z,
+                                              (logits, locs, scales), start,
+                                              solve_fn=mgc.mixture_cdf_value)
+    return inverse
+
+
+@pytest.mark.parametrize("n", [5, 4 * mgc._GRID_SIZE * 3 + 5])
+@pytest.mark.parametrize("mode", ["eager", "graph"])
+def test_both_inverse_starts_forced_find_the_reference_root(n, mode):
+    # Few elements per dimension take the anchor-table start by default and
+    # many the Hermite-table start; here both are forced at both sizes, eagerly
+    # (vectorized loop) and in a graph (streaming loop), and each root is
+    # checked by the scipy reference forward.
+    params = random_mixture(np.random.default_rng(1), 3, 8, np.float64)
     z = np.random.default_rng(n).normal(0.0, 3.0, (n, 3))
+    roots = {}
+    for use_grid in (False, True):
+        inverse = _forced_inverse(use_grid)
+        if mode == "graph":
+            inverse = tf.function(inverse)
+        roots[use_grid] = inverse(tf.constant(z), *map(tf.constant, params)).numpy()
+        z_back, log_slope = mixture_reference(roots[use_grid], *params)
+        # |z(x) - z| within a few ulps of x times the slope, plus rounding of z.
+        tol = 1e-14 * np.maximum(1.0, np.abs(z)) + 8e-16 * np.abs(roots[use_grid]) * np.exp(
+            log_slope)
+        assert np.all(np.abs(z_back - z) <= tol)
+    np.testing.assert_allclose(roots[True], roots[False], rtol=1e-13, atol=1e-13)
+
+
+def test_inverse_of_single_rows_equals_the_batch_inverse():
+    # A sample split into single rows takes the other start: same roots.
+    b, _ = _bijector(1, np.float64, d=3)
+    z = np.random.default_rng(0).normal(0.0, 3.0, (4 * mgc._GRID_SIZE * 3 + 5, 3))
     whole = b.inverse(z).numpy()
-    rows = np.concatenate([b.inverse(z[i:i + 1]).numpy() for i in range(min(n, 40))])
-    np.testing.assert_allclose(rows, whole[:len(rows)], rtol=1e-12, atol=1e-12)
-    assert rel_err(b.forward(whole).numpy(), z).max() <= 1e-9
+    rows = np.concatenate([b.inverse(z[i:i + 1]).numpy() for i in range(20)])
+    np.testing.assert_allclose(rows, whole[:20], rtol=1e-13, atol=1e-13)
+
+
+@pytest.mark.parametrize("dtype,tol", [(np.float32, 1e-5), (np.float64, 2e-13)],
+                         ids=["float32", "float64"])
+def test_with_and_without_responsibilities_match_the_reference(dtype, tol):
+    # mixture_cdf_transform (responsibilities on, for the gradient) and
+    # mixture_cdf_value (off, the root-find's) reduce differently; both
+    # follow scipy (measured 5.4e-7 / 1.2e-14).
+    params = random_mixture(np.random.default_rng(9), 3, 5, dtype)
+    x = np.random.default_rng(10).normal(0.0, 4.0, (200, 3)).astype(dtype)
+    z_ref, ld_ref = mixture_reference(x, *params)
+    for fn in (mgc.mixture_cdf_transform, mgc.mixture_cdf_value):
+        z, ld = (t.numpy() for t in fn(*map(tf.constant, (x,) + params)))
+        assert rel_err(z, z_ref).max() <= tol and rel_err(ld, ld_ref).max() <= tol
 
 
 def test_inverse_compiles_with_unknown_sample_size():
@@ -225,14 +272,20 @@ def _plain_transform(x, logits, locs, scales):
     return z, log_f - normal.log_prob(z)
 
 
-@pytest.mark.parametrize("param_shape", [(3, 4), (4,)], ids=["batch", "scalar-batch"])
+@pytest.mark.parametrize("param_shape", [(3, 4), (4,), (16, 8), (2, 8, 8)],
+                         ids=["batch", "scalar-batch", "stacked", "stacked-layers"])
 def test_analytic_gradient_matches_autodiff_of_a_plain_reference(param_shape):
+    # From D K >= _STACKED_GRADIENT_MIN_PARAMS the parameter gradients are
+    # reduced as one stacked tensor: the last two shapes take that path.
+    stacked = np.prod(param_shape) >= mgc._STACKED_GRADIENT_MIN_PARAMS
+    assert stacked == (len(param_shape) > 1 and param_shape[-2] >= 8)
     rng = np.random.default_rng(8)
-    d = param_shape[0] if len(param_shape) == 2 else 1
+    batch = param_shape[:-1]
     logits, locs, scales = (tf.constant(p.reshape(param_shape))
-                            for p in random_mixture(rng, d, param_shape[-1]))
-    x = tf.constant(2.0 * rng.standard_normal((6, 3)))
-    gz, gl = (tf.constant(rng.standard_normal((6, 3))) for _ in range(2))
+                            for p in random_mixture(rng, int(np.prod(batch)), param_shape[-1]))
+    x_shape = (6,) + (batch or (3,))
+    x = tf.constant(2.0 * rng.standard_normal(x_shape))
+    gz, gl = (tf.constant(rng.standard_normal(x_shape)) for _ in range(2))
     grads = []
     for fn in (mgc.mixture_cdf_transform, _plain_transform):
         with tf.GradientTape() as tape:
@@ -263,7 +316,10 @@ def test_transformed_distribution_density_integrates_to_one_and_samples():
     for d in range(2):
         w = np.exp(logits[d] - logits[d].max())
         w /= w.sum()
-        cdf = lambda v, d=d, w=w: (w * stats.norm.cdf((v[:, None] - locs[d]) / scales[d])).sum(-1)
+
+        def cdf(v, d=d, w=w):
+            return (w * stats.norm.cdf((v[:, None] - locs[d]) / scales[d])).sum(-1)
+
         assert stats.kstest(x[:, d], cdf).pvalue > 1e-3
 
 

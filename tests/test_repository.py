@@ -1,7 +1,6 @@
 """The README's two commands and CI stay in step."""
 
 import pathlib
-import runpy
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -32,3 +31,15 @@ def test_readme_python_sample_runs():
     for block in text.split("```python")[1:]:
         code = block.split("```")[0]
         exec(compile(code, "README.md", "exec"), {})  # noqa: S102
+
+
+def test_star_import_does_not_rebind_math_or_keras():
+    import math
+
+    import keras
+
+    namespace = {"math": math, "keras": keras}
+    exec("from tfp_gauss import *", namespace)  # noqa: S102
+    assert namespace["math"] is math and namespace["keras"] is keras
+    import tfp_gauss  # the submodules stay reachable as attributes
+    assert tfp_gauss.math.root_finding and tfp_gauss.keras.GaussianizationFlowModel

@@ -18,9 +18,6 @@ tfb = tfp.bijectors
 
 __all__ = ["MixtureGaussianCDF"]
 
-_INV_SQRT2 = 1.0 / np.sqrt(2.0)
-_HALF_LOG_2PI = 0.5 * np.log(2.0 * np.pi)
-
 
 def _sum_to_shape(grad, shape):
     """Sums a broadcast gradient back to an input's ``shape``."""
@@ -89,7 +86,9 @@ def mixture_cdf_transform(x, logits, locs, scales):
       ``(z, log_det)``, each of the broadcast shape of ``x`` and the
       parameters' batch shape.
     """
-    z, log_det, parts = _transform_parts(x, logits, locs, scales)
+    layout = _Layout(x, logits, locs, scales)
+    parts = _scaled_parts(layout, responsibilities=True)
+    z, log_det = parts["z"], parts["log_det"]
     x_shape, param_shapes = tf.shape(x), [tf.shape(p) for p in (logits, locs, scales)]
     static_shapes = [tf.TensorShape(p.shape) for p in (logits, locs, scales)]
     # Measured under XLA CPU (training step, batch 512, K = 8): reducing the
@@ -101,7 +100,6 @@ def mixture_cdf_transform(x, logits, locs, scales):
         and all(s == static_shapes[0] for s in static_shapes[1:]))
 
     def grad(dz, dlog_det):
-        layout = parts["layout"]
         expand = layout.expand
         inv_scales, w, q, r = layout.inv_scales, layout.w, parts["q"], parts["r"]
         u = layout.u()
@@ -178,27 +176,17 @@ class _Layout:
         return (self.expand(self.x) - self.locs) * self.inv_scales
 
 
-def _transform_parts(x, logits, locs, scales, responsibilities=True):
+def _scaled_parts(layout, responsibilities):
     """The forward of ``mixture_cdf_transform`` in plain ops, with its intermediates.
 
     Plain ops (no custom gradients inside): the custom gradient around it
     replaces their gradients, and the root-find never differentiates.
+    Returns a dict with, per element, ``z``, ``log_det``, ``lower``
+    (``F <= 1 - F``) and ``log_hazard_zeta`` (``log h(s z)``), and if
+    ``responsibilities`` (what the gradient needs) ``f_over_tail``
+    (``f / P``) and, per component, ``r`` and ``q``.
 
-    Returns:
-      ``(z, log_det, parts)``; ``parts`` holds the ``_Layout`` and, per
-      element, ``lower`` (``F <= 1 - F``) and ``log_hazard_zeta``
-      (``log h(s z)``), and if ``responsibilities`` (what the gradient needs)
-      ``f_over_tail`` (``f / P``) and, per component, ``r`` and ``q``.
-    """
-    layout = _Layout(x, logits, locs, scales)
-    out = _scaled_parts(layout, responsibilities)
-    z, log_det = out.pop("z"), out.pop("log_det")
-    out["layout"] = layout
-    return z, log_det, out
-
-
-def _scaled_parts(layout, responsibilities):
-    """``_transform_parts`` from one exponential and one erfcx per component.
+    It takes one exponential and one erfcx per component.
 
     With ``alpha_k = log w_k - u_k^2 / 2``, ``c = max_k alpha_k`` and
     ``E_k = exp(alpha_k - c)`` (at most 1, and 1 for the nearest component),
@@ -225,7 +213,7 @@ def _scaled_parts(layout, responsibilities):
     finite_c = tf.math.is_finite(c)
     c = tf.where(finite_c, c, tf.zeros_like(c))
     e = tf.exp(alpha - c)
-    g = e * (dtype(0.5) * normal.erfcx_nonnegative_value(tf.abs(u) * dtype(_INV_SQRT2)))
+    g = e * (dtype(0.5) * normal.erfcx_nonnegative_value(tf.abs(u) * dtype(normal.INV_SQRT2)))
     neg = u <= 0
     zero = tf.zeros_like(g)
 
@@ -253,7 +241,7 @@ def _scaled_parts(layout, responsibilities):
     tail_rel = tf.minimum(lower_rel, upper_rel)  # log P - c
     log_tail = c + tail_rel
     zeta, log_hazard_zeta = normal.ndtri_exp_lower_value(log_tail, return_log_hazard=True)
-    log_f_over_tail = tf.math.log(density) - dtype(_HALF_LOG_2PI) - tail_rel
+    log_f_over_tail = tf.math.log(density) - dtype(normal.HALF_LOG_2PI) - tail_rel
     z, log_det = tf.where(lower, zeta, -zeta), log_f_over_tail - log_hazard_zeta
     # Where every u_k^2 overflows (|u| beyond ~1.8e19 in float32) with all
     # components on one side, the sums above are 0 and z would be +-inf. There
@@ -286,8 +274,8 @@ def _scaled_parts(layout, responsibilities):
 
 def mixture_cdf_value(x, logits, locs, scales):
     """``mixture_cdf_transform`` without its custom gradient, for the root-find loops."""
-    z, log_det, _ = _transform_parts(x, logits, locs, scales, responsibilities=False)
-    return z, log_det
+    parts = _scaled_parts(_Layout(x, logits, locs, scales), responsibilities=False)
+    return parts["z"], parts["log_det"]
 
 
 # Anchor points mu_k + c * sigma_k at which T is tabulated to start the inverse.
@@ -610,11 +598,6 @@ class MixtureGaussianCDF(_composite.CompositeBijector):
     def scales(self):
         """Component standard deviations, ``[..., K]``."""
         return self._scales
-
-    @property
-    def n_components(self):
-        """``K`` as a Python int, or ``None`` if not known statically."""
-        return tf.TensorShape(self._locs.shape)[-1]
 
     @classmethod
     def _is_increasing(cls):

@@ -3,7 +3,6 @@
 import keras
 import numpy as np
 import tensorflow as tf
-import tensorflow_probability as tfp
 
 from tfp_gauss import _validation, flows, sampling
 

@@ -22,18 +22,12 @@ approximation of (1 + 2x) exp(x^2) erfc x in 0 <= x < infinity", Math. Comp.
 import numpy as np
 import tensorflow as tf
 
-__all__ = [
-    "erfcx_nonnegative_value",
-    "log_ndtr_lower",
-    "log_ndtr_pair",
-    "ndtri_exp_lower",
-    "ndtri_exp_lower_value",
-]
+__all__ = ["erfcx_nonnegative_value", "log_ndtr_lower", "ndtri_exp_lower_value"]
 
 _LOG_2 = np.log(2.0)
-_HALF_LOG_2PI = 0.5 * np.log(2.0 * np.pi)
+HALF_LOG_2PI = 0.5 * np.log(2.0 * np.pi)
+INV_SQRT2 = 1.0 / np.sqrt(2.0)
 _HALF_LOG_2_OVER_PI = 0.5 * np.log(2.0 / np.pi)
-_INV_SQRT2 = 1.0 / np.sqrt(2.0)
 
 
 # Chebyshev coefficients c_0 ... c_30 of (1 + 2x) erfcx(x) in the variable
@@ -68,72 +62,25 @@ def erfcx_nonnegative_value(x):
     return tf.where(tf.equal(x, np.inf), dtype(0.0), value)
 
 
-@tf.custom_gradient
-def erfcx_nonnegative(x):
-    """``exp(x^2) erfc(x)`` for ``x >= 0`` (including ``+inf``).
-
-    The derivative ``erfcx'(x) = 2 x erfcx(x) - 2 / sqrt(pi)`` reuses the value.
-    """
-    value = erfcx_nonnegative_value(x)
-
-    def grad(dy):
-        dtype = x.dtype.as_numpy_dtype
-        finite_x = tf.where(tf.math.is_finite(x), x, dtype(1.0))
-        return dy * (dtype(2.0) * finite_x * value - dtype(2.0 / np.sqrt(np.pi)))
-
-    return value, grad
-
-
-def log_ndtr_lower(t, custom_gradient=True):
+def log_ndtr_lower(t):
     """``(log Phi(t), log h(t))`` for ``t <= 0``, with ``h = phi / Phi``.
+
+    Plain ops: its callers (the mixture transform, inside its own custom
+    gradient) never differentiate it.
 
     Args:
       t: float tensor, every element ``<= 0`` (not checked; positive values give
         garbage).
-      custom_gradient: ``False`` builds plain ops only (autodiff then goes
-        through the series), for callers that do not differentiate the
-        result (a root-find loop, or the inside of another custom gradient):
-        no custom-gradient op to trace and save.
 
     Returns:
       A pair of tensors shaped like ``t``: ``log Phi(t)`` and the log hazard
       ``log(phi(t) / Phi(t))``.
     """
     dtype = t.dtype.as_numpy_dtype
-    erfcx = erfcx_nonnegative if custom_gradient else erfcx_nonnegative_value
-    log_erfcx = tf.math.log(erfcx(-t * dtype(_INV_SQRT2)))
+    log_erfcx = tf.math.log(erfcx_nonnegative_value(-t * dtype(INV_SQRT2)))
     log_phi_cdf = -0.5 * tf.square(t) + log_erfcx - dtype(_LOG_2)
     log_hazard = dtype(_HALF_LOG_2_OVER_PI) - log_erfcx
     return log_phi_cdf, log_hazard
-
-
-def log_ndtr_pair(u, custom_gradient=True):
-    """Log CDF, log survival and both log hazards of the standard normal.
-
-    Only the tail that lies below zero is evaluated by ``erfcx``; the other
-    follows from ``log(1 - Phi(a)) = log1p(-exp(log Phi(a)))``, which is
-    accurate because ``Phi(a) <= 1/2`` there.
-
-    Args:
-      u: float tensor of any shape.
-      custom_gradient: as for ``log_ndtr_lower``.
-
-    Returns:
-      ``(log Phi(u), log Phi(-u), log h(u), log h(-u))``, each shaped like
-      ``u``, where ``h(t) = phi(t) / Phi(t)``.
-    """
-    dtype = u.dtype.as_numpy_dtype
-    neg = u <= 0
-    # `where` rather than `-abs(u)`: the gradient of abs is 0 at u = 0.
-    a = tf.where(neg, u, -u)
-    log_cdf_a, log_hazard_a = log_ndtr_lower(a, custom_gradient)
-    log_cdf_b = tf.math.log1p(-tf.exp(log_cdf_a))
-    log_hazard_b = -0.5 * tf.square(a) - dtype(_HALF_LOG_2PI) - log_cdf_b
-    log_cdf = tf.where(neg, log_cdf_a, log_cdf_b)
-    log_sf = tf.where(neg, log_cdf_b, log_cdf_a)
-    log_hazard = tf.where(neg, log_hazard_a, log_hazard_b)
-    log_hazard_neg = tf.where(neg, log_hazard_b, log_hazard_a)
-    return log_cdf, log_sf, log_hazard, log_hazard_neg
 
 
 # Wichura (1988), "Algorithm AS 241: the percentage points of the normal
@@ -204,7 +151,11 @@ def _ndtri_exp_start(y):
 
 
 def ndtri_exp_lower_value(y, return_log_hazard=False):
-    """``ndtri_exp_lower`` built from plain ops, for callers that never differentiate it.
+    """``t = Phi^{-1}(exp(y))`` on the lower half, ``y <= log(1/2)``, from plain ops.
+
+    Accurate in relative terms for every ``y`` down to ``-inf`` (float32:
+    beyond ``exp``'s range, where ``ndtri(exp(y))`` would return ``-inf``).
+    Its callers never differentiate it.
 
     With ``return_log_hazard``, also returns ``log h(t)`` at the result, carried
     to first order from the start's (``d log h / dt = -t - h``): exact to
@@ -215,7 +166,7 @@ def ndtri_exp_lower_value(y, return_log_hazard=False):
     # One Newton step on log Phi(t) - y, whose slope is the hazard h(t): the
     # residual is computed in log space, so the polish is accurate wherever
     # the start was, and the error after it is quadratic in the start's.
-    log_cdf, log_hazard = log_ndtr_lower(t, custom_gradient=False)
+    log_cdf, log_hazard = log_ndtr_lower(t)
     t_new = tf.minimum(t - (log_cdf - y) * tf.exp(-log_hazard), np_dtype(0.0))
     at_zero = tf.equal(y, -np.inf)
     t_new = tf.where(at_zero, np_dtype(-np.inf), t_new)
@@ -224,27 +175,3 @@ def ndtri_exp_lower_value(y, return_log_hazard=False):
     log_hazard = log_hazard + (t + tf.exp(log_hazard)) * (t - t_new)
     # h(t) ~ -t as t -> -inf.
     return t_new, tf.where(at_zero, np_dtype(np.inf), log_hazard)
-
-
-@tf.custom_gradient
-def ndtri_exp_lower(y):
-    """Inverse of the log normal CDF on the lower half: ``t = Phi^{-1}(exp(y))``.
-
-    Accurate in relative terms for every ``y <= log(1/2)`` down to ``-inf``
-    (float32: beyond ``exp``'s range, where ``ndtri(exp(y))`` would return
-    ``-inf``). The gradient is the closed form ``dt/dy = Phi(t) / phi(t)``;
-    the Newton polish is never differentiated.
-
-    Args:
-      y: float tensor with every element ``<= log(1/2)``.
-
-    Returns:
-      ``t <= 0`` shaped like ``y``.
-    """
-    t = ndtri_exp_lower_value(y)
-
-    def grad(dt):
-        _, log_hazard = log_ndtr_lower(t, custom_gradient=False)
-        return dt * tf.exp(-log_hazard)
-
-    return t, grad
