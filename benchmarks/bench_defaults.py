@@ -19,7 +19,6 @@ import time
 
 import _common
 import _datasets
-import numpy as np
 
 import tfp_gauss
 

@@ -94,7 +94,8 @@ def _optax_reference(step, total, peak, pct_start=0.3, div=25.0, final_div=1e4):
         size = bounds[i + 1] - bounds[i]
         inside = (bounds[i] <= step) & (step < bounds[i + 1])
         pct = (step - bounds[i]) / size if size else 0.0
-        out += inside * (values[i + 1] + (values[i] - values[i + 1]) / 2 * (np.cos(np.pi * pct) + 1))
+        cosine = (values[i] - values[i + 1]) / 2 * (np.cos(np.pi * pct) + 1)
+        out += inside * (values[i + 1] + cosine)
     return out + (bounds[-1] <= step) * values[-1]
 
 

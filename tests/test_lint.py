@@ -11,7 +11,8 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
 def test_ruff_finds_nothing_in_the_package_and_tests():
-    ruff = shutil.which("ruff", path=str(pathlib.Path(sys.executable).parent)) or shutil.which("ruff")
+    here = str(pathlib.Path(sys.executable).parent)
+    ruff = shutil.which("ruff", path=here) or shutil.which("ruff")
     if ruff is None:
         pytest.fail("ruff is not installed: pip install -e '.[test]'")
     result = subprocess.run([ruff, "check", "--no-cache", "tfp_gauss", "tests"], cwd=ROOT,

@@ -21,7 +21,8 @@ def test_log_ndtr_lower_matches_scipy(dtype, tol):
 
 
 @pytest.mark.parametrize("jit", [False, True], ids=["eager", "xla"])
-@pytest.mark.parametrize("dtype,tol,lowest", [(np.float64, 1e-12, -1e12), (np.float32, 5e-7, -1e10)])
+@pytest.mark.parametrize("dtype,tol,lowest",
+                         [(np.float64, 1e-12, -1e12), (np.float32, 5e-7, -1e10)])
 def test_ndtri_exp_lower_matches_scipy_far_beyond_exp_range(dtype, tol, lowest, jit):
     y = -np.concatenate([np.linspace(np.log(2), 60, 5001),
                          np.logspace(1.8, np.log10(-lowest), 2000)]).astype(dtype)

@@ -36,7 +36,7 @@ def quiet_tensorflow():
     with tempfile.TemporaryFile() as captured:
         os.dup2(captured.fileno(), 2)
         try:
-            import tensorflow as tf
+            import tensorflow as tf  # noqa: PLC0415  (after stderr is redirected)
 
             tf.config.list_physical_devices()
         except BaseException:

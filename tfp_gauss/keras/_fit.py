@@ -210,7 +210,8 @@ def fit_gaussianization_flow(x, n_layers=8, n_components=8, steps=None, batch_si
     batch_seed = None if seed is None else int(rng.integers(2**31))
     history = model.fit(
         _batches(x, batch_size, batch_seed), epochs=epochs, steps_per_epoch=steps_per_epoch,
-        validation_data=val_ds, callbacks=callbacks, verbose=verbose, shuffle=False)  # the dataset is shuffled already
+        validation_data=val_ds, callbacks=callbacks, verbose=verbose,
+        shuffle=False)  # the dataset is shuffled already
     history.validation_rows = 0 if validation_data is None else len(validation_data)
     history.steps_per_epoch = steps_per_epoch
     history.schedule_steps = steps

@@ -9,16 +9,17 @@ and a column stops updating once its mean log-likelihood has converged.
 import numpy as np
 import tensorflow as tf
 
+from tfp_gauss.math import normal
+
 __all__ = ["fit_mixture_em", "mixture_log_likelihood"]
 
-_HALF_LOG_2PI = 0.5 * np.log(2.0 * np.pi)
 
 
 def _log_joint(x, log_weights, locs, scales):
     """``log w_k + log N(x; mu_k, sigma_k)`` as ``[N, D, K]``."""
     dtype = x.dtype.as_numpy_dtype
     u = (x[:, :, tf.newaxis] - locs) / scales
-    return log_weights - 0.5 * tf.square(u) - tf.math.log(scales) - dtype(_HALF_LOG_2PI)
+    return log_weights - 0.5 * tf.square(u) - tf.math.log(scales) - dtype(normal.HALF_LOG_2PI)
 
 
 def mixture_log_likelihood(x, log_weights, locs, scales):
@@ -108,8 +109,9 @@ def fit_mixture_em(x, n_components, *, random_state=None, max_iterations=500,
         ``tol * (1 + |loglik|)``; default ``1e-5`` (float32) or ``1e-7``
         (float64).
       min_scale_ratio: component scales are kept above this fraction of the
-        column's standard deviation (a scalar, or one per column ``[D]``), so a component cannot collapse onto a
-        repeated value and send the likelihood to infinity.
+        column's standard deviation (a scalar, or one per column ``[D]``),
+        so a component cannot collapse onto a repeated value and send the
+        likelihood to infinity.
       tail_scale_ratio: if given (and ``K >= 2``), the last component is a
         *tail component*: it starts at the column's mean with this many
         standard deviations of scale, and its scale never falls below that.
