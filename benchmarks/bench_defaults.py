@@ -10,7 +10,7 @@ Every choice below is made on the validation split (seed 0 of
 2. ``fit_gaussianization_flow``'s start: best validation log-likelihood of
    the default fit from the greedy warm start and from a random start.
 
-    python benchmarks/bench_defaults.py [--quick]
+    python benchmarks/bench_defaults.py [--quick] [--datasets NAME ...]
 """
 
 import argparse
@@ -25,8 +25,8 @@ import tfp_gauss
 FLOORS = (0.0, 0.25, 0.5, 1.0)
 
 
-def run(quick=False):
-    names = ("two-moons",) if quick else _datasets.NAMES
+def run(quick=False, names=None):
+    names = ("two-moons",) if quick else (names or _datasets.NAMES)
     out = {}
     for name in names:
         data = _datasets.splits(name, seed=0)
@@ -84,8 +84,10 @@ def markdown(res):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--datasets", nargs="+", choices=_datasets.NAMES)
     args = parser.parse_args(argv)
-    return _common.report("defaults", run(quick=args.quick), markdown, write=not args.quick)
+    return _common.report("defaults", run(quick=args.quick, names=args.datasets), markdown,
+                          write=not args.quick)
 
 
 if __name__ == "__main__":
