@@ -25,7 +25,7 @@ setup(
         "tensorflow-probability[tf]>=0.25,<0.26",
         "keras>=3.15",
         "numpy>=1.26",
-        "scikit-learn>=1.5",
+        "scikit-learn>=1.6",  # validate_data, __sklearn_tags__ (tfp_gauss.sklearn)
         "matplotlib>=3.8",
     ],
     extras_require={
