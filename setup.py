@@ -27,7 +27,7 @@ setup(
         # what tfp_gauss relies on (weight tracking, model.export).
         "keras>=3.15,<3.16",
         "numpy>=1.26",
-        "scikit-learn>=1.5",
+        "scikit-learn>=1.6",  # validate_data, __sklearn_tags__ (tfp_gauss.sklearn)
         "matplotlib>=3.8",
     ],
     extras_require={

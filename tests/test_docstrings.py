@@ -7,6 +7,7 @@ import pytest
 import tfp_gauss
 from tfp_gauss.bijectors import HouseholderRotation, MixtureGaussianCDF
 from tfp_gauss.keras import GaussianizationFlowModel, OneCycleCosine
+from tfp_gauss.sklearn import GaussianizationDensity, GaussianizationTransformer
 
 PUBLIC = {
     "MixtureGaussianCDF": MixtureGaussianCDF,
@@ -19,6 +20,8 @@ PUBLIC = {
     "fit_gaussianization_flow": tfp_gauss.fit_gaussianization_flow,
     "export_saved_model": tfp_gauss.export_saved_model,
     "flows.flow_from_stacked": tfp_gauss.flows.flow_from_stacked,
+    "sklearn.GaussianizationDensity": GaussianizationDensity,
+    "sklearn.GaussianizationTransformer": GaussianizationTransformer,
 }
 
 

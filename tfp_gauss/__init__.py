@@ -7,6 +7,8 @@
   ``OneCycleCosine``; ``fit_gaussianization_flow``: the one-call trainer.
 - ``export_saved_model``: a TF SavedModel serving log_prob / sample /
   gaussianize / generate without tfp_gauss.
+- ``tfp_gauss.sklearn``: ``GaussianizationDensity`` and
+  ``GaussianizationTransformer``, scikit-learn estimators (imported on first use).
 """
 
 from tfp_gauss import _startup  # noqa: F401  (first: quiets TensorFlow for the CLI)
@@ -23,3 +25,12 @@ from tfp_gauss.export import export_saved_model
 # the `keras` package.
 __all__ = ["__version__", "bijectors", "datasets", "export_saved_model",
            "fit_gaussianization_flow", "fit_rbig", "flows", "gaussianization_flow"]
+
+
+def __getattr__(name):
+    # `tfp_gauss.sklearn` on first use: scikit-learn is imported only when asked for.
+    if name == "sklearn":
+        import importlib  # noqa: PLC0415
+
+        return importlib.import_module("tfp_gauss.sklearn")
+    raise AttributeError(f"module 'tfp_gauss' has no attribute {name!r}")
