@@ -16,7 +16,6 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from tfp_gauss import flows
 from tfp_gauss.keras import GaussianizationFlowModel
 from tfp_gauss.sklearn import GaussianizationDensity, GaussianizationTransformer
 
