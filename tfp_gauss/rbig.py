@@ -129,7 +129,7 @@ def _greedy_layers(x, val, n_layers, n_components, *, rotation, rng, patience, t
 
 def fit_rbig(x, n_layers=32, n_components=8, *, rotation="pca", random_state=None,
              validation_data=None, validation_split=0.1, patience=4,
-             bandwidth_factor=(0.25, 0.5, 1.0), tail_component=True,
+             bandwidth_factor=(0.25, 0.5, 1.0), tail_component=False,
              tol=None, max_em_iterations=200):
     r"""Greedy RBIG fit of a Gaussianization flow, returned as a TFP distribution.
 
@@ -192,8 +192,11 @@ def fit_rbig(x, n_layers=32, n_components=8, *, rotation="pca", random_state=Non
       tail_component: make each layer's last mixture component at least
         one standard deviation (of the layer's input column) wide, so that
         far outside the training rows every layer's map has a slope of at
-        most about 1 and a deep flow's tails cannot explode (see
-        ``mixture_em.fit_mixture_em``'s ``tail_scale_ratio``).
+        most about 1 and a deep flow's log-density cannot explode there
+        (see ``mixture_em.fit_mixture_em``'s ``tail_scale_ratio``). Off by
+        default: EM gives that component a tiny weight, and the near-flat
+        CDF between the data and the wide component then sends a few
+        samples extremely far (two-moons: sample std 6e5 for data std 1).
       bandwidth_factor: floor on component scales in units of the kernel
         bandwidth: a number, or candidates, one fit each, chosen on the
         held-out rows (without held-out rows, the median candidate).
