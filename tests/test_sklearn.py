@@ -195,7 +195,7 @@ def test_bad_input_gets_sklearn_errors():
 
 
 def test_dataframe_names_and_pandas_output():
-    pd = pytest.importorskip("pandas")
+    import pandas as pd  # in the test extra
     df = pd.DataFrame(_sinh_correlated(200, 3), columns=["a", "b"])
     tr = GaussianizationTransformer(n_layers=2, n_components=3, max_steps=0,
                                     random_state=0).set_output(transform="pandas")
