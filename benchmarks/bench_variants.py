@@ -1,0 +1,137 @@
+"""Candidate defaults against the shipped one: validation log-likelihoods only.
+
+Each run fits ``fit_gaussianization_flow(train, validation_data=val, seed=s,
+**variant)`` on ``bench_compare``'s 70/10/20 split ``s`` (standardized with
+the training statistics) and records the best validation mean log-likelihood,
+the step it came at and the fit time. The yardsticks are scikit-learn's
+GaussianMixture and KernelDensity, selected on the same validation rows. The
+test rows are never read: this is where defaults are chosen, not reported.
+
+One process per (dataset, variant) keeps runs independent; each appends a line
+to ``results/variants_runs.jsonl``, and ``--report-only`` turns that file into
+``results/variants.{json,md}``.
+
+    python benchmarks/bench_variants.py --datasets two-moons --seeds 0 1 2 \
+        --variant '{"n_layers": 16}'
+    python benchmarks/bench_variants.py --yardsticks --datasets two-moons --seeds 0 1 2
+    python benchmarks/bench_variants.py --report-only
+"""
+
+import argparse
+import json
+import sys
+import time
+
+import _common
+import _datasets
+import numpy as np
+
+RUNS = _common.RESULTS / "variants_runs.jsonl"
+
+
+def _split(name, seed, rows=None):
+    data = _datasets.splits(name, seed=seed)
+    return data["train_std"][:rows], data["val_std"][:rows]
+
+
+def fit_variant(name, seed, variant, rows=None):
+    import tfp_gauss  # noqa: PLC0415  (TF loads only when fitting)
+
+    train, val = _split(name, seed, rows)
+    start = time.perf_counter()
+    model, history = tfp_gauss.fit_gaussianization_flow(
+        train, validation_data=val, seed=seed, verbose=0, **variant)
+    return dict(kind="flow", name=name, seed=seed, variant=variant,
+                val=-float(history.best_val_loss), init=-float(history.initial_val_loss),
+                best_step=int(history.best_step), layers=int(model.n_layers),
+                sec=round(time.perf_counter() - start, 1))
+
+
+def yardsticks(name, seed, rows=None):
+    from sklearn.mixture import GaussianMixture  # noqa: PLC0415
+    from sklearn.neighbors import KernelDensity  # noqa: PLC0415
+
+    train, val = _split(name, seed, rows)
+    kde = max((KernelDensity(bandwidth=b).fit(train).score_samples(val).mean(), b)
+              for b in np.geomspace(0.02, 1.0, 30))
+    gmm = max((GaussianMixture(k, covariance_type=c, random_state=0, n_init=2).fit(train)
+               .score_samples(val).mean(), k, c)
+              for k in (1, 2, 4, 8, 16, 32) for c in ("full", "diag")
+              if k * train.shape[1] < len(train))
+    return dict(kind="yardsticks", name=name, seed=seed,
+                kde=float(kde[0]), kde_bandwidth=float(kde[1]),
+                gmm=float(gmm[0]), gmm_setting=f"{gmm[1]} {gmm[2]}")
+
+
+def collect(rows):
+    out = {}
+    for row in rows:
+        ds = out.setdefault(row["name"], {"yardsticks": {}, "variants": {}})
+        if row["kind"] == "yardsticks":
+            ds["yardsticks"][row["seed"]] = row
+        else:
+            key = json.dumps(row["variant"], sort_keys=True)
+            ds["variants"].setdefault(key, {})[row["seed"]] = row
+    return out
+
+
+def markdown(res):
+    lines = ["### Candidate defaults (best validation log-likelihood per split seed, "
+             "standardized units; test never read)", "",
+             "`{}` is the shipped default; other rows change only the arguments shown. "
+             "Produced by `python benchmarks/bench_variants.py` (see its docstring).", ""]
+    for name, ds in res.items():
+        seeds = sorted({int(s) for v in ds["variants"].values() for s in v}
+                       | {int(s) for s in ds["yardsticks"]})
+        lines += [f"**{name}**", "", "| variant | " + " | ".join(f"seed {s}" for s in seeds)
+                  + " |", "|---|" + "---:|" * len(seeds)]
+        for key, runs in ds["variants"].items():
+            cells = []
+            for s in seeds:
+                r = runs.get(s) or runs.get(str(s))
+                cells.append("" if r is None else
+                             f"{r['val']:.3f} (step {r['best_step']}, {r['layers']} L)")
+            lines.append(f"| `{key}` | " + " | ".join(cells) + " |")
+        for model in ("gmm", "kde"):
+            cells = []
+            for s in seeds:
+                r = ds["yardsticks"].get(s) or ds["yardsticks"].get(str(s))
+                cells.append("" if r is None else f"{r[model]:.3f}")
+            label = "GaussianMixture" if model == "gmm" else "KernelDensity"
+            lines.append(f"| {label} (selected on validation) | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines).rstrip()
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", nargs="+", choices=_datasets.NAMES, default=["two-moons"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument("--variant", default="{}", help="fit_gaussianization_flow kwargs, JSON")
+    parser.add_argument("--yardsticks", action="store_true")
+    parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--quick", action="store_true",
+                        help="a tiny fit on 300 rows; nothing is recorded")
+    args = parser.parse_args(argv)
+    if args.quick:
+        tiny = dict(n_layers=2, n_components=3, steps=60)
+        return collect([fit_variant("two-moons", 0, tiny, rows=300),
+                        yardsticks("two-moons", 0, rows=300)])
+    if not args.report_only:
+        variant = json.loads(args.variant)
+        RUNS.parent.mkdir(exist_ok=True)
+        for name in args.datasets:
+            for seed in args.seeds:
+                row = (yardsticks(name, seed) if args.yardsticks
+                       else fit_variant(name, seed, variant))
+                print(json.dumps(row), file=sys.stderr, flush=True)
+                with RUNS.open("a") as f:
+                    f.write(json.dumps(row) + "\n")
+    res = collect([json.loads(line) for line in RUNS.read_text().splitlines() if line.strip()])
+    _common.write_result("variants", dict(datasets=res, environment=_common.environment()),
+                         markdown(res))
+    return res
+
+
+if __name__ == "__main__":
+    main()
