@@ -5,7 +5,8 @@ import inspect
 import pytest
 
 import tfp_gauss
-from tfp_gauss.bijectors import HouseholderRotation, MixtureGaussianCDF
+from tfp_gauss.bijectors import (HouseholderRotation, MixtureCDFCoupling, MixtureGaussianCDF,
+                                 mixture_cdf_conditioner)
 from tfp_gauss.keras import GaussianizationFlowModel, OneCycleCosine
 from tfp_gauss.sklearn import GaussianizationDensity, GaussianizationTransformer
 
@@ -13,6 +14,8 @@ PUBLIC = {
     "MixtureGaussianCDF": MixtureGaussianCDF,
     "MixtureGaussianCDF.from_data": MixtureGaussianCDF.from_data,
     "HouseholderRotation": HouseholderRotation,
+    "MixtureCDFCoupling": MixtureCDFCoupling,
+    "mixture_cdf_conditioner": mixture_cdf_conditioner,
     "gaussianization_flow": tfp_gauss.gaussianization_flow,
     "fit_rbig": tfp_gauss.fit_rbig,
     "GaussianizationFlowModel": GaussianizationFlowModel,
