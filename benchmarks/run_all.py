@@ -19,6 +19,7 @@ import time
 import _common
 
 import bench_compare
+import bench_coupling
 import bench_defaults
 import bench_first_call
 import bench_mixture_cdf
@@ -37,6 +38,7 @@ BENCHES = {
     "defaults": bench_defaults,
     "first_call": bench_first_call,
     "variants": bench_variants,
+    "coupling": bench_coupling,
 }
 
 
