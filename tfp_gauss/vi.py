@@ -43,7 +43,7 @@ from tensorflow_probability.python.internal import parameter_properties
 
 from tfp_gauss.bijectors.stacked_gaussianizer import (
     StackedGaussianizer,
-    path_log_prob,
+    stacked_forward,
 )
 from tfp_gauss.flows import softplus_inverse
 
@@ -298,39 +298,34 @@ class GaussianizationSurrogate(_TransformedDistribution):
         if not self._path_gradient or kwargs:
             return super()._sample_and_log_prob(sample_shape, seed=seed, **kwargs)
         z = self.distribution.sample(sample_shape, seed=seed)
-        x = self.bijector.forward(z)
-        return x, self._path_log_prob(x, z)
-
-    def _path_log_prob(self, x, z):
-        """``log q(x)``, differentiable in ``x`` with every parameter held fixed.
-
-        ``z`` is ``x``'s preimage under ``bijector`` (just sampled), so the
-        Gaussianizer needs no root-find (``path_log_prob``); the affine and
-        constraining parts are inverted in closed form with stopped parameters.
-        """
         g = self._gaussianizer
-        # log q(x) = log N(z) - log|det G'(z)| - log|det S| + log|det (c^{-1})'(x)|.
-        # The Gaussianizer acts first, on z itself: its log-det is in the cache.
-        fixed = self.distribution.log_prob(z) - g.forward_log_det_jacobian(z, event_ndims=1)
-        # New tensors: the bijectors' caches would hand back their stored
-        # inputs, which carry no gradient with respect to x.
-        y = tf.nest.map_structure(tf.identity, x)
-        constraint = tf.zeros([], fixed.dtype)
-        if self._constraining is not None:
-            c = self._constraining
-            constraint = c.inverse_log_det_jacobian(y, event_ndims=c.forward_event_ndims(1))
-            y = c.inverse(y)
+        params = [tf.convert_to_tensor(p) for p in (g.logits, g.locs, g.scales)]
+        h, fldj, score = stacked_forward(z, *params, g.rotations(), score=True)
+        # log q(x) = log N(z) - log|det G'(z)| - log|det S| + log|det (c^{-1})'(x)|:
+        # its value, with the parameters held fixed ...
+        log_q = tf.stop_gradient(self.distribution.log_prob(z) - fldj)
+        x = h
         if self._loc is not None:
             loc = tf.convert_to_tensor(self._loc)
             tril = tf.convert_to_tensor(self._scale_tril)
-            fixed = fixed - tf.reduce_sum(tf.math.log(tf.abs(tf.linalg.diag_part(tril))), -1)
-            y = tf.linalg.triangular_solve(tf.stop_gradient(tril),
-                                           (y - tf.stop_gradient(loc))[..., tf.newaxis],
-                                           lower=True)[..., 0]
-        params = [tf.stop_gradient(tf.convert_to_tensor(p)) for p in (g.logits, g.locs, g.scales)]
-        # The Gaussianizer's part: value 0 here, gradient d log q / dy.
-        path = path_log_prob(y, z, tf.zeros_like(fixed), *params, tf.stop_gradient(g.rotations()))
-        return tf.stop_gradient(fixed) + constraint + path
+            log_q = log_q - tf.stop_gradient(
+                tf.reduce_sum(tf.math.log(tf.abs(tf.linalg.diag_part(tril))), -1))
+            x = tf.linalg.matvec(tril, h) + loc
+            # ... and d log q / dh = S^T d log q / dx, so d log q / dx = S^{-T} score.
+            score = tf.linalg.triangular_solve(
+                tf.stop_gradient(tril), score[..., tf.newaxis], lower=True, adjoint=True)[..., 0]
+        # ... which then depends on the parameters only through the sample x:
+        # <score, x - stop(x)> is 0 with gradient `score`.
+        log_q = log_q + tf.reduce_sum(score * (x - tf.stop_gradient(x)), axis=-1)
+        if self._constraining is not None:
+            c = self._constraining
+            y = c.forward(x)
+            # A new tensor, so that the cache does not short-cut the inverse
+            # (its log-det depends on x only; the bijector has no parameters).
+            log_q = log_q + c.inverse_log_det_jacobian(
+                tf.nest.map_structure(tf.identity, y), event_ndims=c.forward_event_ndims(1))
+            x = y
+        return x, log_q
 
 
 def gaussian_fit(target_log_prob_fn, event_size, *, num_steps=300, sample_size=64,

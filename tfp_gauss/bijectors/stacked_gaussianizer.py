@@ -14,7 +14,7 @@ from tfp_gauss.bijectors import mixture_gaussian_cdf as mgc
 
 tfb = tfp.bijectors
 
-__all__ = ["StackedGaussianizer", "path_log_prob", "stacked_forward"]
+__all__ = ["StackedGaussianizer", "stacked_forward"]
 
 
 def _rotate(h, q, transpose=False):
@@ -42,7 +42,7 @@ def _stack_layers(array, like):
     return tf.transpose(stacked, perm)
 
 
-def stacked_forward(z, logits, locs, scales, rotations):
+def stacked_forward(z, logits, locs, scales, rotations, score=False):
     r"""``x = G(z)`` and ``log|det dG/dz|`` for layers stacked on one axis.
 
     ``G = R_L \circ T_L \circ \dots \circ R_1 \circ T_1`` with ``T_l`` the
@@ -59,126 +59,203 @@ def stacked_forward(z, logits, locs, scales, rotations):
     ``mixture_cdf_transform``'s analytic gradient. The loops are never
     differentiated; second derivatives are not available.
 
+    With ``score``, the same loop also returns the score of the pushed-forward
+    density ``q = G_* N(0, I)`` at ``x``, ``s = \nabla_x \log q(x)``, which a
+    path-derivative ("sticking the landing") ELBO gradient needs. With
+    ``\ell_l`` that log-density up to layer ``l`` as a function of
+    ``h_l = Q_l T_l(h_{l-1})`` and ``s_l(h) = \sum_d \log T_{l,d}'(h_d)``,
+
+    $$\nabla \ell_0 = -z, \qquad
+      \nabla \ell_l = Q_l\, \frac{\nabla \ell_{l-1} - \nabla s_l}{T_l'}\Big|_{h_{l-1}},$$
+
+    (``\nabla s_l`` from ``mixture_cdf_transform``'s analytic gradient): no
+    root-find, and no pass beyond the forward one. The score is returned as
+    a constant (no gradient flows back through it).
+
     Args:
       z: ``[..., D]``.
       logits, locs, scales: ``[*batch, L, D, K]`` (``scales`` positive).
       rotations: ``[*batch, L, D, D]``, orthogonal.
+      score: also return ``s``.
 
     Returns:
-      ``(x, fldj)`` of shapes ``[..., *batch, D]`` (broadcast) and
-      ``[..., *batch]``.
+      ``(x, fldj)`` (and ``s``) of shapes ``[..., *batch, D]`` (broadcast),
+      ``[..., *batch]`` (and ``[..., *batch, D]``).
     """
     params = [tf.convert_to_tensor(t) for t in (logits, locs, scales, rotations)]
     z = tf.convert_to_tensor(z, params[0].dtype)
     batch_shape = tf.shape(params[1])[:-3]
     z = tf.broadcast_to(z, tf.broadcast_dynamic_shape(
         tf.shape(z), tf.concat([batch_shape, tf.shape(z)[-1:]], 0)))
+    if score:
+        x, fldj, s = _stacked_forward_with_score(z, *params)
+        return x, fldj, tf.stop_gradient(s)
     return _stacked_forward(z, *params)
+
+
+def _forward_loop(z, logits, locs, scales, rotations, score):
+    """The layers in order: ``(x, fldj, inputs [L, ...], score or None)``."""
+    n_layers = tf.shape(locs)[-3]
+
+    def body(layer, h, fldj, inputs, g):
+        inputs = inputs.write(layer, h)
+        layer_params = [_layer(p, layer, 3) for p in (logits, locs, scales)]
+        q = _layer(rotations, layer, 3)
+        if score:
+            with tf.GradientTape(watch_accessed_variables=False) as tape:
+                tape.watch(h)
+                y, log_slope = mgc.mixture_cdf_transform(h, *layer_params)
+            dlog_slope = tape.gradient(log_slope, h)
+            g = _rotate((g - dlog_slope) * tf.exp(-log_slope), q)
+        else:
+            y, log_slope = mgc.mixture_cdf_value(h, *layer_params)
+        return layer + 1, _rotate(y, q), fldj + tf.reduce_sum(log_slope, axis=-1), inputs, g
+
+    inputs = tf.TensorArray(z.dtype, size=n_layers, element_shape=z.shape)
+    # back_prop=False: never differentiated (the gradient is `_backward_loop`).
+    _, x, fldj, inputs, g = tf.compat.v1.while_loop(
+        lambda layer, *_: layer < n_layers, body,
+        (tf.constant(0), z, tf.zeros(tf.shape(z)[:-1], z.dtype), inputs,
+         -z if score else tf.zeros([], z.dtype)),
+        back_prop=False, return_same_structure=True)
+    return x, fldj, inputs.stack(), g if score else None
+
+
+def _backward_loop(inputs, dx, dfldj, logits, locs, scales, rotations):
+    """Vector-Jacobian product of ``(x, fldj)``, the layers in reverse."""
+    n_layers = tf.shape(locs)[-3]
+    dx = tf.zeros_like(inputs[0]) if dx is None else dx
+    dfldj = tf.zeros_like(dx[..., 0]) if dfldj is None else dfldj
+    dfldj_d = tf.broadcast_to(dfldj[..., tf.newaxis], tf.shape(dx))
+
+    def back(layer, dh, *arrays):
+        h = inputs[layer]
+        layer_params = [_layer(p, layer, 3) for p in (logits, locs, scales, rotations)]
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
+            tape.watch([h] + layer_params)
+            y, log_slope = mgc.mixture_cdf_transform(h, *layer_params[:3])
+            out = _rotate(y, layer_params[3])
+        grads = tape.gradient([out, log_slope], [h] + layer_params,
+                              output_gradients=[dh, dfldj_d],
+                              unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        return (layer - 1, grads[0]) + tuple(
+            a.write(layer, g) for a, g in zip(arrays, grads[1:]))
+
+    params = (logits, locs, scales, rotations)
+    arrays = [tf.TensorArray(p.dtype, size=n_layers) for p in params]
+    out = tf.while_loop(lambda layer, *_: layer >= 0, back, (n_layers - 1, dx, *arrays))
+    return (out[1],) + tuple(_stack_layers(a, p) for a, p in zip(out[2:], params))
+
+
+def _sum_to_shape(grad, shape):
+    """Sums a broadcast gradient back to ``shape``."""
+    _, axes = tf.raw_ops.BroadcastGradientArgs(s0=tf.shape(grad), s1=shape)
+    return tf.reshape(tf.reduce_sum(grad, axis=axes), shape)
+
+
+def _layer_partials(h, layer_params):
+    """One layer's values and every per-element partial derivative it has.
+
+    The mixture map is elementwise: ``y_e`` and ``log T'_e`` depend on ``h_e``
+    and on the parameters of ``e``'s coordinate only. So with the parameters
+    broadcast to one copy per element, a single vector-Jacobian product of
+    ``mixture_cdf_transform`` (on two copies of the elements: one seeded
+    with ``dy = 1``, one with ``dlog T' = 1``) gives every partial
+    derivative, and the backward pass needs no mixture evaluation at all:
+    it is sums of products (``_linear_backward``).
+
+    Returns:
+      ``y``, ``log_slope`` (``[..., D]``), ``dlog_slope/dh`` (``[..., D]``)
+      and the partials of ``y`` and of ``log_slope`` with respect to the
+      logits, locs and scales (six ``[..., D, K]`` tensors).
+    """
+    k = tf.shape(layer_params[0])[-1]
+    full = tf.concat([tf.shape(h), [k]], 0)
+    both = [tf.stack([tf.broadcast_to(p, full)] * 2) for p in layer_params]
+    h2 = tf.stack([h, h])
+    with tf.GradientTape(watch_accessed_variables=False) as tape:
+        tape.watch([h2] + both)
+        y2, log_slope2 = mgc.mixture_cdf_transform(h2, *both)
+    ones, zeros = tf.ones_like(h), tf.zeros_like(h)
+    grads = tape.gradient([y2, log_slope2], [h2] + both,
+                          output_gradients=[tf.stack([ones, zeros]), tf.stack([zeros, ones])])
+    partials = [g[0] for g in grads[1:]] + [g[1] for g in grads[1:]]
+    return y2[0], log_slope2[0], grads[0][1], partials
+
+
+def _forward_with_partials(z, logits, locs, scales, rotations):
+    """The forward loop keeping what ``_linear_backward`` needs, and the score."""
+    n_layers = tf.shape(locs)[-3]
+
+    def body(layer, h, fldj, g, arrays):
+        layer_params = [_layer(p, layer, 3) for p in (logits, locs, scales)]
+        q = _layer(rotations, layer, 3)
+        y, log_slope, dlog_slope, partials = _layer_partials(h, layer_params)
+        g = _rotate((g - dlog_slope) * tf.exp(-log_slope), q)
+        values = [y, tf.exp(log_slope), dlog_slope] + partials
+        arrays = [a.write(layer, v) for a, v in zip(arrays, values)]
+        return layer + 1, _rotate(y, q), fldj + tf.reduce_sum(log_slope, axis=-1), g, arrays
+
+    arrays = [tf.TensorArray(z.dtype, size=n_layers) for _ in range(9)]
+    _, x, fldj, g, arrays = tf.compat.v1.while_loop(
+        lambda layer, *_: layer < n_layers, body,
+        (tf.constant(0), z, tf.zeros(tf.shape(z)[:-1], z.dtype), -z, arrays),
+        back_prop=False, return_same_structure=True)
+    return x, fldj, g, [a.stack() for a in arrays]
+
+
+def _linear_backward(saved, dx, dfldj, logits, locs, scales, rotations):
+    """Vector-Jacobian product of ``(x, fldj)`` from the saved partials, layers reversed."""
+    ys, slopes, dlog_slopes = saved[:3]
+    partials = saved[3:]
+    n_layers = tf.shape(locs)[-3]
+    dx = tf.zeros_like(ys[0]) if dx is None else dx
+    dfldj = tf.zeros_like(dx[..., 0]) if dfldj is None else dfldj
+    dfldj_d = tf.broadcast_to(dfldj[..., tf.newaxis], tf.shape(dx))[..., tf.newaxis]
+    param_shape = tf.shape(locs)[:-3]
+    mix_shape = tf.concat([param_shape, tf.shape(locs)[-2:]], 0)
+    rot_shape = tf.concat([param_shape, tf.shape(rotations)[-2:]], 0)
+
+    def back(layer, dh, *arrays):
+        y = ys[layer]
+        q = _layer(rotations, layer, 3)
+        # out = Q y: dy = Q^T dh and dQ = dh y^T (summed over the samples).
+        dy = _rotate(dh, q, transpose=True)
+        dq = _sum_to_shape(dh[..., :, tf.newaxis] * y[..., tf.newaxis, :], rot_shape)
+        dy_k = dy[..., tf.newaxis]
+        grads = [_sum_to_shape(dy_k * partials[i][layer] + dfldj_d * partials[i + 3][layer],
+                               mix_shape) for i in range(3)]
+        dh_in = dy * slopes[layer] + dfldj_d[..., 0] * dlog_slopes[layer]
+        return (layer - 1, dh_in) + tuple(a.write(layer, g) for a, g in
+                                          zip(arrays, grads + [dq]))
+
+    params = (logits, locs, scales, rotations)
+    arrays = [tf.TensorArray(p.dtype, size=n_layers) for p in params]
+    out = tf.while_loop(lambda layer, *_: layer >= 0, back, (n_layers - 1, dx, *arrays))
+    return (out[1],) + tuple(_stack_layers(a, p) for a, p in zip(out[2:], params))
 
 
 @tf.custom_gradient
 def _stacked_forward(z, logits, locs, scales, rotations):
-    n_layers = tf.shape(locs)[-3]
-
-    def body(layer, h, fldj, inputs):
-        inputs = inputs.write(layer, h)
-        y, log_slope = mgc.mixture_cdf_value(
-            h, *(_layer(p, layer, 3) for p in (logits, locs, scales)))
-        return (layer + 1, _rotate(y, _layer(rotations, layer, 3)),
-                fldj + tf.reduce_sum(log_slope, axis=-1), inputs)
-
-    inputs = tf.TensorArray(z.dtype, size=n_layers, element_shape=z.shape)
-    # back_prop=False: never differentiated (the gradient is `grad` below).
-    _, x, fldj, inputs = tf.compat.v1.while_loop(
-        lambda layer, *_: layer < n_layers, body,
-        (tf.constant(0), z, tf.zeros(tf.shape(z)[:-1], z.dtype), inputs),
-        back_prop=False, return_same_structure=True)
-    inputs = inputs.stack()
+    params = (logits, locs, scales, rotations)
+    x, fldj, inputs, _ = _forward_loop(z, *params, score=False)
 
     def grad(dx, dfldj):
-        dx = tf.zeros_like(x) if dx is None else dx
-        dfldj = tf.zeros_like(fldj) if dfldj is None else dfldj
-        dfldj_d = tf.broadcast_to(dfldj[..., tf.newaxis], tf.shape(x))
-
-        def back(layer, dh, *arrays):
-            h = inputs[layer]
-            layer_params = [_layer(p, layer, 3) for p in (logits, locs, scales, rotations)]
-            with tf.GradientTape(watch_accessed_variables=False) as tape:
-                tape.watch([h] + layer_params)
-                y, log_slope = mgc.mixture_cdf_transform(h, *layer_params[:3])
-                out = _rotate(y, layer_params[3])
-            grads = tape.gradient([out, log_slope], [h] + layer_params,
-                                  output_gradients=[dh, dfldj_d],
-                                  unconnected_gradients=tf.UnconnectedGradients.ZERO)
-            return (layer - 1, grads[0]) + tuple(
-                a.write(layer, g) for a, g in zip(arrays, grads[1:]))
-
-        arrays = [tf.TensorArray(p.dtype, size=n_layers)
-                  for p in (logits, locs, scales, rotations)]
-        out = tf.while_loop(lambda layer, *_: layer >= 0, back,
-                            (n_layers - 1, dx, *arrays))
-        return (out[1],) + tuple(_stack_layers(a, p) for a, p in
-                                 zip(out[2:], (logits, locs, scales, rotations)))
+        return _backward_loop(inputs, dx, dfldj, *params)
 
     return (x, fldj), grad
 
 
-def path_log_prob(x, z, log_prob, logits, locs, scales, rotations):
-    r"""``log q(x)`` of ``x = G(z)``, ``z ~ N(0, I)``, differentiable in ``x`` only.
+@tf.custom_gradient
+def _stacked_forward_with_score(z, logits, locs, scales, rotations):
+    params = (logits, locs, scales, rotations)
+    x, fldj, score, saved = _forward_with_partials(z, *params)
 
-    The value is ``log_prob`` (``log N(z; 0, I) - log|det G'(z)|``, already
-    known from the forward pass). The gradient is that of
+    def grad(dx, dfldj, dscore):
+        del dscore  # the score is a constant
+        return _linear_backward(saved, dx, dfldj, *params)
 
-    $$\ell(x) = \log \mathcal N(G^{-1}(x); 0, I) - \log|\det G'(G^{-1}(x))|$$
-
-    with the parameters held fixed: what a path-derivative ("sticking the
-    landing") ELBO gradient needs. Writing ``\ell_l`` for the same quantity
-    up to layer ``l`` as a function of that layer's output
-    ``h_l = Q_l T_l(h_{l-1})``, and ``s_l(h) = \sum_d \log T_{l,d}'(h_d)``,
-
-    $$\nabla \ell_0 = -z, \qquad
-      \nabla \ell_l = Q_l\, \frac{\nabla \ell_{l-1} - \nabla s_l}{T_l'}\Big|_{h_{l-1}},$$
-
-    one forward-order loop over the layers, no root-find (``z`` is known)
-    and no second pass. ``\nabla s_l`` is the elementwise derivative of the
-    mixture's log-slope (``mixture_cdf_transform``'s analytic gradient).
-    The parameters receive no gradient.
-
-    Args:
-      x: ``[..., *batch, D]``, equal to ``G(z)``.
-      z: its preimage, same shape.
-      log_prob: ``[..., *batch]``, the value to return.
-      logits, locs, scales, rotations: as for ``stacked_forward``.
-
-    Returns:
-      ``log_prob`` as a function of ``x``.
-    """
-    params = [tf.stop_gradient(tf.convert_to_tensor(t))
-              for t in (logits, locs, scales, rotations)]
-    logits, locs, scales, rotations = params
-    z = tf.stop_gradient(tf.convert_to_tensor(z))
-    n_layers = tf.shape(locs)[-3]
-
-    @tf.custom_gradient
-    def _path(x):
-        def grad(dlog_prob):
-            def body(layer, g, h):
-                layer_params = [_layer(p, layer, 3) for p in (logits, locs, scales)]
-                with tf.GradientTape(watch_accessed_variables=False) as tape:
-                    tape.watch(h)
-                    y, log_slope = mgc.mixture_cdf_transform(h, *layer_params)
-                dlog_slope = tape.gradient(log_slope, h)
-                q = _layer(rotations, layer, 3)
-                return (layer + 1, _rotate((g - dlog_slope) * tf.exp(-log_slope), q),
-                        _rotate(y, q))
-
-            _, g, _ = tf.while_loop(lambda layer, *_: layer < n_layers, body,
-                                    (tf.constant(0), -z, z))
-            return g * dlog_prob[..., tf.newaxis]
-
-        return tf.identity(tf.stop_gradient(log_prob)), grad
-
-    return _path(tf.convert_to_tensor(x))
+    return (x, fldj, score), grad
 
 
 @_composite.register
