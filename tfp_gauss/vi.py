@@ -62,8 +62,10 @@ def identity_mixture_values(n_components, *, component_scale=np.sqrt(0.5), dtype
     ``tau^2 = 1 - s^2`` and weights ``w_k \propto N(mu_k; 0, tau^2)``: a
     discretised ``N(0, tau^2)`` convolved with ``N(0, s^2)``, rescaled to
     unit variance. With ``K = 8`` and ``s^2 = 1/2`` (the default) the grid
-    spacing (0.5) is below ``s``, and ``|T(z) - z|`` stays below 1e-3 for
-    ``|z| <= 3``. ``K = 1`` gives the identity exactly.
+    spacing (0.5) is below ``s`` (0.71): ``|T(z) - z| < 0.05`` for
+    ``|z| <= 3``, and the tails are a little heavier than Gaussian
+    (``T(6) = 6.6``), so a stack of such layers starts slightly wider than
+    ``N(0, I)``, not narrower. ``K = 1`` gives the identity exactly.
 
     Returns:
       dict of numpy ``[K]`` arrays: ``logits``, ``locs``, ``scales``.
@@ -111,8 +113,8 @@ def _as_dtype(value, dtype):
     return tf.constant(np.asarray(value, dtype.as_numpy_dtype))
 
 
-def gaussianization_surrogate(event_size, n_layers=16, n_components=8, *, loc=None,
-                              scale_tril=None, affine=True, constraining_bijector=None,
+def gaussianization_surrogate(event_size, n_layers=12, n_components=8, *, loc=None,
+                              scale_tril=None, affine=None, constraining_bijector=None,
                               batch_shape=(), n_reflections=None, dtype=tf.float32, seed=None,
                               initial_values=None, path_gradient=True,
                               name="gaussianization_surrogate"):
@@ -135,6 +137,11 @@ def gaussianization_surrogate(event_size, n_layers=16, n_components=8, *, loc=No
         (``[*batch, D, D]``, lower triangular, positive diagonal), e.g. from
         ``gaussian_fit``; default ``0`` and ``I``.
       affine: include the trainable ``b + S h`` (else ``x = c(G(z))``).
+        Default: only if ``loc`` or ``scale_tril`` is given. The mixtures
+        learn location and scale themselves, and leaving the affine map out
+        makes an XLA-compiled fit compile ~20 % faster (measured on the
+        banana benchmark); give a Gaussian fit's ``loc``/``scale_tril`` for
+        targets far from unit scale.
       constraining_bijector: fixed bijector applied last, or ``None``.
       batch_shape: a batch of independent surrogates (e.g. for a batch of
         targets); every parameter gets these leading axes.
@@ -190,6 +197,8 @@ def gaussianization_surrogate(event_size, n_layers=16, n_components=8, *, loc=No
                          f"{event_size}, {n_layers}, {n_components}.")
     np_dtype = dtype.as_numpy_dtype
     batch_shape = tuple(int(b) for b in batch_shape)
+    if affine is None:
+        affine = loc is not None or scale_tril is not None
     if initial_values is None:
         initial_values = surrogate_values(event_size, n_layers, n_components,
                                           batch_shape=batch_shape, n_reflections=n_reflections,
