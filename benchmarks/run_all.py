@@ -24,6 +24,7 @@ import bench_first_call
 import bench_mixture_cdf
 import bench_rbig
 import bench_training
+import bench_vi
 import bench_warm_start
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -35,6 +36,7 @@ BENCHES = {
     "comparison": bench_compare,
     "defaults": bench_defaults,
     "first_call": bench_first_call,
+    "vi": bench_vi,
 }
 
 
