@@ -76,7 +76,8 @@ def test_sample_and_log_prob_match_an_independent_float64_reference():
     g = _gaussianizer(q)
     z = np.random.default_rng(1).standard_normal((50, 2))
     # Reference: scipy mixture CDFs and numpy Householder products, layer by layer.
-    logits, locs, scales = (np.asarray(tf.convert_to_tensor(t)) for t in (g.logits, g.locs, g.scales))
+    logits, locs, scales = (np.asarray(tf.convert_to_tensor(t))
+                            for t in (g.logits, g.locs, g.scales))
     vectors = np.asarray(g.vectors)
     h, log_det = z, np.zeros(len(z))
     for layer in range(2):

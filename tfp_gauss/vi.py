@@ -119,7 +119,8 @@ def surrogate_values(event_size, n_layers, n_components, *, batch_shape=(), n_re
     values = dict(logits=np.broadcast_to(mix["logits"], shape),
                   locs=np.broadcast_to(mix["locs"], shape),
                   raw_scales=np.broadcast_to(softplus_inverse(mix["scales"]), shape),
-                  vectors=vector_scale * rng.standard_normal(batch_shape + (n_layers, m, event_size)))
+                  vectors=vector_scale * rng.standard_normal(
+                      batch_shape + (n_layers, m, event_size)))
     return {name: np.array(v, dtype) for name, v in values.items()}
 
 

@@ -184,32 +184,36 @@ def _layer_partials(h, layer_params):
 
 
 def _forward_with_partials(z, logits, locs, scales, rotations):
-    """The forward loop keeping what ``_linear_backward`` needs, and the score."""
+    """The forward loop keeping what ``_linear_backward`` needs, and the score.
+
+    Per layer it saves ``[y, T', dlog T'/dh]`` as one ``[..., 3, D]`` tensor
+    and the six parameter partials as one ``[..., 6, D, K]`` tensor.
+    """
     n_layers = tf.shape(locs)[-3]
 
-    def body(layer, h, fldj, g, arrays):
+    def body(layer, h, fldj, g, values, partials):
         layer_params = [_layer(p, layer, 3) for p in (logits, locs, scales)]
         q = _layer(rotations, layer, 3)
-        y, log_slope, dlog_slope, partials = _layer_partials(h, layer_params)
+        y, log_slope, dlog_slope, layer_partials = _layer_partials(h, layer_params)
         g = _rotate((g - dlog_slope) * tf.exp(-log_slope), q)
-        values = [y, tf.exp(log_slope), dlog_slope] + partials
-        arrays = [a.write(layer, v) for a, v in zip(arrays, values)]
-        return layer + 1, _rotate(y, q), fldj + tf.reduce_sum(log_slope, axis=-1), g, arrays
+        values = values.write(layer, tf.stack([y, tf.exp(log_slope), dlog_slope], axis=-2))
+        partials = partials.write(layer, tf.stack(layer_partials, axis=-3))
+        fldj = fldj + tf.reduce_sum(log_slope, axis=-1)
+        return layer + 1, _rotate(y, q), fldj, g, values, partials
 
-    arrays = [tf.TensorArray(z.dtype, size=n_layers) for _ in range(9)]
-    _, x, fldj, g, arrays = tf.compat.v1.while_loop(
+    arrays = [tf.TensorArray(z.dtype, size=n_layers) for _ in range(2)]
+    _, x, fldj, g, values, partials = tf.compat.v1.while_loop(
         lambda layer, *_: layer < n_layers, body,
-        (tf.constant(0), z, tf.zeros(tf.shape(z)[:-1], z.dtype), -z, arrays),
+        (tf.constant(0), z, tf.zeros(tf.shape(z)[:-1], z.dtype), -z, *arrays),
         back_prop=False, return_same_structure=True)
-    return x, fldj, g, [a.stack() for a in arrays]
+    return x, fldj, g, (values.stack(), partials.stack())
 
 
 def _linear_backward(saved, dx, dfldj, logits, locs, scales, rotations):
     """Vector-Jacobian product of ``(x, fldj)`` from the saved partials, layers reversed."""
-    ys, slopes, dlog_slopes = saved[:3]
-    partials = saved[3:]
+    values, partials = saved
     n_layers = tf.shape(locs)[-3]
-    dx = tf.zeros_like(ys[0]) if dx is None else dx
+    dx = tf.zeros_like(values[0, ..., 0, :]) if dx is None else dx
     dfldj = tf.zeros_like(dx[..., 0]) if dfldj is None else dfldj
     dfldj_d = tf.broadcast_to(dfldj[..., tf.newaxis], tf.shape(dx))[..., tf.newaxis]
     param_shape = tf.shape(locs)[:-3]
@@ -217,15 +221,16 @@ def _linear_backward(saved, dx, dfldj, logits, locs, scales, rotations):
     rot_shape = tf.concat([param_shape, tf.shape(rotations)[-2:]], 0)
 
     def back(layer, dh, *arrays):
-        y = ys[layer]
+        y, slope, dlog_slope = tf.unstack(values[layer], 3, axis=-2)
+        layer_partials = tf.unstack(partials[layer], 6, axis=-3)
         q = _layer(rotations, layer, 3)
         # out = Q y: dy = Q^T dh and dQ = dh y^T (summed over the samples).
         dy = _rotate(dh, q, transpose=True)
         dq = _sum_to_shape(dh[..., :, tf.newaxis] * y[..., tf.newaxis, :], rot_shape)
         dy_k = dy[..., tf.newaxis]
-        grads = [_sum_to_shape(dy_k * partials[i][layer] + dfldj_d * partials[i + 3][layer],
+        grads = [_sum_to_shape(dy_k * layer_partials[i] + dfldj_d * layer_partials[i + 3],
                                mix_shape) for i in range(3)]
-        dh_in = dy * slopes[layer] + dfldj_d[..., 0] * dlog_slopes[layer]
+        dh_in = dy * slope + dfldj_d[..., 0] * dlog_slope
         return (layer - 1, dh_in) + tuple(a.write(layer, g) for a, g in
                                           zip(arrays, grads + [dq]))
 
