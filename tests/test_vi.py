@@ -1,5 +1,7 @@
 """The variational surrogate: closed-form sampling direction, exact gradients, TFP plumbing."""
 
+import inspect
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -253,14 +255,19 @@ def test_forward_compiles_under_xla_with_gradients():
     assert np.isfinite(loss) and all(np.isfinite(g).all() for g in grads)
 
 
-def test_neutra_hmc_runs_and_reports_gradient_evaluations():
+def test_surrogate_bijector_transports_hmc():
+    # NeuTra: HMC on z with target log p(T(z)) + log|det T'(z)|.
     q = vi.gaussianization_surrogate(2, 2, 4, seed=0)
     target = tfd.MultivariateNormalDiag(np.float32([1.0, -1.0]), np.float32([1.0, 2.0]))
-    out = vi.neutra_hmc(target.log_prob, q.bijector, num_results=10, num_burnin_steps=10,
-                        current_state=np.zeros([2, 2], np.float32), num_leapfrog_steps=3,
-                        jit_compile=False)
-    assert out["samples"].shape == (10, 2, 2) and out["grad_evals"] == 30
-    assert np.isfinite(out["samples"]).all()
+    kernel = tfp.mcmc.TransformedTransitionKernel(
+        tfp.mcmc.HamiltonianMonteCarlo(target.log_prob, step_size=0.3, num_leapfrog_steps=3),
+        q.bijector)
+    state = tf.constant(np.float32([[0.5, -0.5], [1.0, 0.0]]))
+    results = kernel.bootstrap_results(state)
+    for i in range(3):
+        state, results = kernel.one_step(state, results, seed=(i, 1))
+    assert state.shape == (2, 2) and np.isfinite(state).all()
+    assert np.isfinite(results.inner_results.accepted_results.target_log_prob).all()
 
 
 def test_bad_arguments_are_rejected_with_a_message():
@@ -271,4 +278,14 @@ def test_bad_arguments_are_rejected_with_a_message():
     with pytest.raises(ValueError, match="L, D and K"):
         StackedGaussianizer(np.zeros([2, 3, 4]), np.zeros([2, 3, 5]), np.ones([2, 3, 4]),
                             np.ones([2, 3, 3]))
-    assert MixtureGaussianCDF  # the layers' class (imported for `layers()` users)
+    assert all(isinstance(m, MixtureGaussianCDF) for m, _ in
+               StackedGaussianizer(np.zeros([2, 3, 4]), np.zeros([2, 3, 4]), np.ones([2, 3, 4]),
+                                   np.ones([2, 3, 3])).layers())
+
+
+@pytest.mark.parametrize("obj", [vi.gaussianization_surrogate, StackedGaussianizer])
+def test_docstring_example_runs(obj):
+    blocks = [b.split("```")[0] for b in (inspect.getdoc(obj) or "").split("```python")[1:]]
+    assert blocks
+    for code in blocks:
+        exec(compile(code, f"<docstring of {obj.__name__}>", "exec"), {})  # noqa: S102

@@ -296,7 +296,8 @@ class StackedGaussianizer(_composite.CompositeBijector):
     #### Example
 
     ```python
-        import tensorflow as tf
+    import numpy as np
+    import tensorflow as tf
     from tfp_gauss import flows
     from tfp_gauss.bijectors.stacked_gaussianizer import StackedGaussianizer
 
@@ -306,6 +307,7 @@ class StackedGaussianizer(_composite.CompositeBijector):
     z = np.random.randn(5, 2).astype(np.float32)
     x = g.forward(z)                                          # [5, 2]
     g.forward_log_det_jacobian(z, event_ndims=1)              # [5]
+    x = tf.identity(x)                   # a new tensor: not the bijector cache
     np.testing.assert_allclose(g.inverse(x), z, atol=1e-4)    # root-find
     ```
     """
