@@ -105,9 +105,10 @@ def main(argv=None):
 
     fig, axes = plt.subplots(1, 4, figsize=(19, 4.4))
     g1, g2 = np.meshgrid(np.linspace(-5, 5, 200), np.linspace(-3, 8, 200))
-    dens = np.exp(banana_log_prob(np.stack([g1, g2], -1).astype(np.float32)).numpy())
+    log_dens = banana_log_prob(np.stack([g1, g2], -1).astype(np.float32)).numpy()
     ax = axes[0]
-    ax.contour(g1, g2, dens, levels=8, colors="k", linewidths=0.8)
+    ax.contour(g1, g2, log_dens, levels=np.arange(-9.0, -1.0, 1.0), colors="k", linestyles="solid",
+               linewidths=0.8)  # log-density contours, one nat apart
     draws = xq.numpy()[:1500]
     ax.scatter(draws[:, 0], draws[:, 1], s=3, alpha=0.4, color="tab:orange",
                label="surrogate draws")
