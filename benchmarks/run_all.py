@@ -26,6 +26,7 @@ import bench_mixture_cdf
 import bench_rbig
 import bench_training
 import bench_variants
+import bench_vi
 import bench_warm_start
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -39,6 +40,7 @@ BENCHES = {
     "first_call": bench_first_call,
     "variants": bench_variants,
     "coupling": bench_coupling,
+    "vi": bench_vi,
 }
 
 

@@ -115,3 +115,15 @@ def test_sklearn_gaussianization_example(tmp_path, saved_figures):
         assert flow["max_abs_corr"] < res[marginal]["max_abs_corr"] / 2
         assert flow["gaussian_total_correlation"] < res[marginal]["gaussian_total_correlation"] / 4
         assert flow["anomaly_auc"] > res[marginal]["anomaly_auc"]
+
+
+def test_variational_inference_example(tmp_path, saved_figures):
+    res = _load("variational_inference").main(
+        ["--steps", "30", "--hmc-draws", "20", "--out", str(tmp_path / "vi.png")])
+    banana, elbo, funnel, ess = saved_figures["vi.png"].axes
+    assert banana.get_title().startswith("banana: KL(q||p)")
+    assert elbo.get_xlabel() == "Adam step" and len(res["losses"]) == 30
+    assert np.isfinite(res["kl_qp"]) and np.isfinite(res["kl_pq"])
+    assert [t.get_text() for t in funnel.get_legend().get_texts()] == list(res["ess_per_grad"])
+    assert ess.get_ylabel() == "ESS / grad"
+    assert all(np.isfinite(v).all() for v in res["ess_per_grad"].values())

@@ -7,6 +7,9 @@
   ``OneCycleCosine``; ``fit_gaussianization_flow``: the one-call trainer.
 - ``export_saved_model``: a TF SavedModel serving log_prob / sample /
   gaussianize / generate without tfp_gauss.
+- ``tfp_gauss.vi``: ``gaussianization_surrogate``, a variational surrogate
+  (closed-form sampling, path-derivative ELBO gradient) for
+  ``tfp.vi.fit_surrogate_posterior`` and NeuTra.
 - ``tfp_gauss.sklearn``: ``GaussianizationDensity`` and
   ``GaussianizationTransformer``, scikit-learn estimators (imported on first use).
 """
@@ -19,12 +22,13 @@ from tfp_gauss import keras  # noqa: F401  (submodule only, see __all__)
 from tfp_gauss.keras import fit_gaussianization_flow
 from tfp_gauss.rbig import fit_rbig
 from tfp_gauss.export import export_saved_model
+from tfp_gauss import vi  # noqa: E402  (after flows: vi imports it)
 
 # `math` and `keras` stay importable as submodules (`tfp_gauss.keras`) but are
 # not exported: `from tfp_gauss import *` must not shadow the stdlib `math` or
 # the `keras` package.
 __all__ = ["__version__", "bijectors", "datasets", "export_saved_model",
-           "fit_gaussianization_flow", "fit_rbig", "flows", "gaussianization_flow"]
+           "fit_gaussianization_flow", "fit_rbig", "flows", "gaussianization_flow", "vi"]
 
 
 def __getattr__(name):
