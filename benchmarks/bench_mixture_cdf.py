@@ -60,7 +60,7 @@ def run(n=100_000, d=10, k=8, repeats=5):
             lower, upper, initial, x_scale, *options = start(z, *params)
             return root_finding.bracketed_newton(
                 mgc.mixture_cdf_transform, z, lower, upper, initial, params,
-                x_scale=x_scale, **(options[0] if options else {}))[1]
+                x_scale=x_scale, **(options[0] if options else {})).num_iterations
         return tf.function(solve, jit_compile=True)().numpy()
 
     iters = iterations(mgc._inverse_start)

@@ -114,11 +114,11 @@ def main(argv=None):
         p = tuple(tf.constant(t) for t in (marginal.logits, marginal.locs, marginal.scales))
         x_star = marginal.inverse(z).numpy()
         lower, upper, initial, scale = mgc._inverse_bracket(z, *p)
-        _, hybrid_iters = root_finding.bracketed_newton(
-            mgc.mixture_cdf_value, z, lower, upper, initial, p, x_scale=scale)
+        hybrid_iters = root_finding.bracketed_newton(
+            mgc.mixture_cdf_value, z, lower, upper, initial, p, x_scale=scale).num_iterations
         lower, upper, initial, scale, _ = mgc._inverse_start(z, *p, use_grid=True)
-        _, table_iters = root_finding.bracketed_newton(
-            mgc.mixture_cdf_value, z, lower, upper, initial, p, x_scale=scale)
+        table_iters = root_finding.bracketed_newton(
+            mgc.mixture_cdf_value, z, lower, upper, initial, p, x_scale=scale).num_iterations
         results[label] = {
             "bisection": iterations_to_tolerance(bisection_path(p, z), x_star),
             "Newton (no safeguard)": iterations_to_tolerance(newton_path(p, z), x_star),

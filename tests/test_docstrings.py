@@ -7,11 +7,15 @@ import pytest
 import tfp_gauss
 from tfp_gauss.bijectors import HouseholderRotation, MixtureGaussianCDF
 from tfp_gauss.keras import GaussianizationFlowModel, OneCycleCosine
+from tfp_gauss.math import root_finding
 from tfp_gauss.sklearn import GaussianizationDensity, GaussianizationTransformer
 
 PUBLIC = {
     "MixtureGaussianCDF": MixtureGaussianCDF,
     "MixtureGaussianCDF.from_data": MixtureGaussianCDF.from_data,
+    "MixtureGaussianCDF.inverse_diagnostics": MixtureGaussianCDF.inverse_diagnostics,
+    "math.root_finding.bracketed_newton": root_finding.bracketed_newton,
+    "sampling.sample_stacked": tfp_gauss.sampling.sample_stacked,
     "HouseholderRotation": HouseholderRotation,
     "gaussianization_flow": tfp_gauss.gaussianization_flow,
     "fit_rbig": tfp_gauss.fit_rbig,

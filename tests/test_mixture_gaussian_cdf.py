@@ -141,13 +141,14 @@ def test_newton_converges_in_few_iterations():
     z = tf.constant(np.random.default_rng(3).standard_normal((20000, 10)).astype(np.float32))
     logits, locs, scales = (tf.constant(p) for p in params)
     lower, upper, initial, scale = mgc._inverse_bracket(z, logits, locs, scales)
-    _, iters = root_finding.bracketed_newton(
-        mgc.mixture_cdf_transform, z, lower, upper, initial, (logits, locs, scales), x_scale=scale)
+    iters = root_finding.bracketed_newton(
+        mgc.mixture_cdf_transform, z, lower, upper, initial, (logits, locs, scales),
+        x_scale=scale).num_iterations
     assert iters.numpy().mean() < 6 and iters.numpy().max() <= 20
     # The Hermite table start (used for many elements per dimension) leaves
     # most elements converged after the first step.
     lower, upper, initial, scale, options = mgc._inverse_start(z, logits, locs, scales)
-    x, grid_iters = root_finding.bracketed_newton(
+    x, grid_iters, _, _, _ = root_finding.bracketed_newton(
         mgc.mixture_cdf_transform, z, lower, upper, initial, (logits, locs, scales),
         x_scale=scale, **options)
     assert grid_iters.numpy().mean() < 1.5 < iters.numpy().mean()
@@ -415,3 +416,46 @@ def test_unsupported_dtype_is_a_clear_error_at_construction(dtype):
     params = [tf.cast(tf.constant(v), dtype) for v in ([[0.0, 0.0]], [[-1.0, 1.0]], [[1.0, 1.0]])]
     with pytest.raises(TypeError, match="float32 and float64.*got (float16|bfloat16)"):
         mgc.MixtureGaussianCDF(*params)
+
+
+@pytest.mark.parametrize("dtype,cap", [(np.float32, 2), (np.float64, 3)])
+def test_capped_inverse_is_reported_and_an_error_under_validate_args(dtype, cap):
+    # A cap of 2 (float32) / 3 (float64) steps: about a third of the roots
+    # need more (measured: 1-4 / 2-5 steps uncapped), so the inverse is inaccurate
+    # there; `inverse_diagnostics` says which (checked against the scipy
+    # reference forward of the returned x), and validate_args makes it an error.
+    params = random_mixture(np.random.default_rng(2), 3, 5, dtype)
+    z = np.random.default_rng(3).normal(0.0, 2.0, (40, 3)).astype(dtype)
+    capped = MixtureGaussianCDF(*params, max_iterations=cap)
+    result = capped.inverse_diagnostics(z)
+    converged = result.converged.numpy()
+    assert 0 < converged.sum() < converged.size
+    assert np.all(result.num_iterations.numpy() <= cap)
+    z_back, _ = mixture_reference(result.x.numpy(), *params)
+    error = np.abs(z_back - z)
+    tol = 1e-4 if dtype == np.float32 else 1e-10
+    # Converged roots are accurate; among the others some are far off (a
+    # capped element may also happen to be close: the test it failed needs
+    # one more small Newton step).
+    assert error[converged].max() <= tol < error[~converged].max()
+    # Converged exactly where the uncapped solve took at most `cap` steps.
+    full = MixtureGaussianCDF(*params).inverse_diagnostics(z)
+    np.testing.assert_array_equal(converged, full.num_iterations.numpy() <= cap)
+    # The reported bracket holds the true root (solved with the default cap).
+    root = MixtureGaussianCDF(*params).inverse(z).numpy()
+    assert np.all(np.abs(result.x.numpy() - root) <= result.bracket_width.numpy() * (1 + 1e-6))
+    # Without validate_args the inverse returns those same iterates.
+    np.testing.assert_array_equal(capped.inverse(z).numpy(), result.x.numpy())
+    strict = MixtureGaussianCDF(*params, max_iterations=cap, validate_args=True)
+    for inverse in (strict.inverse, tf.function(strict.inverse)):
+        with pytest.raises(tf.errors.InvalidArgumentError, match="did not converge for"):
+            inverse(z)
+    # Under XLA the assertion compiles away; the capped elements are NaN.
+    x_xla = tf.function(strict.inverse, jit_compile=True)(z).numpy()
+    np.testing.assert_array_equal(np.isnan(x_xla), ~converged)
+    # With the default cap every element converges and nothing is raised.
+    good = MixtureGaussianCDF(*params, validate_args=True)
+    assert good.inverse_diagnostics(z).converged.numpy().all()
+    np.testing.assert_allclose(good.inverse(z).numpy(), root, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="max_iterations"):
+        MixtureGaussianCDF(*params, max_iterations=0)

@@ -43,3 +43,28 @@ def test_model_sample_compiles_once_for_every_n_seed_and_model():
     assert fn.experimental_get_tracing_count() == traces
     assert sampling._solve_chunk.experimental_get_tracing_count() == kernel_traces
     assert np.isfinite(model.sample(0, seed=1).numpy()).all()
+
+
+def test_capped_sampler_reports_unconverged_draws_and_validate_args_raises():
+    values = flows.stack_flow_values(flows.random_flow_values(2, 3, 4, seed=2,
+                                                              dtype=np.float64))
+    params = [tf.constant(values[p]) for p in flows.STACKED_PARAMETERS]
+    seed = tf.constant([1, 2])
+    x, unconverged = sampling.sample_stacked(300, seed, *params, return_diagnostics=True)
+    assert unconverged.shape == (300,) and unconverged.numpy().sum() == 0
+    # One step per solve never meets the convergence test (it needs a small
+    # Newton step after the first): each draw's 3 layers x 2 coordinates all
+    # stop at the cap, and every draw is off the uncapped one.
+    x1, unconverged1 = sampling.sample_stacked(300, seed, *params, max_iterations=1,
+                                               return_diagnostics=True)
+    np.testing.assert_array_equal(unconverged1.numpy(), 6)
+    assert np.abs(x1.numpy() - x.numpy()).max(axis=1).min() > 1e-9
+    # Three steps suffice here (measured): no draw is reported, and the draws
+    # equal the default cap's to rounding.
+    x3, unconverged3 = sampling.sample_stacked(300, seed, *params, max_iterations=3,
+                                               return_diagnostics=True)
+    assert unconverged3.numpy().sum() == 0
+    np.testing.assert_allclose(x3.numpy(), x.numpy(), rtol=0, atol=1e-13)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="without converging in"):
+        sampling.sample_stacked(300, seed, *params, max_iterations=1, validate_args=True)
+    sampling.sample_stacked(300, seed, *params, validate_args=True)  # converged: no error

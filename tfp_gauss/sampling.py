@@ -39,7 +39,8 @@ _CAPACITY = 4096
 _MAX_ITERATIONS = 100
 
 
-def _solve_chunk_impl(y, member, count, logits, locs, scales, table_x, table_m, use_table):
+def _solve_chunk_impl(y, member, count, logits, locs, scales, table_x, table_m, use_table,
+                      max_iterations):
     """Roots of ``T_m(x) = y`` for the first ``count`` of the ``_CHUNK`` elements.
 
     Args:
@@ -48,9 +49,11 @@ def _solve_chunk_impl(y, member, count, logits, locs, scales, table_x, table_m, 
       table_x, table_m: ``[P * _GRID_SIZE]`` Hermite table (``mgc._grid_table``),
         used where ``use_table``; otherwise the start is the weighted mean of
         the component quantiles (how the table's own nodes are solved).
+      max_iterations: int32 scalar, the cap per element (a runtime value).
 
     Returns:
-      ``(x, num_iterations)``, ``[_CHUNK]`` each (0 past ``count``).
+      ``(x, num_iterations, converged)``, ``[_CHUNK]`` each (0, 0, True past
+      ``count``).
     """
     chunk_locs, chunk_scales = tf.gather(locs, member), tf.gather(scales, member)
     lower, upper, x_scale = mgc._mixture_bracket(y, chunk_locs, chunk_scales)
@@ -64,9 +67,10 @@ def _solve_chunk_impl(y, member, count, logits, locs, scales, table_x, table_m, 
         rows = tf.gather(member, indices)
         return tuple(tf.gather(p, rows) for p in (logits, locs, scales))
 
-    return root_finding._streaming_newton_loop(
+    result = root_finding._streaming_newton_loop(
         mgc.mixture_cdf_value, y, x, lower, upper, x_scale, gather_params, _CAPACITY,
-        _MAX_ITERATIONS, size=count)
+        max_iterations, size=count)
+    return result.x, result.num_iterations, result.converged
 
 
 # Traced once per dtype (shapes are left generic); XLA compiles once per (P, K, dtype).
@@ -74,29 +78,38 @@ _solve_chunk = tf.function(_solve_chunk_impl, jit_compile=True, reduce_retracing
                            autograph=False)
 
 
-def _solve_flat(y, member, logits, locs, scales, table_x, table_m, use_table):
-    """``_solve_chunk`` over any number of elements (flat ``y``, ``member``)."""
+def _solve_flat(y, member, logits, locs, scales, table_x, table_m, use_table, max_iterations):
+    """``_solve_chunk`` over any number of elements (flat ``y``, ``member``).
+
+    Returns ``(x, converged)``, flat.
+    """
     n = tf.size(y)
     n_chunks = (n + _CHUNK - 1) // _CHUNK
     pad = [[0, n_chunks * _CHUNK - n]]
     y_chunks = tf.reshape(tf.pad(y, pad), [n_chunks, _CHUNK])
     member_chunks = tf.reshape(tf.pad(member, pad), [n_chunks, _CHUNK])
 
-    def body(i, xs, iterations):
-        x, it = _solve_chunk(y_chunks[i], member_chunks[i], tf.minimum(_CHUNK, n - i * _CHUNK),
-                             logits, locs, scales, table_x, table_m, use_table)
-        return i + 1, xs.write(i, x), iterations.write(i, it)
+    def body(i, xs, converged):
+        x, _, ok = _solve_chunk(y_chunks[i], member_chunks[i],
+                                tf.minimum(_CHUNK, n - i * _CHUNK), logits, locs, scales,
+                                table_x, table_m, use_table, max_iterations)
+        return i + 1, xs.write(i, x), converged.write(i, ok)
 
-    _, xs, iterations = tf.compat.v1.while_loop(
+    _, xs, converged = tf.compat.v1.while_loop(
         lambda i, *_: i < n_chunks, body,
         (tf.constant(0), tf.TensorArray(y.dtype, size=n_chunks, element_shape=[_CHUNK]),
-         tf.TensorArray(tf.int32, size=n_chunks, element_shape=[_CHUNK])),
+         tf.TensorArray(tf.bool, size=n_chunks, element_shape=[_CHUNK])),
         back_prop=False, return_same_structure=True)
-    return (tf.reshape(xs.stack(), [-1])[:n], tf.reshape(iterations.stack(), [-1])[:n])
+    return (tf.reshape(xs.stack(), [-1])[:n], tf.reshape(converged.stack(), [-1])[:n])
 
 
-def _mixture_solver(h, logits, locs, scales):
-    """Root of one layer's mixture CDF map for ``h`` ``[N, D]`` (params ``[D, K]``)."""
+def _mixture_solver(h, logits, locs, scales, max_iterations):
+    """Root of one layer's mixture CDF map for ``h`` ``[N, D]`` (params ``[D, K]``).
+
+    Returns ``(x, converged)``, ``[N, D]`` each. (A table node that did not
+    converge only makes a worse start; the elements' own solves are what
+    is reported.)
+    """
     dtype = h.dtype.as_numpy_dtype
     n_dims = tf.shape(locs)[0]
     grid_size = mgc._GRID_SIZE
@@ -106,30 +119,39 @@ def _mixture_solver(h, logits, locs, scales):
     grid_member = tf.tile(tf.range(n_dims), [grid_size])
     dummy = tf.zeros([n_dims * grid_size], h.dtype)
     x_grid, _ = _solve_flat(z_grid, grid_member, logits, locs, scales, dummy, dummy,
-                            tf.constant(False))
+                            tf.constant(False), max_iterations)
     x_grid = tf.reshape(x_grid, [grid_size, n_dims])
     _, log_slope = mgc.mixture_cdf_value(x_grid, logits, locs, scales)
     table_x, table_m = mgc._grid_table(x_grid, log_slope)
     member = tf.tile(tf.range(n_dims), [tf.shape(h)[0]])
-    x, _ = _solve_flat(tf.reshape(h, [-1]), member, logits, locs, scales, table_x, table_m,
-                       tf.constant(True))
-    return tf.reshape(x, tf.shape(h))
+    x, converged = _solve_flat(tf.reshape(h, [-1]), member, logits, locs, scales, table_x,
+                               table_m, tf.constant(True), max_iterations)
+    return tf.reshape(x, tf.shape(h)), tf.reshape(converged, tf.shape(h))
 
 
-def _invert_layers(z, logits, locs, scales, rotations):
-    """The inverse over the layers, last layer first (a graph loop; no gradient)."""
+def _invert_layers(z, logits, locs, scales, rotations, max_iterations=_MAX_ITERATIONS):
+    """The inverse over the layers, last layer first (a graph loop; no gradient).
 
-    def body(layer, h):
+    Returns ``(x, unconverged)``: ``[N, D]`` and ``[N]`` int32, each row's
+    number of coordinate solves (over all layers) that stopped at
+    ``max_iterations``.
+    """
+    max_iterations = tf.convert_to_tensor(max_iterations, tf.int32)
+
+    def body(layer, h, unconverged):
         h = tf.matmul(h, rotations[layer])  # the rotation's inverse: rows h -> h Q
-        h = _mixture_solver(h, logits[layer], locs[layer], scales[layer])
-        return layer - 1, h
+        h, converged = _mixture_solver(h, logits[layer], locs[layer], scales[layer],
+                                       max_iterations)
+        unconverged += tf.reduce_sum(tf.cast(~converged, tf.int32), axis=-1)
+        return layer - 1, h, unconverged
 
     # back_prop=False: never differentiated (see `invert_stacked`), and no
     # gradient bookkeeping inside the compiled kernel when a tape is active.
-    _, x = tf.compat.v1.while_loop(lambda layer, h: layer >= 0, body,
-                                   (tf.shape(locs)[0] - 1, z), back_prop=False,
-                                   return_same_structure=True)
-    return x
+    _, x, unconverged = tf.compat.v1.while_loop(
+        lambda layer, *_: layer >= 0, body,
+        (tf.shape(locs)[0] - 1, z, tf.zeros(tf.shape(z)[:1], tf.int32)), back_prop=False,
+        return_same_structure=True)
+    return x, unconverged
 
 
 def _implicit_vjp(x, dx, logits, locs, scales, rotations):
@@ -181,7 +203,8 @@ def invert_stacked(z, logits, locs, scales, rotations):
 
     @tf.custom_gradient
     def _invert(z, logits, locs, scales, rotations):
-        x = _invert_layers(*(tf.stop_gradient(t) for t in (z, logits, locs, scales, rotations)))
+        x, _ = _invert_layers(
+            *(tf.stop_gradient(t) for t in (z, logits, locs, scales, rotations)))
 
         def grad(dx):
             return _implicit_vjp(x, dx, logits, locs, scales, rotations)
@@ -191,53 +214,93 @@ def invert_stacked(z, logits, locs, scales, rotations):
     return _invert(z, logits, locs, scales, rotations)
 
 
-def _sample_impl(n, seed, logits, locs, raw_scales, vectors):
+def _sample_impl(n, seed, logits, locs, raw_scales, vectors, max_iterations):
     # What the flow's base, tfd.Sample(tfd.Normal(0, 1), D), draws for `seed`.
     z = samplers.normal([n, tf.shape(locs)[1]], seed=seed, dtype=locs.dtype)
     scales = tfb.Softplus().forward(raw_scales)
     rotations = householder_rotation.householder_product(vectors)
-    return invert_stacked(z, logits, locs, scales, rotations)
+    return _invert_layers(z, logits, locs, scales, rotations, max_iterations)
 
 
 _SAMPLE_FNS = {}
 
 
-def sample_stacked(n, seed, logits, locs, raw_scales, vectors):
+def sample_stacked(n, seed, logits, locs, raw_scales, vectors, *, max_iterations=_MAX_ITERATIONS,
+                   validate_args=False, return_diagnostics=False):
     """``n`` draws of ``flow_from_stacked(logits, locs, raw_scales, vectors)``.
 
     Equal (to the root-find's tolerance) to that flow's ``sample(n, seed=seed)``:
     the same latents, inverted by ``invert_stacked``. One graph per dtype
-    serves every ``n``, seed and model; the compiled kernel is shared by
-    models with the same ``D``, ``K`` and dtype.
+    serves every ``n``, seed, model and ``max_iterations``; the compiled
+    kernel is shared by models with the same ``D``, ``K`` and dtype.
+
+    Each coordinate of each layer is a root-find of at most
+    ``max_iterations`` steps. A solve that reaches the cap keeps its last
+    iterate (inside its bracket: finite, but not accurate); with
+    ``validate_args`` that is an error, and ``return_diagnostics`` reports
+    how many such solves each draw went through.
 
     Args:
       n: int, the number of draws.
       seed: a stateless seed (int32 ``[2]``) or anything
         ``tfp.random.sanitize_seed`` takes.
       logits, locs, raw_scales: ``[L, D, K]``; ``vectors``: ``[L, M, D]``.
+      max_iterations: int >= 1, cap on each root-find's steps (a runtime
+        value: changing it does not recompile).
+      validate_args: raise ``tf.errors.InvalidArgumentError`` if any solve
+        stopped at the cap (the message says how many, in which draw).
+      return_diagnostics: also return the counts.
 
     Returns:
-      ``[n, D]`` tensor.
+      ``[n, D]`` tensor; with ``return_diagnostics``, ``(x, unconverged)``
+      where ``unconverged`` (``[n]`` int32) counts each draw's coordinate
+      solves, over all layers, that stopped at the cap (0 everywhere when
+      every solve converged).
+
+    #### Example
+
+    ```python
+    from tfp_gauss import flows, sampling
+
+    values = flows.stack_flow_values(flows.random_flow_values(2, 3, 4, seed=0))
+    params = [values[p] for p in flows.STACKED_PARAMETERS]
+    x, unconverged = sampling.sample_stacked(100, 1, *params, return_diagnostics=True)
+    int(unconverged.numpy().sum())      # 0: every root converged
+    ```
     """
+    if int(max_iterations) < 1:
+        raise ValueError(f"max_iterations must be an int >= 1; got {max_iterations!r}.")
     dtype = tf.as_dtype(getattr(locs, "dtype", None) or np.asarray(locs).dtype)
     fn = _SAMPLE_FNS.get(dtype)
     if fn is None:
         spec = tf.TensorSpec([None, None, None], dtype)
+        scalar = tf.TensorSpec([], tf.int32)
         fn = _SAMPLE_FNS[dtype] = tf.function(
-            _sample_impl, input_signature=[tf.TensorSpec([], tf.int32),
-                                           tf.TensorSpec([2], tf.int32), spec, spec, spec,
-                                           spec], autograph=False)
+            _sample_impl, input_signature=[scalar, tf.TensorSpec([2], tf.int32), spec, spec,
+                                           spec, spec, scalar], autograph=False)
     seed = tfp.random.sanitize_seed(seed)
     params = [tf.convert_to_tensor(p, dtype) for p in (logits, locs, raw_scales, vectors)]
-
     # The compiled function is called on constants (no tape records it, so
     # TF builds no gradient bookkeeping inside it); the gradient is attached
-    # here, from the samples.
-    @tf.custom_gradient
-    def _sample(logits, locs, raw_scales, vectors):
-        x = fn(tf.constant(n, tf.int32), seed,
-               *(tf.stop_gradient(p) for p in (logits, locs, raw_scales, vectors)))
+    # below, from the samples.
+    x, unconverged = fn(tf.constant(n, tf.int32), seed,
+                        *(tf.stop_gradient(p) for p in params),
+                        tf.constant(int(max_iterations), tf.int32))
+    if validate_args:
+        failed = tf.reduce_sum(tf.cast(unconverged > 0, tf.int32))
+        check = tf.debugging.Assert(
+            tf.equal(failed, 0),
+            ["sample_stacked: the root-find stopped at max_iterations =", max_iterations,
+             "without converging in", failed, "of", n, "draws (the first is draw",
+             tf.argmax(unconverged, output_type=tf.int32), "with",
+             tf.reduce_max(unconverged), "unconverged coordinate solves). Raise "
+             "max_iterations, or check the parameters (scales spanning many orders of "
+             "magnitude need more bisection steps)."], summarize=1)
+        with tf.control_dependencies([check] if check is not None else []):
+            x = tf.identity(x)
 
+    @tf.custom_gradient
+    def _attach_gradient(logits, locs, raw_scales, vectors):
         def grad(dx):
             with tf.GradientTape(watch_accessed_variables=False) as tape:
                 tape.watch([raw_scales, vectors])
@@ -251,6 +314,7 @@ def sample_stacked(n, seed, logits, locs, raw_scales, vectors):
                 unconnected_gradients=tf.UnconnectedGradients.ZERO)
             return d_logits, d_locs, d_raw, d_vectors
 
-        return x, grad
+        return tf.identity(x), grad
 
-    return _sample(*params)
+    x = _attach_gradient(*params)
+    return (x, unconverged) if return_diagnostics else x

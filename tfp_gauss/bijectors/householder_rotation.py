@@ -152,7 +152,7 @@ class HouseholderRotation(_composite.CompositeBijector):
         if not self.validate_args or is_init == tensor_util.is_ref(self._vectors):
             return []
         v = tf.convert_to_tensor(self._vectors)
-        return [
+        assertions = [
             tf.debugging.assert_all_finite(
                 v, "HouseholderRotation: `vectors` holds NaN or infinity."),
             tf.debugging.assert_positive(
@@ -160,6 +160,9 @@ class HouseholderRotation(_composite.CompositeBijector):
                 message="HouseholderRotation: every reflection vector must be non-zero "
                         "(a zero vector defines no reflection)."),
         ]
+        # Eagerly the checks have run (and raised) already; their results are
+        # eager tensors, which a later graph (tf.function) cannot depend on.
+        return [] if tf.executing_eagerly() else assertions
 
     @classmethod
     def from_matrix(cls, matrix, n_vectors=None, validate_args=False,

@@ -376,10 +376,10 @@ def _grid_start(z, member, logits, locs, scales):
     lower, upper, x_scale = _mixture_bracket(z_grid, locs, scales)
     initial = tf.reduce_sum(tf.math.softmax(logits, axis=-1)
                             * (locs + scales * z_grid[..., tf.newaxis]), axis=-1)
-    x_grid, _, log_slope = root_finding.bracketed_newton(
+    grid = root_finding.bracketed_newton(
         mixture_cdf_value, z_grid, lower, upper, initial, (logits, locs, scales),
         x_scale=x_scale, return_log_slope=True)
-    return _hermite_start(z, member, *_grid_table(x_grid, log_slope))
+    return _hermite_start(z, member, *_grid_table(grid.x, grid.log_slope))
 
 
 def _grid_table(x_grid, log_slope):
@@ -478,7 +478,10 @@ class MixtureGaussianCDF(_composite.CompositeBijector):
     1e-300 in float64) of the heaviest count as weight 0. The inverse solves `T(x) = z`
     by Newton's method safeguarded by bisection inside the bracket
     `[min_k(mu_k + sigma_k z), max_k(mu_k + sigma_k z)]`, in a bounded
-    `tf.while_loop` (XLA compatible). For many elements per dimension it
+    `tf.while_loop` (XLA compatible) of at most `max_iterations` steps per
+    element; an element that reaches the cap keeps its last iterate (inside
+    the bracket), is reported by `inverse_diagnostics`, and is an error
+    under `validate_args=True`. For many elements per dimension it
     starts from a cubic Hermite table of the inverse (64 nodes per dimension,
     most elements then converge after one step) and, in graphs, streams the
     elements through a working set, so the few slow ones do not cost a pass
@@ -521,7 +524,7 @@ class MixtureGaussianCDF(_composite.CompositeBijector):
     _cache = cache_util.BijectorCacheWithGreedyAttrs(
         forward_name="_augmented_forward", inverse_name="_augmented_inverse")
 
-    def __init__(self, logits, locs, scales, validate_args=False,
+    def __init__(self, logits, locs, scales, validate_args=False, max_iterations=100,
                  name="mixture_gaussian_cdf"):
         """Builds the bijector.
 
@@ -530,16 +533,22 @@ class MixtureGaussianCDF(_composite.CompositeBijector):
           locs: float ``[..., K]``, component means.
           scales: positive float ``[..., K]``, component standard deviations.
           validate_args: check that scales are positive and every parameter
-            finite (once for tensors, on every call for variables), and that
-            inputs are finite.
+            finite (once for tensors, on every call for variables), that
+            inputs are finite, and that the inverse's root-find converged for
+            every element (see ``inverse_diagnostics``).
+          max_iterations: Python int >= 1, cap on the inverse's
+            Newton/bisection steps per element (typically 1-6 are taken).
           name: name scope of the ops.
 
         Raises:
           ValueError: the three parameters disagree statically on ``K`` or are
-            scalars.
+            scalars, or ``max_iterations`` is below 1.
           TypeError: the parameters' dtype is not float32 or float64.
         """
         parameters = dict(locals())
+        if int(max_iterations) < 1:
+            raise ValueError(f"max_iterations must be an int >= 1; got {max_iterations!r}.")
+        self._max_iterations = int(max_iterations)
         with tf.name_scope(name) as name:
             dtype = dtype_util.common_dtype([logits, locs, scales], dtype_hint=tf.float32)
             if tf.as_dtype(dtype) not in _RELATIVE_WEIGHT_FLOOR:
@@ -599,6 +608,11 @@ class MixtureGaussianCDF(_composite.CompositeBijector):
         """Component standard deviations, ``[..., K]``."""
         return self._scales
 
+    @property
+    def max_iterations(self):
+        """Cap on the inverse's root-find steps per element."""
+        return self._max_iterations
+
     @classmethod
     def _is_increasing(cls):
         return True
@@ -629,14 +643,59 @@ class MixtureGaussianCDF(_composite.CompositeBijector):
     def _forward_log_det_jacobian(self, x):
         return -self._augmented_forward(x)[1]["ildj"]
 
-    def _inverse(self, z):
-        z = self._finite_input(z, "inverse input z")
-        logits, locs, scales = self._params()
+    def _broadcast_target(self, z):
+        z = self._finite_input(tf.convert_to_tensor(z, self.dtype), "inverse input z")
+        logits, locs, scales = params = self._params()
         batch_shape = tf.shape(locs[..., 0] + scales[..., 0] + logits[..., 0])
-        z = tf.broadcast_to(z, tf.broadcast_dynamic_shape(tf.shape(z), batch_shape))
+        return tf.broadcast_to(z, tf.broadcast_dynamic_shape(tf.shape(z), batch_shape)), params
+
+    def _inverse(self, z):
+        # Non-convergence: see `inverse_diagnostics`; with validate_args an error.
+        z, params = self._broadcast_target(z)
         return root_finding.invert_increasing(
-            mixture_cdf_transform, z, (logits, locs, scales), _inverse_start,
-            solve_fn=mixture_cdf_value)
+            mixture_cdf_transform, z, params, _inverse_start, solve_fn=mixture_cdf_value,
+            max_iterations=self._max_iterations, validate=self.validate_args,
+            what=f"{type(self).__name__} ({self.name}) inverse")
+
+    def inverse_diagnostics(self, z):
+        """The inverse's root-find with its convergence record (no gradient).
+
+        ``inverse(z)`` solves ``T(x) = z`` per element by safeguarded Newton
+        steps, at most ``max_iterations`` each. An element that reaches the
+        cap without converging keeps its last iterate, which lies inside the
+        element's final bracket (finite, between the component quantiles,
+        but not accurate to the working precision); with
+        ``validate_args=True`` the inverse raises
+        ``tf.errors.InvalidArgumentError`` instead, naming how many elements
+        and the first one (under XLA, which has no assertions, those
+        elements are NaN). This method runs the same solve and returns what
+        the inverse does not: how many steps each element took and whether
+        it converged.
+
+        Args:
+          z: ``[..., D]`` latents (as for ``inverse``).
+
+        Returns:
+          ``tfp_gauss.math.root_finding.RootSearchResult`` with fields ``x``
+          (``inverse(z)``), ``num_iterations`` (int32), ``converged`` (bool)
+          and ``bracket_width`` (a bound on each root's error), each shaped
+          like ``x``.
+
+        #### Example
+
+        ```python
+        from tfp_gauss.bijectors import MixtureGaussianCDF
+
+        b = MixtureGaussianCDF([[0., 0.]], [[-2., 1.5]], [[0.5, 0.8]], max_iterations=2)
+        r = b.inverse_diagnostics([[-3.], [0.], [4.]])
+        r.converged, r.num_iterations     # which roots reached the tolerance, in how many steps
+        ```
+        """
+        z, params = self._broadcast_target(z)
+        lower, upper, initial, x_scale, options = _inverse_start(z, *params)
+        return root_finding.bracketed_newton(
+            mixture_cdf_value, z, lower, upper, initial, params,
+            max_iterations=self._max_iterations, x_scale=x_scale, **options)
 
     # The inverse log-det is left to the base class: -fldj(inverse(z)), which
     # differentiates correctly through the implicit gradient of the inverse.
@@ -656,7 +715,9 @@ class MixtureGaussianCDF(_composite.CompositeBijector):
                 self._scales,
                 message="MixtureGaussianCDF: `scales` must be positive (they are "
                         "component standard deviations); got a value <= 0."))
-        return assertions
+        # Eagerly the checks have run (and raised) already; their results are
+        # eager tensors, which a later graph (tf.function) cannot depend on.
+        return [] if tf.executing_eagerly() else assertions
 
     @classmethod
     def from_data(cls, x, n_components=8, random_state=None, *, max_iterations=500,
