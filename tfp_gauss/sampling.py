@@ -26,12 +26,12 @@ import tensorflow_probability as tfp
 from tensorflow_probability.python.internal import samplers
 
 from tfp_gauss.bijectors import householder_rotation
-from tfp_gauss.bijectors import mixture_gaussian_cdf as mgc
+from tfp_gauss.math import mixture_cdf
 from tfp_gauss.math import root_finding
 
 tfb = tfp.bijectors
 
-__all__ = ["invert_stacked", "sample_stacked"]
+__all__ = ["draw_stacked", "invert_stacked", "sample_stacked"]
 
 # Elements per call of the compiled kernel, and its working set.
 _CHUNK = 32768
@@ -46,7 +46,7 @@ def _solve_chunk_impl(y, member, count, logits, locs, scales, table_x, table_m, 
     Args:
       y: ``[_CHUNK]`` targets; ``member``: ``[_CHUNK]`` int32, each element's row
         of the ``[P, K]`` parameters; ``count``: int32 scalar.
-      table_x, table_m: ``[P * _GRID_SIZE]`` Hermite table (``mgc._grid_table``),
+      table_x, table_m: ``[P * GRID_SIZE]`` Hermite table (``mixture_cdf.grid_table``),
         used where ``use_table``; otherwise the start is the weighted mean of
         the component quantiles (how the table's own nodes are solved).
       max_iterations: int32 scalar, the cap per element (a runtime value).
@@ -56,10 +56,11 @@ def _solve_chunk_impl(y, member, count, logits, locs, scales, table_x, table_m, 
       ``count``).
     """
     chunk_locs, chunk_scales = tf.gather(locs, member), tf.gather(scales, member)
-    lower, upper, x_scale = mgc._mixture_bracket(y, chunk_locs, chunk_scales)
+    lower, upper, x_scale = mixture_cdf.mixture_bracket(y, chunk_locs, chunk_scales)
     weights = tf.gather(tf.math.softmax(logits, axis=-1), member)
     mean_start = tf.reduce_sum(weights * (chunk_locs + chunk_scales * y[:, tf.newaxis]), -1)
-    initial = tf.where(use_table, mgc._hermite_start(y, member, table_x, table_m), mean_start)
+    table_start = mixture_cdf.hermite_start(y, member, table_x, table_m)
+    initial = tf.where(use_table, table_start, mean_start)
     initial = tf.where(tf.math.is_finite(initial), initial, 0.5 * (lower + upper))
     x = tf.clip_by_value(initial, lower, upper)
 
@@ -68,7 +69,7 @@ def _solve_chunk_impl(y, member, count, logits, locs, scales, table_x, table_m, 
         return tuple(tf.gather(p, rows) for p in (logits, locs, scales))
 
     result = root_finding._streaming_newton_loop(
-        mgc.mixture_cdf_value, y, x, lower, upper, x_scale, gather_params, _CAPACITY,
+        mixture_cdf.mixture_cdf_value, y, x, lower, upper, x_scale, gather_params, _CAPACITY,
         max_iterations, size=count)
     return result.x, result.num_iterations, result.converged
 
@@ -112,17 +113,16 @@ def _mixture_solver(h, logits, locs, scales, max_iterations):
     """
     dtype = h.dtype.as_numpy_dtype
     n_dims = tf.shape(locs)[0]
-    grid_size = mgc._GRID_SIZE
+    grid_size, grid_z = mixture_cdf.GRID_SIZE, dtype(mixture_cdf.GRID_Z)
     z_grid = tf.reshape(tf.broadcast_to(
-        tf.linspace(dtype(-mgc._GRID_Z), dtype(mgc._GRID_Z), grid_size)[:, tf.newaxis],
-        [grid_size, n_dims]), [-1])
+        tf.linspace(-grid_z, grid_z, grid_size)[:, tf.newaxis], [grid_size, n_dims]), [-1])
     grid_member = tf.tile(tf.range(n_dims), [grid_size])
     dummy = tf.zeros([n_dims * grid_size], h.dtype)
     x_grid, _ = _solve_flat(z_grid, grid_member, logits, locs, scales, dummy, dummy,
                             tf.constant(False), max_iterations)
     x_grid = tf.reshape(x_grid, [grid_size, n_dims])
-    _, log_slope = mgc.mixture_cdf_value(x_grid, logits, locs, scales)
-    table_x, table_m = mgc._grid_table(x_grid, log_slope)
+    _, log_slope = mixture_cdf.mixture_cdf_value(x_grid, logits, locs, scales)
+    table_x, table_m = mixture_cdf.grid_table(x_grid, log_slope)
     member = tf.tile(tf.range(n_dims), [tf.shape(h)[0]])
     x, converged = _solve_flat(tf.reshape(h, [-1]), member, logits, locs, scales, table_x,
                                table_m, tf.constant(True), max_iterations)
@@ -169,7 +169,7 @@ def _implicit_vjp(x, dx, logits, locs, scales, rotations):
         params = (logits[layer], locs[layer], scales[layer])
         with tf.GradientTape(watch_accessed_variables=False) as tape:
             tape.watch(params)
-            y, log_slope = mgc.mixture_cdf_transform(h, *params)
+            y, log_slope = mixture_cdf.mixture_cdf_transform(h, *params)
         dy = dh * tf.exp(-log_slope)
         grads = tape.gradient(y, params, output_gradients=-dy,
                               unconnected_gradients=tf.UnconnectedGradients.ZERO)
@@ -214,7 +214,24 @@ def invert_stacked(z, logits, locs, scales, rotations):
     return _invert(z, logits, locs, scales, rotations)
 
 
-def _sample_impl(n, seed, logits, locs, raw_scales, vectors, max_iterations):
+def draw_stacked(n, seed, logits, locs, raw_scales, vectors, max_iterations=_MAX_ITERATIONS):
+    """The graph of ``sample_stacked`` without its gradient, to embed in another graph.
+
+    What a SavedModel's ``sample`` signature runs (``tfp_gauss.export``): the
+    latents the flow's base draws for ``seed``, inverted layer by layer
+    with the root-find in the kernel XLA compiles once per ``(D, K, dtype)``.
+
+    Args:
+      n: int32 scalar; seed: int32 ``[2]`` stateless seed.
+      logits, locs, raw_scales: ``[L, D, K]`` tensors or variables;
+        ``vectors``: ``[L, M, D]``.
+      max_iterations: int32 scalar, the root-find's cap per element.
+
+    Returns:
+      ``(x, unconverged)``: ``[n, D]`` draws and ``[n]`` int32 counts of
+      each draw's coordinate solves that stopped at the cap.
+    """
+    locs = tf.convert_to_tensor(locs)
     # What the flow's base, tfd.Sample(tfd.Normal(0, 1), D), draws for `seed`.
     z = samplers.normal([n, tf.shape(locs)[1]], seed=seed, dtype=locs.dtype)
     scales = tfb.Softplus().forward(raw_scales)
@@ -276,7 +293,7 @@ def sample_stacked(n, seed, logits, locs, raw_scales, vectors, *, max_iterations
         spec = tf.TensorSpec([None, None, None], dtype)
         scalar = tf.TensorSpec([], tf.int32)
         fn = _SAMPLE_FNS[dtype] = tf.function(
-            _sample_impl, input_signature=[scalar, tf.TensorSpec([2], tf.int32), spec, spec,
+            draw_stacked, input_signature=[scalar, tf.TensorSpec([2], tf.int32), spec, spec,
                                            spec, spec, scalar], autograph=False)
     seed = tfp.random.sanitize_seed(seed)
     params = [tf.convert_to_tensor(p, dtype) for p in (logits, locs, raw_scales, vectors)]
