@@ -6,6 +6,7 @@ import tensorflow as tf
 from tensorflow_probability.python.internal import samplers
 
 from tfp_gauss import flows, sampling
+from tfp_gauss.bijectors import householder_rotation
 from tfp_gauss.keras import GaussianizationFlowModel
 
 
@@ -68,3 +69,18 @@ def test_capped_sampler_reports_unconverged_draws_and_validate_args_raises():
     with pytest.raises(tf.errors.InvalidArgumentError, match="without converging in"):
         sampling.sample_stacked(300, seed, *params, max_iterations=1, validate_args=True)
     sampling.sample_stacked(300, seed, *params, validate_args=True)  # converged: no error
+
+
+def test_gaussianize_stacked_equals_the_flows_forward_and_log_det():
+    values = flows.stack_flow_values(flows.random_flow_values(3, 4, 5, seed=3,
+                                                              dtype=np.float64))
+    params = [tf.constant(values[p]) for p in flows.STACKED_PARAMETERS]
+    flow = flows.flow_from_stacked(*params)
+    gaussianizer = flow.bijector.bijector
+    x = tf.constant(np.random.default_rng(4).normal(0.0, 3.0, (50, 3)))
+    scales = tf.math.softplus(params[2])
+    rotations = householder_rotation.householder_product(params[3])
+    z, log_det = sampling.gaussianize_stacked(x, params[0], params[1], scales, rotations)
+    np.testing.assert_allclose(z, gaussianizer.forward(x), rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(log_det, gaussianizer.forward_log_det_jacobian(x, event_ndims=1),
+                               rtol=1e-13, atol=1e-13)
