@@ -84,3 +84,23 @@ def test_gaussianize_stacked_equals_the_flows_forward_and_log_det():
     np.testing.assert_allclose(z, gaussianizer.forward(x), rtol=1e-13, atol=1e-13)
     np.testing.assert_allclose(log_det, gaussianizer.forward_log_det_jacobian(x, event_ndims=1),
                                rtol=1e-13, atol=1e-13)
+
+
+def test_predict_on_new_batch_sizes_reuses_one_graph_and_matches_the_flow():
+    model = GaussianizationFlowModel(3, n_layers=2, n_components=3, seed=0,
+                                     dtype="float64")
+    # Keras' array adapter feeds float32 (floatx): data exact in float32.
+    x = np.random.default_rng(5).normal(0.0, 2.0, (300, 3)).astype(np.float32).astype(np.float64)
+    expected = model.distribution.log_prob(x).numpy()
+    model.predict(x[:50], batch_size=50, verbose=0)
+    fn = sampling._LOG_PROB_FNS[tf.float64]
+    traces = fn.experimental_get_tracing_count()
+    for n, batch in ((300, 300), (123, 50), (7, 7)):
+        np.testing.assert_allclose(model.predict(x[:n], batch_size=batch, verbose=0),
+                                   expected[:n], rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(model(x[:n]).numpy(), expected[:n], rtol=1e-12, atol=1e-12)
+    assert fn.experimental_get_tracing_count() == traces
+    # XLA (a compiled model) gives the same values.
+    model.compile(jit_compile=True)
+    np.testing.assert_allclose(model.predict(x, batch_size=100, verbose=0), expected,
+                               rtol=1e-12, atol=1e-12)

@@ -1,4 +1,10 @@
-"""Fast sampling: the Gaussianizer's inverse over parameters stacked by layer.
+"""Stacked-layer maps: sampling (and ``log p``) over parameters stacked by layer.
+
+``gaussianize_stacked`` / ``log_prob_stacked`` run the closed-form
+direction as one ``tf.while_loop`` over the layers, in a graph traced once
+per dtype for every batch size and model (what ``predict``, ``evaluate``
+and the SavedModel's ``log_prob`` run). The rest of this module is the
+inverse:
 
 ``flow.sample()`` through TFP runs every layer's bijector in turn, so a
 ``tf.function`` of it traces the mixture root-find once per layer (``L``
@@ -31,7 +37,8 @@ from tfp_gauss.math import root_finding
 
 tfb = tfp.bijectors
 
-__all__ = ["draw_stacked", "gaussianize_stacked", "invert_stacked", "sample_stacked"]
+__all__ = ["draw_stacked", "gaussianize_stacked", "invert_stacked", "log_prob_stacked",
+           "sample_stacked"]
 
 # Elements per call of the compiled kernel, and its working set.
 _CHUNK = 32768
@@ -215,6 +222,49 @@ def gaussianize_stacked(x, logits, locs, scales, rotations):
         lambda layer, *_: layer < tf.shape(locs)[0], body,
         (tf.constant(0), x, tf.zeros(tf.shape(x)[:1], x.dtype)))
     return z, log_det
+
+
+def _log_prob_impl(x, logits, locs, raw_scales, vectors):
+    scales = tfb.Softplus().forward(raw_scales)
+    rotations = householder_rotation.householder_product(vectors)
+    z, log_det = gaussianize_stacked(x, logits, locs, scales, rotations)
+    # The flow's base, N(0, I_D).
+    half_log_2pi = x.dtype.as_numpy_dtype(0.5 * np.log(2.0 * np.pi))
+    return (-0.5 * tf.reduce_sum(tf.square(z), axis=-1)
+            - tf.cast(tf.shape(z)[-1], x.dtype) * half_log_2pi + log_det)
+
+
+_LOG_PROB_FNS = {}
+
+
+def log_prob_stacked(x, logits, locs, raw_scales, vectors):
+    """``log p(x)`` of ``flow_from_stacked(logits, locs, raw_scales, vectors)``, one graph.
+
+    The flow's ``log_prob`` (to rounding) from ``gaussianize_stacked``, in a
+    graph traced once per dtype and process for every batch size, ``D``,
+    ``L`` and model (its signature leaves every size unknown), so a new
+    batch size costs no tracing. Called inside another ``tf.function`` it
+    is a function call; under ``jit_compile=True`` XLA inlines it (and, as
+    for any XLA computation, compiles once per input shape).
+
+    Args:
+      x: ``[N, D]``.
+      logits, locs, raw_scales: ``[L, D, K]`` tensors or variables (scales
+        are ``softplus(raw_scales)``); vectors: ``[L, M, D]``.
+
+    Returns:
+      ``[N]`` log densities. Differentiable (the mixture maps' analytic
+      gradient).
+    """
+    x = tf.convert_to_tensor(x)
+    fn = _LOG_PROB_FNS.get(x.dtype)
+    if fn is None:
+        spec = tf.TensorSpec([None, None, None], x.dtype)
+        fn = _LOG_PROB_FNS[x.dtype] = tf.function(
+            _log_prob_impl, input_signature=[tf.TensorSpec([None, None], x.dtype), spec, spec,
+                                             spec, spec], autograph=False)
+    return fn(x, *(tf.convert_to_tensor(p, x.dtype)
+                   for p in (logits, locs, raw_scales, vectors)))
 
 
 def invert_stacked(z, logits, locs, scales, rotations):

@@ -197,7 +197,12 @@ class GaussianizationFlowModel(keras.Model):
 
     def call(self, x, training=False):
         x = tf.cast(x, self.compute_dtype)
-        return self.distribution.log_prob(x)
+        if training:
+            return self.distribution.log_prob(x)
+        # Inference (`predict`, `evaluate`, `model(x)`): one graph shared by
+        # every batch size and model, so a new batch size does not retrace
+        # the layers (`sampling.log_prob_stacked`).
+        return sampling.log_prob_stacked(x, *(w.value for w in self._flow_weights))
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         del x, y, training
