@@ -107,8 +107,8 @@ timed("predict_again", lambda: model.predict(x2, batch_size=1234, verbose=0))
 _RBIG = """
 import bench_rbig
 x = bench_rbig.data({n})
-timed("first", lambda: tfp_gauss.fit_rbig(x, n_layers={layers}, n_components=8, random_state=0))
-timed("second", lambda: tfp_gauss.fit_rbig(x, n_layers={layers}, n_components=8, random_state=0))
+timed("first", lambda: tfp_gauss.fit_rbig(x, n_layers={layers}, n_components=8, seed=0))
+timed("second", lambda: tfp_gauss.fit_rbig(x, n_layers={layers}, n_components=8, seed=0))
 """
 
 _EXPORT = """

@@ -25,7 +25,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory, moons):
-    flow = tfp_gauss.fit_rbig(moons, n_layers=3, n_components=4, random_state=0)
+    flow = tfp_gauss.fit_rbig(moons, n_layers=3, n_components=4, seed=0)
     path = tmp_path_factory.mktemp("export") / "sm"
     tfp_gauss.export_saved_model(flow, str(path), shift=[1.0, -2.0], scale=[2.0, 0.5])
     return flow, path

@@ -404,8 +404,8 @@ def test_from_data_errors_say_what_was_seen():
 def test_from_data_is_reproducible_and_handles_duplicates():
     rng = np.random.default_rng(1)
     x = np.concatenate([rng.normal(size=(300, 1)), np.full((300, 1), 0.25)])
-    a = MixtureGaussianCDF.from_data(x, n_components=5, random_state=3)
-    b = MixtureGaussianCDF.from_data(x, n_components=5, random_state=3)
+    a = MixtureGaussianCDF.from_data(x, n_components=5, seed=3)
+    b = MixtureGaussianCDF.from_data(x, n_components=5, seed=3)
     np.testing.assert_array_equal(a.locs.numpy(), b.locs.numpy())
     assert np.all(a.scales.numpy() > 0) and np.isfinite(_nll(a, x))
 

@@ -209,7 +209,7 @@ def gaussianize_stacked(x, logits, locs, scales, rotations):
 
     Returns:
       ``(z, log_det)``: ``[N, D]`` and ``[N]``, what
-      ``flow_from_stacked(...).bijector.bijector`` gives (``forward`` and
+      ``flows.flow_gaussianizer(flow_from_stacked(...))`` gives (``forward`` and
       ``forward_log_det_jacobian(x, event_ndims=1)``) to rounding.
     """
 

@@ -293,8 +293,8 @@ class MixtureGaussianCDF(_composite.CompositeBijector):
         return [] if tf.executing_eagerly() else assertions
 
     @classmethod
-    def from_data(cls, x, n_components=8, random_state=None, *, max_iterations=500,
-                  validate_args=False, name="mixture_gaussian_cdf"):
+    def from_data(cls, x, n_components=8, seed=None, *, max_iterations=500,
+                  validate_args=False, name="mixture_gaussian_cdf", random_state=None):
         """Maximum-likelihood mixture per dimension, fit by EM.
 
         Every column of ``x`` gets its own ``K``-component mixture, fit by
@@ -306,11 +306,12 @@ class MixtureGaussianCDF(_composite.CompositeBijector):
           x: array-like ``[N, D]``, finite. The parameters take ``x``'s float
             dtype (float32 for integer data).
           n_components: ``K``.
-          random_state: int or ``np.random.Generator`` for the jitter of the
-            initial means; ``None`` is a fixed seed (reproducible).
+          seed: int or ``np.random.Generator`` for the jitter of the
+            initial means; ``None`` means ``0`` (reproducible).
           max_iterations: cap on EM iterations (0 returns the quantile
             initialisation itself).
           validate_args, name: passed to the constructor.
+          random_state: deprecated name of ``seed``.
 
         Returns:
           A ``MixtureGaussianCDF`` with ``[D, K]`` constant parameters.
@@ -332,7 +333,8 @@ class MixtureGaussianCDF(_composite.CompositeBijector):
         ```
         """
         x = _validation.check_data(x, name="x")
-        fit = mixture_em.fit_mixture_em(x, n_components, random_state=random_state,
+        seed = _validation.renamed_seed(seed, random_state, "MixtureGaussianCDF.from_data")
+        fit = mixture_em.fit_mixture_em(x, n_components, seed=seed,
                                         max_iterations=max_iterations)
         return cls(logits=fit["log_weights"], locs=fit["locs"], scales=fit["scales"],
                    validate_args=validate_args, name=name)

@@ -128,7 +128,7 @@ class GaussianizationFlowModel(keras.Model):
       n_layers: ``[marginal -> rotation]`` layers ``L``.
       n_components: mixture components ``K``.
       n_reflections: Householder vectors per rotation ``M`` (default ``D``).
-      seed: int seed of the random initialisation.
+      seed: int seed of the random initialisation (``None`` means ``0``).
       **kwargs: ``keras.Model`` arguments (``name``, ``dtype`` such as
         ``"float64"``).
 
@@ -194,6 +194,15 @@ class GaussianizationFlowModel(keras.Model):
         # `.value` is the backing tf.Variable: the bijectors read it on every
         # use, so the distribution stays bound to the live weights.
         return flows.flow_from_stacked(*(w.value for w in self._flow_weights))
+
+    @property
+    def gaussianizer(self):
+        """The Gaussianizer ``G`` (``x -> z``, a ``tfb.Chain``) on the live weights.
+
+        ``gaussianizer.forward(x)`` gives the latents, ``inverse(z)`` the data
+        points (``flows.flow_gaussianizer`` of ``distribution``).
+        """
+        return flows.flow_gaussianizer(self.distribution)
 
     def call(self, x, training=False):
         x = tf.cast(x, self.compute_dtype)
