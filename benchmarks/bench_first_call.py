@@ -218,7 +218,7 @@ def run(quick=False, repeats=3, only=PARTS, previous=None, baseline_tree=None,
     # The committed numbers of the parts rerun now, kept as "before".
     before = dict(res.get("before", {}))
     before.update({part: res[part] for part in only
-                   if part in res and part not in ("sample",)})
+                   if part in res and part not in ("sample", "cli")})
     if before:
         res["before"] = before
     if "sample" in only:

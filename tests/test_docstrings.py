@@ -24,6 +24,7 @@ PUBLIC = {
     "fit_gaussianization_flow": tfp_gauss.fit_gaussianization_flow,
     "export_saved_model": tfp_gauss.export_saved_model,
     "flows.flow_from_stacked": tfp_gauss.flows.flow_from_stacked,
+    "flows.flow_gaussianizer": tfp_gauss.flows.flow_gaussianizer,
     "sklearn.GaussianizationDensity": GaussianizationDensity,
     "sklearn.GaussianizationTransformer": GaussianizationTransformer,
 }
