@@ -211,10 +211,15 @@ def run(quick=False, repeats=3, only=PARTS, previous=None, baseline_tree=None,
     layers, k, n = 8, 8, 10000
     res = dict(previous or {})
     res.pop("environment", None)
-    res["config"] = dict(layers=layers, components=k, n=n, repeats=repeats,
+    old_config = res.get("config", {})
+    res["config"] = dict(layers=layers, components=k, n=n,
+                         # the parts not rerun keep the repeats they were measured with
+                         repeats=old_config.get("repeats", repeats) if previous else repeats,
                          rbig=dict(n=6000, d=8, layers=12),
                          cli=dict(rows=2000, d=2, layers=8, components=8, steps=300,
-                                  sample_n=10000))
+                                  sample_n=10000, repeats=repeats))
+    if "cli" not in only and "cli" in old_config:
+        res["config"]["cli"] = old_config["cli"]
     # The committed numbers of the parts rerun now, kept as "before".
     before = dict(res.get("before", {}))
     before.update({part: res[part] for part in only
@@ -236,7 +241,7 @@ def run(quick=False, repeats=3, only=PARTS, previous=None, baseline_tree=None,
         res["cli"] = _summary([_cli_once() for _ in range(repeats)])
     if baseline_tree:
         # Another commit's source tree, timed once per part (for before/after).
-        base = dict(label=baseline_label or str(baseline_tree))
+        base = dict(res.get("baseline", {}), label=baseline_label or str(baseline_tree))
         if "export" in only:
             base["export"] = _export_once(root=baseline_tree, layers=layers, k=k)
         if "cli" in only:
@@ -310,7 +315,7 @@ def markdown(res):
         cc, cl = c["cli"], res["cli"]
         cb = base.get("cli")
         lines += ["", f"`tfp-gauss` end to end (`python -m tfp_gauss.cli`, wall time of the "
-                  f"whole process, {c['repeats']} runs; data {cc['rows']} x {cc['d']} CSV; "
+                  f"whole process, {cc.get('repeats', c['repeats'])} runs; data {cc['rows']} x {cc['d']} CSV; "
                   f"`fit --steps {cc['steps']}` with the default {cc['layers']} layers x "
                   f"{cc['components']} components; `sample -n {cc['sample_n']}`; `score` of "
                   "the data):", "",
