@@ -77,7 +77,7 @@ def _solve_chunk_impl(y, member, count, logits, locs, scales, table_x, table_m, 
 
     result = root_finding._streaming_newton_loop(
         mixture_cdf.mixture_cdf_value, y, x, lower, upper, x_scale, gather_params, _CAPACITY,
-        max_iterations, size=count)
+        max_iterations, size=count, record_width=False)
     return result.x, result.num_iterations, result.converged
 
 

@@ -101,7 +101,7 @@ def _newton_loop(fn, y, x, lower, upper, x_scale, params, max_iterations):
 
 
 def _streaming_newton_loop(fn, y, x, lower, upper, x_scale, gather_params, capacity,
-                           max_iterations, size=None):
+                           max_iterations, size=None, record_width=True):
     """The same iteration on a fixed-size working set fed from a queue.
 
     The ``capacity`` slots start with the first elements (in flat order);
@@ -117,7 +117,9 @@ def _streaming_newton_loop(fn, y, x, lower, upper, x_scale, gather_params, capac
     so that XLA compiles the loop once. ``max_iterations`` may be an int32
     tensor (a runtime cap, no recompilation).
 
-    Returns a ``RootSearchResult`` (without ``log_slope``).
+    Returns a ``RootSearchResult`` (without ``log_slope``; without
+    ``bracket_width`` unless ``record_width``: each recorded field costs a
+    scatter per iteration).
     """
     shape = tf.shape(y)
     total = tf.size(y)
@@ -139,17 +141,17 @@ def _streaming_newton_loop(fn, y, x, lower, upper, x_scale, gather_params, capac
     slot_iterations = tf.zeros([capacity], tf.int32)
     # Entry `total` (past the end) takes the writes of empty slots.
     out_x = tf.zeros([total + 1], y.dtype)
+    # Iteration counts, negated for an element stopped at the cap (which has
+    # taken max_iterations >= 1 steps): one scatter records both.
     out_iterations = tf.zeros([total + 1], tf.int32)
-    out_converged = tf.ones([total + 1], tf.bool)
-    out_width = tf.zeros([total + 1], y.dtype)
+    out_width = tf.zeros([total + 1] if record_width else [0], y.dtype)
 
     def cond(next_index, index, *_):
         del next_index
         return tf.reduce_any(index < n)
 
     def body(next_index, index, slot_y, slot_x, slot_lo, slot_up, slot_steps, slot_scale,
-             slot_params, slot_done, slot_iterations, out_x, out_iterations, out_converged,
-             out_width):
+             slot_params, slot_done, slot_iterations, out_x, out_iterations, out_width):
         new = _newton_update(fn, slot_y, slot_x, slot_lo, slot_up, slot_steps, slot_scale,
                              slot_params)
         active = tf.logical_not(slot_done)
@@ -162,9 +164,10 @@ def _streaming_newton_loop(fn, y, x, lower, upper, x_scale, gather_params, capac
         # Write out what finished (empty slots write to the discarded last entry).
         target = tf.where(finished & (index < n), index, total)[:, tf.newaxis]
         out_x = tf.tensor_scatter_nd_update(out_x, target, slot_x)
-        out_iterations = tf.tensor_scatter_nd_update(out_iterations, target, slot_iterations)
-        out_converged = tf.tensor_scatter_nd_update(out_converged, target, converged)
-        out_width = tf.tensor_scatter_nd_update(out_width, target, slot_up - slot_lo)
+        out_iterations = tf.tensor_scatter_nd_update(
+            out_iterations, target, tf.where(converged, slot_iterations, -slot_iterations))
+        if record_width:
+            out_width = tf.tensor_scatter_nd_update(out_width, target, slot_up - slot_lo)
         # Refill finished slots with the next waiting elements, in order.
         rank = tf.cumsum(tf.cast(finished, tf.int32)) - 1
         index = tf.where(finished, tf.minimum(next_index + rank, n), index)
@@ -182,15 +185,16 @@ def _streaming_newton_loop(fn, y, x, lower, upper, x_scale, gather_params, capac
         slot_done = tf.where(take, fresh[7], finished)
         slot_iterations = tf.where(take, 0, slot_iterations)
         return (next_index, index, slot_y, slot_x, slot_lo, slot_up, slot_steps, slot_scale,
-                slot_params, slot_done, slot_iterations, out_x, out_iterations, out_converged,
-                out_width)
+                slot_params, slot_done, slot_iterations, out_x, out_iterations, out_width)
 
     loop_vars = (tf.minimum(capacity, n), tf.where(index < n, index, n), slot_y, slot_x,
                  slot_lo, slot_up, slot_steps, slot_scale, slot_params, slot_done,
-                 slot_iterations, out_x, out_iterations, out_converged, out_width)
+                 slot_iterations, out_x, out_iterations, out_width)
     result = tf.compat.v1.while_loop(cond, body, loop_vars, back_prop=False,
                                     return_same_structure=True)
-    return RootSearchResult(*(tf.reshape(t[:-1], shape) for t in result[-4:]))
+    out_x, out_iterations = (tf.reshape(t[:-1], shape) for t in result[-3:-1])
+    width = tf.reshape(result[-1][:-1], shape) if record_width else None
+    return RootSearchResult(out_x, tf.abs(out_iterations), out_iterations >= 0, width)
 
 
 def bracketed_newton(fn, y, lower, upper, initial, params=(), max_iterations=100,
