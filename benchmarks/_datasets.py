@@ -46,9 +46,9 @@ def load(name, seed=0):
     """Dataset ``name`` as float64 ``[N, D]`` (dequantized with a fixed seed)."""
     rng = np.random.default_rng(seed)
     if name == "two-moons":
-        return datasets.two_moons(random_state=seed, dtype=np.float64)
+        return datasets.two_moons(seed=seed, dtype=np.float64)
     if name == "digits":
-        return datasets.digits(random_state=seed, dtype=np.float64)
+        return datasets.digits(seed=seed, dtype=np.float64)
     if name == "wine":
         from sklearn.datasets import load_wine
 
@@ -88,7 +88,7 @@ def splits(name, seed=0, fractions=(0.7, 0.1, 0.2)):
     the log-density in the data's units.
     """
     x = load(name)
-    train, val, test = datasets.split(x, fractions, random_state=seed)
+    train, val, test = datasets.split(x, fractions, seed=seed)
     shift, scale = train.mean(0), train.std(0)
     out = dict(train=train, val=val, test=test, shift=shift, scale=scale,
                log_jacobian=-float(np.log(scale).sum()))

@@ -84,7 +84,7 @@ def _sample_seconds(sample_fn):
 
 def fit_rbig(data, cfg):
     flow, secs = _timed(lambda: tfp_gauss.fit_rbig(
-        data["train"], validation_data=data["val"], random_state=cfg["seed"],
+        data["train"], validation_data=data["val"], seed=cfg["seed"],
         **({"n_layers": 2, "n_components": 3} if cfg["quick"] else {})))
     sampler = tf.function(lambda: flow.sample(10_000, seed=1), jit_compile=True)
     return dict(log_prob=lambda x: flow.log_prob(x).numpy(), train_seconds=secs,

@@ -69,7 +69,7 @@ def train(name, seed, coupling, steps, lr, quick=False):
         train_x, val = train_x[:300], val[:100]
     start = time.perf_counter()
     rbig = tfp_gauss.fit_rbig(train_x, n_layers=2 if quick else 8, n_components=8,
-                              validation_data=val, random_state=seed)
+                              validation_data=val, seed=seed)
     dist, variables, n_layers = _flow(rbig, coupling, seed)
     opt = keras.optimizers.Adam(OneCycleCosine(steps, lr), global_clipnorm=1.0)
 

@@ -37,9 +37,9 @@ def run(quick=False, names=None):
         for floor in FLOORS + ("default",):
             kwargs = {} if floor == "default" else dict(bandwidth_factor=floor)
             start = time.perf_counter()
-            flow = tfp_gauss.fit_rbig(train, n_layers=4 if quick else 32, validation_data=val,
-                                      random_state=0, **kwargs)
-            info = flow.rbig_info
+            flow, info = tfp_gauss.fit_rbig(train, n_layers=4 if quick else 32,
+                                            validation_data=val, seed=0, return_info=True,
+                                            **kwargs)
             rbig[str(floor)] = dict(val_log_lik=max(info["validation_log_likelihood"]),
                                     layers=info["best_n_layers"],
                                     chosen_floor=info["bandwidth_factor"],

@@ -16,8 +16,16 @@ TensorFlow and building the model.
   benchmark's data), first and second call.
 - ``export``: ``export_saved_model`` of the D = 2 model, and the first
   served ``sample`` in another fresh process.
+- ``cli``: the ``tfp-gauss`` command end to end (``python -m tfp_gauss.cli``,
+  subprocess wall time including Python and TensorFlow start-up): ``fit``
+  of a 2000 x 2 CSV (8 layers x 8 components, 300 steps), ``sample -n
+  10000`` and ``score`` of the 2000 rows; and, for scale, ``python -c
+  "import tfp_gauss"`` alone.
 
     python benchmarks/bench_first_call.py [--quick] [--repeats 3]
+    python benchmarks/bench_first_call.py --only export cli   # those parts; the rest kept
+    python benchmarks/bench_first_call.py --only export cli --baseline-tree /tmp/base \
+        --baseline-label 81d5452   # also time a source tree of another commit (once)
 """
 
 import argparse
@@ -28,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 
 import _common
 import numpy as np
@@ -98,8 +107,8 @@ timed("predict_again", lambda: model.predict(x2, batch_size=1234, verbose=0))
 _RBIG = """
 import bench_rbig
 x = bench_rbig.data({n})
-timed("first", lambda: tfp_gauss.fit_rbig(x, n_layers={layers}, n_components=8, random_state=0))
-timed("second", lambda: tfp_gauss.fit_rbig(x, n_layers={layers}, n_components=8, random_state=0))
+timed("first", lambda: tfp_gauss.fit_rbig(x, n_layers={layers}, n_components=8, seed=0))
+timed("second", lambda: tfp_gauss.fit_rbig(x, n_layers={layers}, n_components=8, seed=0))
 """
 
 _EXPORT = """
@@ -118,27 +127,76 @@ timed("served_log_prob_first",
 """
 
 
-def _run(snippet, **fmt):
+def _env(root=ROOT):
+    return dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=os.pathsep.join(
+        [str(root)] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
+
+
+def _run(snippet, root=ROOT, **fmt):
     code = textwrap.dedent(_PRELUDE).format(here=str(HERE)) + textwrap.dedent(snippet).format(
         **fmt) + "\nprint('@@' + json.dumps(out))\n"
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [str(ROOT)] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env=env, cwd=str(ROOT))
+                          env=_env(root), cwd=str(root))
     if proc.returncode != 0:
         raise RuntimeError(f"benchmark subprocess failed:\n{proc.stderr[-3000:]}")
     line = [ln for ln in proc.stdout.splitlines() if ln.startswith("@@")][-1]
     return json.loads(line[2:])
 
 
-def _repeat(repeats, snippet, **fmt):
-    runs = [_run(snippet, **fmt) for _ in range(repeats)]
+def _summary(runs):
     return {key: dict(min=min(r[key] for r in runs), max=max(r[key] for r in runs),
                       median=float(np.median([r[key] for r in runs])))
             for key in runs[0]}
 
 
-def run(quick=False, repeats=3):
+def _repeat(repeats, snippet, **fmt):
+    return _summary([_run(snippet, **fmt) for _ in range(repeats)])
+
+
+def _export_once(root=ROOT, layers=8, k=8):
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "sm")
+        r = _run(_EXPORT, root=root, d=2, layers=layers, k=k, path=path)
+        r.update(_run(_SERVE, root=root, d=2, path=path))
+    return r
+
+
+def _timed_command(args, root, cwd):
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable] + args, capture_output=True, text=True,
+                          env=_env(root), cwd=cwd)
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"{args} failed:\n{proc.stderr[-3000:]}")
+    return elapsed
+
+
+def _cli_once(root=ROOT):
+    """Wall times of ``tfp-gauss fit`` / ``sample`` / ``score`` run as a user would."""
+    with tempfile.TemporaryDirectory() as tmp:
+        rng = np.random.default_rng(0)
+        t = rng.uniform(0, np.pi, 2000)
+        side = rng.integers(0, 2, 2000)
+        x = np.stack([np.where(side, 1 - np.cos(t), np.cos(t)),
+                      np.where(side, 0.5 - np.sin(t), np.sin(t))], 1)
+        x += 0.1 * rng.standard_normal(x.shape)
+        np.savetxt(os.path.join(tmp, "data.csv"), x, delimiter=",", header="a,b", comments="")
+        cli = ["-m", "tfp_gauss.cli"]
+        return dict(
+            import_only=_timed_command(["-c", "import tfp_gauss"], root, tmp),
+            fit=_timed_command(cli + ["fit", "data.csv", "--out", "run", "--steps", "300"],
+                               root, tmp),
+            sample=_timed_command(cli + ["sample", "run", "-n", "10000", "--out", "s.csv"],
+                                  root, tmp),
+            score=_timed_command(cli + ["score", "run", "data.csv", "--out", "lp.csv"],
+                                 root, tmp))
+
+
+PARTS = ("sample", "log_prob", "fit_rbig", "export", "cli")
+
+
+def run(quick=False, repeats=3, only=PARTS, previous=None, baseline_tree=None,
+        baseline_label=None):
     if quick:
         # Smoke test: one tiny configuration, in this process.
         import time
@@ -151,24 +209,44 @@ def run(quick=False, repeats=3):
         return dict(config=dict(quick=True), sample={"2": dict(first=dict(
             min=first, max=first, median=first))})
     layers, k, n = 8, 8, 10000
-    res = dict(config=dict(layers=layers, components=k, n=n, repeats=repeats,
-                           rbig=dict(n=6000, d=8, layers=12)),
-               sample={}, old_sample={})
-    for d in (2, 24):
-        res["sample"][str(d)] = _repeat(repeats, _SAMPLE, d=d, layers=layers, k=k, n=n)
-        res["old_sample"][str(d)] = _repeat(1, _OLD_SAMPLE, d=d, layers=layers, k=k, n=n)
-    res["log_prob"] = _repeat(repeats, _LOG_PROB, d=24, layers=layers, k=k)
-    res["fit_rbig"] = _repeat(repeats, _RBIG, n=6000, layers=12)
-    runs = []
-    for _ in range(repeats):
-        with tempfile.TemporaryDirectory() as tmp:
-            path = os.path.join(tmp, "sm")
-            r = _run(_EXPORT, d=2, layers=layers, k=k, path=path)
-            r.update(_run(_SERVE, d=2, path=path))
-            runs.append(r)
-    res["export"] = {key: dict(min=min(r[key] for r in runs), max=max(r[key] for r in runs),
-                               median=float(np.median([r[key] for r in runs])))
-                     for key in runs[0]}
+    res = dict(previous or {})
+    res.pop("environment", None)
+    old_config = res.get("config", {})
+    res["config"] = dict(layers=layers, components=k, n=n,
+                         # the parts not rerun keep the repeats they were measured with
+                         repeats=old_config.get("repeats", repeats) if previous else repeats,
+                         rbig=dict(n=6000, d=8, layers=12),
+                         cli=dict(rows=2000, d=2, layers=8, components=8, steps=300,
+                                  sample_n=10000, repeats=repeats))
+    if "cli" not in only and "cli" in old_config:
+        res["config"]["cli"] = old_config["cli"]
+    # The committed numbers of the parts rerun now, kept as "before".
+    before = dict(res.get("before", {}))
+    before.update({part: res[part] for part in only
+                   if part in res and part not in ("sample", "cli")})
+    if before:
+        res["before"] = before
+    if "sample" in only:
+        res["sample"], res["old_sample"] = {}, {}
+        for d in (2, 24):
+            res["sample"][str(d)] = _repeat(repeats, _SAMPLE, d=d, layers=layers, k=k, n=n)
+            res["old_sample"][str(d)] = _repeat(1, _OLD_SAMPLE, d=d, layers=layers, k=k, n=n)
+    if "log_prob" in only:
+        res["log_prob"] = _repeat(repeats, _LOG_PROB, d=24, layers=layers, k=k)
+    if "fit_rbig" in only:
+        res["fit_rbig"] = _repeat(repeats, _RBIG, n=6000, layers=12)
+    if "export" in only:
+        res["export"] = _summary([_export_once(layers=layers, k=k) for _ in range(repeats)])
+    if "cli" in only:
+        res["cli"] = _summary([_cli_once() for _ in range(repeats)])
+    if baseline_tree:
+        # Another commit's source tree, timed once per part (for before/after).
+        base = dict(res.get("baseline", {}), label=baseline_label or str(baseline_tree))
+        if "export" in only:
+            base["export"] = _export_once(root=baseline_tree, layers=layers, k=k)
+        if "cli" in only:
+            base["cli"] = _cli_once(root=baseline_tree)
+        res["baseline"] = base
     return res
 
 
@@ -197,23 +275,56 @@ def markdown(res):
             f"| {d} | {_fmt(s['first'])} | {_fmt(s['second'], 3)} | {_fmt(s['new_n'], 3)} | "
             f"{_fmt(s['new_seed'], 3)} | {_fmt(o['first'])} | {_fmt(o['second'], 3)} | "
             f"{s['round_trip_max_abs_z']['max']:.1e} / {o['round_trip_max_abs_z']['max']:.1e} |")
-    lp = res["log_prob"]
-    lines += ["", "log p at D = 24 (8 x 8), batch 1000 then a new batch size 1234:", "",
-              "| call | first | new batch size |", "|---|---|---|",
-              f"| `model.log_prob` (eager) | {_fmt(lp['log_prob_first'])} | "
-              f"{_fmt(lp['log_prob_new_batch'])} |",
-              f"| `model(x)` (eager) | {_fmt(lp['call_first'])} | {_fmt(lp['call_new_batch'])} |",
-              f"| `model.predict` | {_fmt(lp['predict_first'])} | "
-              f"{_fmt(lp['predict_new_batch'])} (again: {_fmt(lp['predict_again'], 3)}) |"]
+    before = res.get("before", {})
+    lp, lp0 = res["log_prob"], before.get("log_prob")
+    rows = [("`model.log_prob` (eager)", "log_prob_first", "log_prob_new_batch"),
+            ("`model(x)` (eager)", "call_first", "call_new_batch"),
+            ("`model.predict`", "predict_first", "predict_new_batch")]
+    lines += ["", "log p at D = 24 (8 x 8), batch 1000 then a new batch size 1234"
+              + (" (before: the previously committed run)" if lp0 else "") + ":", "",
+              "| call | first | new batch size |" + (" before: first | before: new |"
+                                                    if lp0 else ""),
+              "|---|---|---|" + ("---|---|" if lp0 else "")]
+    for label, first, new in rows:
+        line = f"| {label} | {_fmt(lp[first])} | {_fmt(lp[new])} |"
+        if lp0:
+            line += f" {_fmt(lp0[first])} | {_fmt(lp0[new])} |"
+        lines.append(line)
+    lines.append(f"\n`model.predict` again on the new batch size: {_fmt(lp['predict_again'], 3)} s"
+                 + (f" (before: {_fmt(lp0['predict_again'], 3)} s)." if lp0 else "."))
     rb, ex = res["fit_rbig"], res["export"]
     r = c["rbig"]
+    ex0 = before.get("export")
     lines += ["",
               f"- `fit_rbig` {r['n']} x {r['d']}, {r['layers']} layers x 8: first call "
               f"{_fmt(rb['first'])} s, second {_fmt(rb['second'])} s (target <= 2 s first).",
               f"- `export_saved_model` (D = 2, 8 x 8): {_fmt(ex['export'])} s; in a fresh "
               f"process the served `sample(n=10000)` takes {_fmt(ex['served_sample_first'])} s "
               f"first, {_fmt(ex['served_sample_second'], 3)} s after; served `log_prob` "
-              f"first {_fmt(ex['served_log_prob_first'])} s."]
+              f"first {_fmt(ex['served_log_prob_first'])} s."
+              + (f" Before (previously committed run): export {_fmt(ex0['export'])} s, served "
+                 f"sample first {_fmt(ex0['served_sample_first'])} s, served `log_prob` first "
+                 f"{_fmt(ex0['served_log_prob_first'])} s." if ex0 else "")]
+    base = res.get("baseline", {})
+    if "export" in base:
+        b = base["export"]
+        lines.append(f"- Same machine and run, source tree of {base['label']} (once): export "
+                     f"{b['export']:.2f} s, served sample first {b['served_sample_first']:.2f} s, "
+                     f"served `log_prob` first {b['served_log_prob_first']:.2f} s.")
+    if "cli" in res:
+        cc, cl = c["cli"], res["cli"]
+        cb = base.get("cli")
+        lines += ["", f"`tfp-gauss` end to end (`python -m tfp_gauss.cli`, wall time of the "
+                  f"whole process, {cc.get('repeats', c['repeats'])} runs; data {cc['rows']} x {cc['d']} CSV; "
+                  f"`fit --steps {cc['steps']}` with the default {cc['layers']} layers x "
+                  f"{cc['components']} components; `sample -n {cc['sample_n']}`; `score` of "
+                  "the data):", "",
+                  "| command | seconds |" + (f" {base['label']} (once) |" if cb else ""),
+                  "|---|---|" + ("---|" if cb else "")]
+        for key, label in (("import_only", "`python -c \"import tfp_gauss\"`"),
+                           ("fit", "`tfp-gauss fit`"), ("sample", "`tfp-gauss sample`"),
+                           ("score", "`tfp-gauss score`")):
+            lines.append(f"| {label} | {_fmt(cl[key])} |" + (f" {cb[key]:.2f} |" if cb else ""))
     return "\n".join(lines)
 
 
@@ -221,9 +332,19 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--only", nargs="+", choices=PARTS, default=list(PARTS),
+                        help="parts to run; the others keep their committed results")
+    parser.add_argument("--baseline-tree", help="another commit's source tree to time once "
+                        "(export and cli parts)")
+    parser.add_argument("--baseline-label")
     args = parser.parse_args(argv)
-    return _common.report("first_call", run(quick=args.quick, repeats=args.repeats), markdown,
-                          write=not args.quick)
+    previous = None
+    committed = _common.RESULTS / "first_call.json"
+    if set(args.only) != set(PARTS) and committed.exists():
+        previous = json.loads(committed.read_text())
+    res = run(quick=args.quick, repeats=args.repeats, only=args.only, previous=previous,
+              baseline_tree=args.baseline_tree, baseline_label=args.baseline_label)
+    return _common.report("first_call", res, markdown, write=not args.quick)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfp_gauss.bijectors import MixtureGaussianCDF
-from tfp_gauss.bijectors import mixture_gaussian_cdf as mgc
+from tfp_gauss.math import mixture_cdf
 from tfp_gauss.math import root_finding
 
 
@@ -59,12 +59,12 @@ def run(n=100_000, d=10, k=8, repeats=5):
         def solve():
             lower, upper, initial, x_scale, *options = start(z, *params)
             return root_finding.bracketed_newton(
-                mgc.mixture_cdf_transform, z, lower, upper, initial, params,
-                x_scale=x_scale, **(options[0] if options else {}))[1]
+                mixture_cdf.mixture_cdf_transform, z, lower, upper, initial, params,
+                x_scale=x_scale, **(options[0] if options else {})).num_iterations
         return tf.function(solve, jit_compile=True)().numpy()
 
-    iters = iterations(mgc._inverse_start)
-    anchor_iters = iterations(mgc._inverse_bracket)
+    iters = iterations(mixture_cdf.inverse_start)
+    anchor_iters = iterations(mixture_cdf.anchor_start)
     x_back = b.inverse(z.numpy()).numpy()
     z_back = b.forward(x_back).numpy()
     zn = z.numpy()

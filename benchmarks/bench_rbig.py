@@ -36,12 +36,12 @@ def run(quick=False):
     times = []
     for _ in range(1 if quick else 3):
         start = time.perf_counter()
-        flow = tfp_gauss.fit_rbig(x, n_layers=layers, n_components=8, random_state=0,
+        flow = tfp_gauss.fit_rbig(x, n_layers=layers, n_components=8, seed=0,
                                   validation_split=0)  # a fixed depth, for timing
         times.append(time.perf_counter() - start)
     moons = tfp_gauss.datasets.two_moons()
     two_moons = tfp_gauss.fit_rbig(moons, n_layers=2 if quick else 8, n_components=8,
-                                   random_state=0, validation_split=0, bandwidth_factor=0)
+                                   seed=0, validation_split=0, bandwidth_factor=0)
     return dict(config=dict(n=len(x), d=x.shape[1], layers=layers, components=8),
                 first_call_seconds=times[0], repeat_seconds=min(times[1:] or times),
                 mean_log_p_data=float(np.mean(flow.log_prob(x))),

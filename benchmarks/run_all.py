@@ -58,6 +58,10 @@ def write_report():
                 env = json.loads(js.read_text()).get("environment", env)
         else:
             parts += [f"### {name}", "", "(not run yet)", ""]
+    # Hand-written notes of one-off design measurements (not rerun here).
+    notes = _common.RESULTS / "kernel_design.md"
+    if notes.exists():
+        parts += [notes.read_text().rstrip(), ""]
     if env:
         parts += ["Environment of the last section: " + ", ".join(f"{k} {v}" for k, v in env.items()), ""]
     path = HERE / "BENCHMARKS.md"

@@ -34,14 +34,14 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from tfp_gauss.bijectors import MixtureGaussianCDF  # noqa: E402
-from tfp_gauss.bijectors import mixture_gaussian_cdf as mgc  # noqa: E402
+from tfp_gauss.math import mixture_cdf  # noqa: E402
 from tfp_gauss.math import root_finding  # noqa: E402
 
 MAX_ITERS = 200
 
 # T(x) and log T'(x), compiled once per marginal: the plain bisection and Newton
 # baselines below call it MAX_ITERS times from Python.
-transform_value = tf.function(mgc.mixture_cdf_value)
+transform_value = tf.function(mixture_cdf.mixture_cdf_value)
 
 
 # Figures go to examples/figures/ by default, not into the current directory.
@@ -73,7 +73,7 @@ def iterations_to_tolerance(path, x_star):
 
 
 def bisection_path(params, z):
-    lower, upper, _, _ = (t.numpy() for t in mgc._inverse_bracket(z, *params))
+    lower, upper, _, _ = (t.numpy() for t in mixture_cdf.anchor_start(z, *params))
     path = []
     for _ in range(MAX_ITERS):
         mid = 0.5 * (lower + upper)
@@ -113,12 +113,14 @@ def main(argv=None):
                             ("separated modes", separated_marginal())):
         p = tuple(tf.constant(t) for t in (marginal.logits, marginal.locs, marginal.scales))
         x_star = marginal.inverse(z).numpy()
-        lower, upper, initial, scale = mgc._inverse_bracket(z, *p)
-        _, hybrid_iters = root_finding.bracketed_newton(
-            mgc.mixture_cdf_value, z, lower, upper, initial, p, x_scale=scale)
-        lower, upper, initial, scale, _ = mgc._inverse_start(z, *p, use_grid=True)
-        _, table_iters = root_finding.bracketed_newton(
-            mgc.mixture_cdf_value, z, lower, upper, initial, p, x_scale=scale)
+        lower, upper, initial, scale = mixture_cdf.anchor_start(z, *p)
+        hybrid_iters = root_finding.bracketed_newton(
+            mixture_cdf.mixture_cdf_value, z, lower, upper, initial, p,
+            x_scale=scale).num_iterations
+        lower, upper, initial, scale, _ = mixture_cdf.inverse_start(z, *p, use_grid=True)
+        table_iters = root_finding.bracketed_newton(
+            mixture_cdf.mixture_cdf_value, z, lower, upper, initial, p,
+            x_scale=scale).num_iterations
         results[label] = {
             "bisection": iterations_to_tolerance(bisection_path(p, z), x_star),
             "Newton (no safeguard)": iterations_to_tolerance(newton_path(p, z), x_star),
@@ -157,7 +159,7 @@ def main(argv=None):
     def loss_unrolled(n_steps):
         x = tf.constant(MixtureGaussianCDF(*params).inverse(z9).numpy() + 0.5)  # a start near
         for _ in range(n_steps):
-            value, log_slope = mgc.mixture_cdf_transform(x, params[0], locs, params[2])
+            value, log_slope = mixture_cdf.mixture_cdf_transform(x, params[0], locs, params[2])
             x = x - (value - z9) * tf.exp(-log_slope)
         return tf.reduce_sum(tf.sin(x))
 

@@ -24,7 +24,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 import tfp_gauss  # noqa: E402
-from tfp_gauss import datasets  # noqa: E402
+from tfp_gauss import datasets, flows  # noqa: E402
 from tfp_gauss.keras import OneCycleCosine  # noqa: E402
 
 
@@ -34,7 +34,7 @@ FIGURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "figures")
 
 def anatomy(flow, x):
     """(mean base log-density, mean log-det, mean log_prob) of a flow at x."""
-    gaussianizer = flow.bijector.bijector  # x -> z
+    gaussianizer = flows.flow_gaussianizer(flow)  # x -> z
     z = gaussianizer.forward(x)
     base = flow.distribution.log_prob(z).numpy()
     log_det = gaussianizer.forward_log_det_jacobian(x, event_ndims=1).numpy()
@@ -78,7 +78,7 @@ def main(argv=None):
           f"{seconds:.1f} s")
     print(f"mean log p: train {train_lp:.3f}, held-out 20% {test_lp:.3f} "
           f"(gap {train_lp - test_lp:.3f}); reference notebook: -1.978 on all data")
-    z = model.distribution.bijector.bijector.forward(x).numpy()
+    z = model.gaussianizer.forward(x).numpy()
     print(f"latent z: mean {z.mean():+.3f}, std {z.std():.3f}")
 
     steps_axis = np.arange(1, len(history.history["loss"]) + 1) * (args.steps // len(history.history["loss"]))

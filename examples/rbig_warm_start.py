@@ -84,7 +84,7 @@ def main(argv=None):
     # The reference recipe: every layer on every training row, no bandwidth
     # floor (the library's defaults choose depth and floor on held-out rows).
     reference = dict(validation_split=0, bandwidth_factor=0)
-    rbig = tfp_gauss.fit_rbig(train, args.layers, args.components, random_state=0, **reference)
+    rbig = tfp_gauss.fit_rbig(train, args.layers, args.components, seed=0, **reference)
     rbig_seconds = time.perf_counter() - start
 
     runs = {}

@@ -8,11 +8,15 @@ import tfp_gauss
 from tfp_gauss.bijectors import (HouseholderRotation, MixtureCDFCoupling, MixtureGaussianCDF,
                                  mixture_cdf_conditioner)
 from tfp_gauss.keras import GaussianizationFlowModel, OneCycleCosine
+from tfp_gauss.math import root_finding
 from tfp_gauss.sklearn import GaussianizationDensity, GaussianizationTransformer
 
 PUBLIC = {
     "MixtureGaussianCDF": MixtureGaussianCDF,
     "MixtureGaussianCDF.from_data": MixtureGaussianCDF.from_data,
+    "MixtureGaussianCDF.inverse_diagnostics": MixtureGaussianCDF.inverse_diagnostics,
+    "math.root_finding.bracketed_newton": root_finding.bracketed_newton,
+    "sampling.sample_stacked": tfp_gauss.sampling.sample_stacked,
     "HouseholderRotation": HouseholderRotation,
     "MixtureCDFCoupling": MixtureCDFCoupling,
     "mixture_cdf_conditioner": mixture_cdf_conditioner,
@@ -23,6 +27,7 @@ PUBLIC = {
     "fit_gaussianization_flow": tfp_gauss.fit_gaussianization_flow,
     "export_saved_model": tfp_gauss.export_saved_model,
     "flows.flow_from_stacked": tfp_gauss.flows.flow_from_stacked,
+    "flows.flow_gaussianizer": tfp_gauss.flows.flow_gaussianizer,
     "sklearn.GaussianizationDensity": GaussianizationDensity,
     "sklearn.GaussianizationTransformer": GaussianizationTransformer,
 }

@@ -25,7 +25,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory, moons):
-    flow = tfp_gauss.fit_rbig(moons, n_layers=3, n_components=4, random_state=0)
+    flow = tfp_gauss.fit_rbig(moons, n_layers=3, n_components=4, seed=0)
     path = tmp_path_factory.mktemp("export") / "sm"
     tfp_gauss.export_saved_model(flow, str(path), shift=[1.0, -2.0], scale=[2.0, 0.5])
     return flow, path
@@ -61,6 +61,10 @@ assert "tfp_gauss" not in sys.modules and "tensorflow_probability" not in sys.mo
                                rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(out["x_back"], x, rtol=1e-4, atol=1e-4)
     assert out["s"].shape == (7, 2) and np.isfinite(out["s"]).all()
+    # The served sample (stacked-layer sampler) draws what the flow draws for the seed.
+    drawn = flow.sample(7, seed=tf.constant([1, 2])).numpy()
+    np.testing.assert_allclose(out["s"], np.array([1.0, -2.0]) + np.array([2.0, 0.5]) * drawn,
+                               rtol=1e-4, atol=1e-4)
     # d sum(generate(z)) / dz through the reloaded function equals the in-memory one
     z = tf.constant(out["z"])
     with tf.GradientTape() as tape:

@@ -36,7 +36,7 @@ def test_from_matrix_is_exact_for_both_determinants(d, det):
 
 def test_from_matrix_special_matrices_and_padding():
     for r in (np.eye(4), -np.eye(4), np.eye(4)[[1, 0, 3, 2]], np.diag([1.0, -1.0, 1.0, -1.0])):
-        rot = HouseholderRotation.from_matrix(r, n_vectors=6 if np.linalg.det(r) > 0 else 5)
+        rot = HouseholderRotation.from_matrix(r, n_reflections=6 if np.linalg.det(r) > 0 else 5)
         assert np.abs(rot.matrix().numpy() - r).max() <= 1e-12
 
 
@@ -61,7 +61,7 @@ def test_from_matrix_rejects_bad_input():
     with pytest.raises(ValueError, match="orthogonal.*R\\^T R - I"):
         HouseholderRotation.from_matrix(np.array([[1.0, 0.1], [0.0, 1.0]]))
     with pytest.raises(ValueError, match="determinant"):
-        HouseholderRotation.from_matrix(np.eye(3), n_vectors=3)
+        HouseholderRotation.from_matrix(np.eye(3), n_reflections=3)
     with pytest.raises(ValueError, match="NaN"):
         HouseholderRotation.from_matrix(np.full((2, 2), np.nan))
     with pytest.raises(ValueError, match=r"\[\.\.\., M, D\]"):
@@ -110,3 +110,13 @@ def test_a_zero_vector_is_skipped_not_nan(dtype, tol):
     with tf.GradientTape() as tape:
         loss = tf.reduce_sum(tf.sin(rot.forward(x)))
     assert np.isfinite(tape.gradient(loss, v).numpy()).all()
+
+
+def test_from_matrix_n_vectors_is_the_deprecated_name_of_n_reflections():
+    r = stats.ortho_group.rvs(3, random_state=1)
+    m = 3 if np.linalg.det(r) < 0 else 2
+    with pytest.warns(DeprecationWarning, match="renamed `n_reflections`"):
+        old = HouseholderRotation.from_matrix(r, n_vectors=m + 2)
+    new = HouseholderRotation.from_matrix(r, n_reflections=m + 2)
+    np.testing.assert_array_equal(old.vectors.numpy(), new.vectors.numpy())
+    assert new.vectors.shape == (m + 2, 3)

@@ -10,8 +10,7 @@ from scipy import stats
 
 from helpers import mixture_reference, random_mixture, rel_err
 from tfp_gauss.bijectors import MixtureGaussianCDF
-from tfp_gauss.math import root_finding
-from tfp_gauss.bijectors import mixture_gaussian_cdf as mgc
+from tfp_gauss.math import mixture_cdf, root_finding
 
 tfb = tfp.bijectors
 tfd = tfp.distributions
@@ -113,10 +112,10 @@ def test_components_below_the_weight_floor_count_as_absent(dtype, negligible):
     x = tf.constant(np.linspace(-200, 200, 4001)[:, None].astype(dtype))
     with tf.GradientTape() as tape:
         tape.watch(params)
-        z, ld = mgc.mixture_cdf_transform(x, *params)
+        z, ld = mixture_cdf.mixture_cdf_transform(x, *params)
         loss = tf.reduce_sum(z) + tf.reduce_sum(ld)
     grads = tape.gradient(loss, params)
-    z_ref, ld_ref = mgc.mixture_cdf_transform(x, *(p[:, :4] for p in params))
+    z_ref, ld_ref = mixture_cdf.mixture_cdf_transform(x, *(p[:, :4] for p in params))
     np.testing.assert_allclose(z.numpy(), z_ref.numpy(), rtol=0, atol=0)
     np.testing.assert_allclose(ld.numpy(), ld_ref.numpy(), rtol=0, atol=0)
     assert np.all(np.diff(z.numpy(), axis=0) > 0) and np.isfinite(ld.numpy()).all()
@@ -140,15 +139,16 @@ def test_newton_converges_in_few_iterations():
     b, params = _bijector(0, np.float32, d=10, k=8)
     z = tf.constant(np.random.default_rng(3).standard_normal((20000, 10)).astype(np.float32))
     logits, locs, scales = (tf.constant(p) for p in params)
-    lower, upper, initial, scale = mgc._inverse_bracket(z, logits, locs, scales)
-    _, iters = root_finding.bracketed_newton(
-        mgc.mixture_cdf_transform, z, lower, upper, initial, (logits, locs, scales), x_scale=scale)
+    lower, upper, initial, scale = mixture_cdf.anchor_start(z, logits, locs, scales)
+    iters = root_finding.bracketed_newton(
+        mixture_cdf.mixture_cdf_transform, z, lower, upper, initial, (logits, locs, scales),
+        x_scale=scale).num_iterations
     assert iters.numpy().mean() < 6 and iters.numpy().max() <= 20
     # The Hermite table start (used for many elements per dimension) leaves
     # most elements converged after the first step.
-    lower, upper, initial, scale, options = mgc._inverse_start(z, logits, locs, scales)
-    x, grid_iters = root_finding.bracketed_newton(
-        mgc.mixture_cdf_transform, z, lower, upper, initial, (logits, locs, scales),
+    lower, upper, initial, scale, options = mixture_cdf.inverse_start(z, logits, locs, scales)
+    x, grid_iters, _, _, _ = root_finding.bracketed_newton(
+        mixture_cdf.mixture_cdf_transform, z, lower, upper, initial, (logits, locs, scales),
         x_scale=scale, **options)
     assert grid_iters.numpy().mean() < 1.5 < iters.numpy().mean()
     assert rel_err(b.forward(x.numpy()).numpy(), z.numpy()).max() <= 1e-5
@@ -156,16 +156,16 @@ def test_newton_converges_in_few_iterations():
 
 def _forced_inverse(use_grid):
     """The bijector's inverse with the start chosen by ``use_grid``, not by size."""
-    start = functools.partial(mgc._inverse_start, use_grid=use_grid)
+    start = functools.partial(mixture_cdf.inverse_start, use_grid=use_grid)
 
     def inverse(z, logits, locs, scales):
-        return root_finding.invert_increasing(mgc.mixture_cdf_transform, z,
+        return root_finding.invert_increasing(mixture_cdf.mixture_cdf_transform, z,
                                               (logits, locs, scales), start,
-                                              solve_fn=mgc.mixture_cdf_value)
+                                              solve_fn=mixture_cdf.mixture_cdf_value)
     return inverse
 
 
-@pytest.mark.parametrize("n", [5, 4 * mgc._GRID_SIZE * 3 + 5])
+@pytest.mark.parametrize("n", [5, 4 * mixture_cdf.GRID_SIZE * 3 + 5])
 @pytest.mark.parametrize("mode", ["eager", "graph"])
 def test_both_inverse_starts_forced_find_the_reference_root(n, mode):
     # Few elements per dimension take the anchor-table start by default and
@@ -191,7 +191,7 @@ def test_both_inverse_starts_forced_find_the_reference_root(n, mode):
 def test_inverse_of_single_rows_equals_the_batch_inverse():
     # A sample split into single rows takes the other start: same roots.
     b, _ = _bijector(1, np.float64, d=3)
-    z = np.random.default_rng(0).normal(0.0, 3.0, (4 * mgc._GRID_SIZE * 3 + 5, 3))
+    z = np.random.default_rng(0).normal(0.0, 3.0, (4 * mixture_cdf.GRID_SIZE * 3 + 5, 3))
     whole = b.inverse(z).numpy()
     rows = np.concatenate([b.inverse(z[i:i + 1]).numpy() for i in range(20)])
     np.testing.assert_allclose(rows, whole[:20], rtol=1e-13, atol=1e-13)
@@ -206,7 +206,7 @@ def test_with_and_without_responsibilities_match_the_reference(dtype, tol):
     params = random_mixture(np.random.default_rng(9), 3, 5, dtype)
     x = np.random.default_rng(10).normal(0.0, 4.0, (200, 3)).astype(dtype)
     z_ref, ld_ref = mixture_reference(x, *params)
-    for fn in (mgc.mixture_cdf_transform, mgc.mixture_cdf_value):
+    for fn in (mixture_cdf.mixture_cdf_transform, mixture_cdf.mixture_cdf_value):
         z, ld = (t.numpy() for t in fn(*map(tf.constant, (x,) + params)))
         assert rel_err(z, z_ref).max() <= tol and rel_err(ld, ld_ref).max() <= tol
 
@@ -277,7 +277,7 @@ def _plain_transform(x, logits, locs, scales):
 def test_analytic_gradient_matches_autodiff_of_a_plain_reference(param_shape):
     # From D K >= _STACKED_GRADIENT_MIN_PARAMS the parameter gradients are
     # reduced as one stacked tensor: the last two shapes take that path.
-    stacked = np.prod(param_shape) >= mgc._STACKED_GRADIENT_MIN_PARAMS
+    stacked = np.prod(param_shape) >= mixture_cdf.STACKED_GRADIENT_MIN_PARAMS
     assert stacked == (len(param_shape) > 1 and param_shape[-2] >= 8)
     rng = np.random.default_rng(8)
     batch = param_shape[:-1]
@@ -287,7 +287,7 @@ def test_analytic_gradient_matches_autodiff_of_a_plain_reference(param_shape):
     x = tf.constant(2.0 * rng.standard_normal(x_shape))
     gz, gl = (tf.constant(rng.standard_normal(x_shape)) for _ in range(2))
     grads = []
-    for fn in (mgc.mixture_cdf_transform, _plain_transform):
+    for fn in (mixture_cdf.mixture_cdf_transform, _plain_transform):
         with tf.GradientTape() as tape:
             tape.watch([x, logits, locs, scales])
             z, ld = fn(x, logits, locs, scales)
@@ -404,8 +404,8 @@ def test_from_data_errors_say_what_was_seen():
 def test_from_data_is_reproducible_and_handles_duplicates():
     rng = np.random.default_rng(1)
     x = np.concatenate([rng.normal(size=(300, 1)), np.full((300, 1), 0.25)])
-    a = MixtureGaussianCDF.from_data(x, n_components=5, random_state=3)
-    b = MixtureGaussianCDF.from_data(x, n_components=5, random_state=3)
+    a = MixtureGaussianCDF.from_data(x, n_components=5, seed=3)
+    b = MixtureGaussianCDF.from_data(x, n_components=5, seed=3)
     np.testing.assert_array_equal(a.locs.numpy(), b.locs.numpy())
     assert np.all(a.scales.numpy() > 0) and np.isfinite(_nll(a, x))
 
@@ -414,4 +414,75 @@ def test_from_data_is_reproducible_and_handles_duplicates():
 def test_unsupported_dtype_is_a_clear_error_at_construction(dtype):
     params = [tf.cast(tf.constant(v), dtype) for v in ([[0.0, 0.0]], [[-1.0, 1.0]], [[1.0, 1.0]])]
     with pytest.raises(TypeError, match="float32 and float64.*got (float16|bfloat16)"):
-        mgc.MixtureGaussianCDF(*params)
+        MixtureGaussianCDF(*params)
+
+
+@pytest.mark.parametrize("dtype,cap", [(np.float32, 2), (np.float64, 3)])
+def test_capped_inverse_is_reported_and_an_error_under_validate_args(dtype, cap):
+    # A cap of 2 (float32) / 3 (float64) steps: about a third of the roots
+    # need more (measured: 1-4 / 2-5 steps uncapped), so the inverse is inaccurate
+    # there; `inverse_diagnostics` says which (checked against the scipy
+    # reference forward of the returned x), and validate_args makes it an error.
+    params = random_mixture(np.random.default_rng(2), 3, 5, dtype)
+    z = np.random.default_rng(3).normal(0.0, 2.0, (40, 3)).astype(dtype)
+    capped = MixtureGaussianCDF(*params, max_iterations=cap)
+    result = capped.inverse_diagnostics(z)
+    converged = result.converged.numpy()
+    assert 0 < converged.sum() < converged.size
+    assert np.all(result.num_iterations.numpy() <= cap)
+    z_back, _ = mixture_reference(result.x.numpy(), *params)
+    error = np.abs(z_back - z)
+    tol = 1e-4 if dtype == np.float32 else 1e-10
+    # Converged roots are accurate; among the others some are far off (a
+    # capped element may also happen to be close: the test it failed needs
+    # one more small Newton step).
+    assert error[converged].max() <= tol < error[~converged].max()
+    # Converged exactly where the uncapped solve took at most `cap` steps.
+    full = MixtureGaussianCDF(*params).inverse_diagnostics(z)
+    np.testing.assert_array_equal(converged, full.num_iterations.numpy() <= cap)
+    # The reported bracket holds the true root (solved with the default cap).
+    root = MixtureGaussianCDF(*params).inverse(z).numpy()
+    assert np.all(np.abs(result.x.numpy() - root) <= result.bracket_width.numpy() * (1 + 1e-6))
+    # Without validate_args the inverse returns those same iterates.
+    np.testing.assert_array_equal(capped.inverse(z).numpy(), result.x.numpy())
+    strict = MixtureGaussianCDF(*params, max_iterations=cap, validate_args=True)
+    for inverse in (strict.inverse, tf.function(strict.inverse)):
+        with pytest.raises(tf.errors.InvalidArgumentError, match="did not converge for"):
+            inverse(z)
+    # Under XLA the assertion compiles away; the capped elements are NaN.
+    x_xla = tf.function(strict.inverse, jit_compile=True)(z).numpy()
+    np.testing.assert_array_equal(np.isnan(x_xla), ~converged)
+    # With the default cap every element converges and nothing is raised.
+    good = MixtureGaussianCDF(*params, validate_args=True)
+    assert good.inverse_diagnostics(z).converged.numpy().all()
+    np.testing.assert_allclose(good.inverse(z).numpy(), root, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="max_iterations"):
+        MixtureGaussianCDF(*params, max_iterations=0)
+
+
+def test_kernel_takes_a_batch_of_parameters_one_set_per_row():
+    # What a coupling layer's conditioner gives: parameters [N, D, K], one
+    # mixture per element. The map, its gradient and the inverse (starts and
+    # root-find) broadcast over them; checked against the scipy reference
+    # row by row and the autodiff of the plain reference.
+    rng = np.random.default_rng(11)
+    n, d, k = 7, 3, 4
+    logits, locs, scales = (p.reshape(n, d, k) for p in random_mixture(rng, n * d, k))
+    x = 2.0 * rng.standard_normal((n, d))
+    z, ld = (t.numpy() for t in mixture_cdf.mixture_cdf_transform(
+        *map(tf.constant, (x, logits, locs, scales))))
+    z_ref, ld_ref = mixture_reference(x, logits, locs, scales)
+    assert rel_err(z, z_ref).max() <= 1e-12 and rel_err(ld, ld_ref).max() <= 1e-12
+    params = [tf.constant(p) for p in (logits, locs, scales)]
+    xt = tf.constant(x)
+    grads = []
+    for fn in (mixture_cdf.mixture_cdf_transform, _plain_transform):
+        with tf.GradientTape() as tape:
+            tape.watch([xt] + params)
+            zz, ll = fn(xt, *params)
+            loss = tf.reduce_sum(tf.sin(zz) + 0.3 * ll)
+        grads.append(tape.gradient(loss, [xt] + params))
+    for ours, ref in zip(*grads):
+        np.testing.assert_allclose(ours.numpy(), ref.numpy(), rtol=1e-9, atol=1e-11)
+    x_back = MixtureGaussianCDF(*params).inverse(tf.constant(z_ref)).numpy()
+    np.testing.assert_allclose(x_back, x, rtol=1e-10, atol=1e-10)

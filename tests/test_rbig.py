@@ -1,8 +1,11 @@
 """Greedy RBIG into the flow's own layers, and the RBIG warm start."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import tensorflow as tf
+import tensorflow_probability as tfp
 
 import tfp_gauss
 from helpers import flow_log_prob_reference
@@ -16,11 +19,18 @@ REFERENCE = dict(validation_split=0, bandwidth_factor=0)
 
 
 @pytest.fixture(scope="module")
-def rbig_moons(moons):
-    return tfp_gauss.fit_rbig(moons, n_layers=8, n_components=8, random_state=0, **REFERENCE)
+def rbig_moons_and_info(moons):
+    return tfp_gauss.fit_rbig(moons, n_layers=8, n_components=8, seed=0, return_info=True,
+                              **REFERENCE)
 
 
-def test_quality_on_two_moons_and_structure(moons, rbig_moons):
+@pytest.fixture(scope="module")
+def rbig_moons(rbig_moons_and_info):
+    return rbig_moons_and_info[0]
+
+
+def test_quality_on_two_moons_and_structure(moons, rbig_moons_and_info):
+    rbig_moons, info = rbig_moons_and_info
     lp = rbig_moons.log_prob(moons).numpy()
     assert lp.mean() >= -1.96  # reference notebook: -1.957
     layers = flows.flow_layers(rbig_moons)
@@ -30,7 +40,6 @@ def test_quality_on_two_moons_and_structure(moons, rbig_moons):
     # Same numbers as an independent float64 evaluation of the same parameters.
     ref = flow_log_prob_reference(flows.flow_values(rbig_moons), moons[:500])
     np.testing.assert_allclose(lp[:500], ref, rtol=1e-4, atol=1e-4)
-    info = rbig_moons.rbig_info
     assert len(info["total_correlation_reduction"]) == 8
     assert info["total_correlation_reduction"][0] > info["total_correlation_reduction"][-1]
     s = rbig_moons.sample(2000, seed=1).numpy()
@@ -51,11 +60,11 @@ def test_rotations_are_pca_of_the_gaussianized_data(moons, rbig_moons):
 
 def test_random_rotation_tolerance_and_float64(moons):
     flow = tfp_gauss.fit_rbig(moons.astype(np.float64), n_layers=3, n_components=4,
-                              rotation="random", random_state=1, validation_split=0)
+                              rotation="random", seed=1, validation_split=0)
     assert flow.dtype == tf.float64 and len(flows.flow_layers(flow)) == 3
-    early = tfp_gauss.fit_rbig(moons, n_layers=30, n_components=4, tol=0.05, random_state=0,
-                               validation_split=0)
-    reductions = early.rbig_info["total_correlation_reduction"]
+    early, info = tfp_gauss.fit_rbig(moons, n_layers=30, n_components=4, tol=0.05, seed=0,
+                                     validation_split=0, return_info=True)
+    reductions = info.total_correlation_reduction
     assert len(reductions) < 30 and reductions[-1] < 0.05 <= min(reductions[:-1])
     with pytest.raises(ValueError, match="rotation must be"):
         tfp_gauss.fit_rbig(moons, n_layers=1, rotation="ica")
@@ -69,7 +78,7 @@ def test_degenerate_data_gives_clear_errors_or_a_finite_fit(moons):
     with pytest.raises(ValueError, match="distinct value"):
         tfp_gauss.fit_rbig(moons[:5], n_components=8, validation_split=0)
     dup = np.concatenate([moons[:300]] * 3)
-    flow = tfp_gauss.fit_rbig(dup, n_layers=3, n_components=4, random_state=0,
+    flow = tfp_gauss.fit_rbig(dup, n_layers=3, n_components=4, seed=0,
                               validation_split=0)
     assert np.isfinite(flow.log_prob(dup).numpy()).all()
     with pytest.raises(ValueError, match="NaN"):
@@ -84,7 +93,7 @@ def test_warm_start_model_equals_rbig_before_training(moons, rbig_moons):
 
 def test_fit_with_rbig_init_starts_at_the_rbig_fit(moons):
     x = moons[:1500]
-    rbig_nll = -tfp_gauss.fit_rbig(x, n_layers=2, n_components=4, random_state=3,
+    rbig_nll = -tfp_gauss.fit_rbig(x, n_layers=2, n_components=4, seed=3,
                                    validation_split=0).log_prob(x)
     _, warm = tfp_gauss.fit_gaussianization_flow(
         x, n_layers=2, n_components=4, steps=10, batch_size=1500, init="rbig", seed=3,
@@ -95,3 +104,54 @@ def test_fit_with_rbig_init_starts_at_the_rbig_fit(moons):
     # the first step's loss is the NLL at initialisation (full batch)
     np.testing.assert_allclose(warm.history["loss"][0], float(np.mean(rbig_nll)), rtol=1e-4)
     assert warm.history["loss"][0] < cold.history["loss"][0]
+
+
+def test_one_seed_convention_reproducible_by_default_and_random_state_deprecated(moons):
+    x = moons[:400]
+    kwargs = dict(n_layers=2, n_components=3)
+
+    def params(flow):
+        return np.concatenate([np.ravel(v) for layer in flows.flow_values(flow)
+                               for v in layer.values()])
+
+    default = params(tfp_gauss.fit_rbig(x, **kwargs))
+    np.testing.assert_array_equal(default, params(tfp_gauss.fit_rbig(x, **kwargs)))
+    np.testing.assert_array_equal(default, params(tfp_gauss.fit_rbig(x, seed=0, **kwargs)))
+    other = params(tfp_gauss.fit_rbig(x, seed=1, **kwargs))
+    assert not np.array_equal(default, other)
+    with pytest.warns(DeprecationWarning, match="renamed `seed`"):
+        old = params(tfp_gauss.fit_rbig(x, random_state=1, **kwargs))
+    np.testing.assert_array_equal(old, other)
+    with pytest.raises(TypeError, match="pass `seed` only"):
+        tfp_gauss.fit_rbig(x, seed=1, random_state=1, **kwargs)
+    # The same convention for the trainable flow's initialisation and the data helpers.
+    a, b = (flows.flow_values(tfp_gauss.gaussianization_flow(2, 2, 3)) for _ in range(2))
+    np.testing.assert_array_equal(a[0]["locs"], b[0]["locs"])
+    np.testing.assert_array_equal(tfp_gauss.datasets.two_moons(50),
+                                  tfp_gauss.datasets.two_moons(50, seed=0))
+
+
+def test_fit_info_is_returned_not_attached(moons):
+    flow, info = tfp_gauss.fit_rbig(moons[:400], n_layers=6, n_components=3, seed=0,
+                                    return_info=True)
+    assert not hasattr(flow, "rbig_info")
+    assert isinstance(info, tfp_gauss.rbig.RBIGInfo)
+    assert info.best_n_layers == len(flows.flow_layers(flow)) == info["best_n_layers"]
+    assert info.rotation == "pca" and len(info.validation_log_likelihood) >= info.best_n_layers
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        info.best_n_layers = 1
+
+
+def test_flow_gaussianizer_is_the_x_to_z_map(moons):
+    # log p(x) = log N(G(x); 0, I) + log|det dG/dx|, with G from the accessor.
+    flow = tfp_gauss.gaussianization_flow(2, n_layers=2, n_components=3, dtype=tf.float64)
+    x = moons[:20].astype(np.float64)
+    g = flows.flow_gaussianizer(flow)
+    z = g.forward(x).numpy()
+    log_p = (-0.5 * np.sum(z**2, 1) - np.log(2 * np.pi)
+             + g.forward_log_det_jacobian(x, event_ndims=1).numpy())
+    np.testing.assert_allclose(log_p, flow.log_prob(x).numpy(), rtol=1e-12)
+    model = tfp_gauss.keras.GaussianizationFlowModel.from_distribution(flow)
+    np.testing.assert_allclose(model.gaussianizer.forward(x).numpy(), z, rtol=1e-12)
+    with pytest.raises(ValueError, match="Gaussianization flow"):
+        flows.flow_gaussianizer(tfp.distributions.Normal(0.0, 1.0))

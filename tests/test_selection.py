@@ -128,9 +128,8 @@ def wine_splits():
 
 def test_greedy_depth_is_chosen_on_held_out_rows(moons):
     train, val = moons[:1500], moons[1500:2000]
-    flow = tfp_gauss.fit_rbig(train, n_layers=40, n_components=4, validation_data=val,
-                              random_state=0)
-    info = flow.rbig_info
+    flow, info = tfp_gauss.fit_rbig(train, n_layers=40, n_components=4, validation_data=val,
+                                    seed=0, return_info=True)
     scores = np.array(info["validation_log_likelihood"])
     assert info["best_n_layers"] == int(np.argmax(scores)) + 1 == len(flows.flow_layers(flow))
     # stopped `patience` layers after the best, not at the cap
@@ -143,10 +142,10 @@ def test_deep_greedy_fit_of_few_rows_stays_sane(wine_splits):
     train, test = wine_splits
     gaussian = scipy.stats.multivariate_normal(train.mean(0), np.cov(train, rowvar=False))
     reference = gaussian.logpdf(test).mean()  # a full-covariance Gaussian, fit by ML
-    flow = tfp_gauss.fit_rbig(train, n_layers=32, n_components=8, random_state=0)
+    flow = tfp_gauss.fit_rbig(train, n_layers=32, n_components=8, seed=0)
     held_out = float(np.mean(flow.log_prob(test).numpy()))
     # the old behaviour (all 32 layers, scales free to collapse) is absurd on the same rows
-    old = tfp_gauss.fit_rbig(train, n_layers=32, n_components=8, random_state=0,
+    old = tfp_gauss.fit_rbig(train, n_layers=32, n_components=8, seed=0,
                              validation_split=0, bandwidth_factor=0)
     assert float(np.mean(old.log_prob(test).numpy())) < -1e3
     assert held_out > reference - 5.0, (held_out, reference)
@@ -185,7 +184,7 @@ def test_tail_component_keeps_deep_greedy_tails_sane():
     probe = np.array([hi + 0.05, lo - 0.05, [hi[0] + 0.5, 0.0]], np.float32)
     # reference: a Gaussian fit to the rows (independent of the flow) at the probes
     gaussian = scipy.stats.multivariate_normal(x.mean(0), np.cov(x, rowvar=False))
-    kwargs = dict(n_layers=28, random_state=0, validation_split=0, bandwidth_factor=0.25)
+    kwargs = dict(n_layers=28, seed=0, validation_split=0, bandwidth_factor=0.25)
     exploded = tfp_gauss.fit_rbig(x, **kwargs).log_prob(probe).numpy()
     sane = tfp_gauss.fit_rbig(x, tail_component=True, **kwargs).log_prob(probe).numpy()
     assert exploded.min() < -1e3

@@ -1,8 +1,10 @@
-"""Checks on user data, shared by every entry point that accepts a sample."""
+"""Checks on user data and seeds, shared by every entry point that accepts a sample."""
+
+import warnings
 
 import numpy as np
 
-__all__ = ["as_float_dtype", "check_data", "holdout_split"]
+__all__ = ["as_float_dtype", "as_rng", "check_data", "holdout_split", "renamed_seed"]
 
 
 def as_float_dtype(dtype):
@@ -124,3 +126,28 @@ def holdout_split(x, fraction, rng, *, name="fit"):
             "split, validation data of your own, or validation_split=0 to skip selection.")
     perm = rng.permutation(n)
     return x[np.sort(perm[n_val:])], x[np.sort(perm[:n_val])]
+
+
+def as_rng(seed):
+    """The ``np.random.Generator`` of a library ``seed`` argument.
+
+    The one seed convention of tfp_gauss: ``seed`` is an int or a
+    ``np.random.Generator`` (used as is), and ``None`` means ``0``, so a
+    result is reproducible unless a seed is asked to vary. (The
+    scikit-learn estimators keep scikit-learn's ``random_state``.)
+    """
+    if isinstance(seed, np.random.Generator):
+        return seed
+    return np.random.default_rng(0 if seed is None else seed)
+
+
+def renamed_seed(seed, random_state, where):
+    """``seed``, or the deprecated ``random_state`` it replaced (with a warning)."""
+    if random_state is None:
+        return seed
+    if seed is not None:
+        raise TypeError(f"{where}: pass `seed` only (`random_state` is its deprecated name); "
+                        f"got seed={seed!r} and random_state={random_state!r}.")
+    warnings.warn(f"{where}: `random_state` is renamed `seed`; `random_state` will be removed.",
+                  DeprecationWarning, stacklevel=3)
+    return random_state

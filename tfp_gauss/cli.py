@@ -178,7 +178,7 @@ def _figures(out, fit_history, peak_lr, model, x_train, shift, scale, seed):
     from tfp_gauss.keras import OneCycleCosine
 
     y = ((x_train - shift) / scale).astype(np.float32)
-    z = model.distribution.bijector.bijector.forward(y).numpy()
+    z = model.gaussianizer.forward(y).numpy()
     history = fit_history.history
     schedule_steps = fit_history.schedule_steps
     loss = history["loss"]
@@ -332,7 +332,7 @@ def _fit(args):
             raise UsageError(f"--{name.replace('_', '-')} must be >= 1; got {getattr(args, name)}.")
     if args.validation_split > 0:
         train, val = datasets.split(x, (1 - args.validation_split, args.validation_split),
-                                    random_state=args.seed)
+                                    seed=args.seed)
         if len(val) == 0 or len(train) == 0:
             raise UsageError(f"--validation-split {args.validation_split} leaves an empty part "
                              f"of {len(x)} rows.")

@@ -14,8 +14,12 @@ signature       inputs                               outputs
 ``generate``    ``z``: float ``[None, D]``           ``x``: ``[None, D]``
 ==============  ===================================  ==========================
 
-``generate`` is the mixture root-find; its implicit-function gradient is
-saved with it, so gradients flow through the reloaded function.
+Every signature runs the stacked-layer maps of ``tfp_gauss.sampling`` (a
+graph loop over the layers; the root-find in one XLA kernel), so the export
+traces each layer's maths once, not once per layer, and a served model
+compiles the root-find once. ``generate`` keeps its
+implicit-function gradient, saved with it, so gradients flow through the
+reloaded function.
 """
 
 import os
@@ -24,7 +28,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfp_gauss import flows
+from tfp_gauss import flows, sampling
+from tfp_gauss.bijectors import householder_rotation
 
 __all__ = ["FlowModule", "export_saved_model"]
 
@@ -42,10 +47,12 @@ class FlowModule(tf.Module):
         values = flows.flow_values(dist)
         self.dtype = tf.as_dtype(values[0]["locs"].dtype)
         self.n_dims = int(values[0]["locs"].shape[0])
-        # A private copy of the parameters as variables: the export does not
-        # change when the source model keeps training, and holds no Keras.
-        self.flow = flows.gaussianization_flow(self.n_dims, dtype=self.dtype,
-                                               initial_values=values)
+        # A private copy of the parameters as variables, stacked over the
+        # layers: the export does not change when the source model keeps
+        # training, and holds no Keras.
+        stacked = flows.stack_flow_values(values)
+        self.stacked = [tf.Variable(stacked[p], dtype=self.dtype, trainable=False, name=p)
+                        for p in flows.STACKED_PARAMETERS]
         d = self.n_dims
         shift = np.zeros(d) if shift is None else np.asarray(shift, np.float64).reshape(d)
         scale = np.ones(d) if scale is None else np.asarray(scale, np.float64).reshape(d)
@@ -55,40 +62,49 @@ class FlowModule(tf.Module):
         self.shift = tf.Variable(shift, dtype=self.dtype, trainable=False, name="shift")
         self.scale = tf.Variable(scale, dtype=self.dtype, trainable=False, name="scale")
         spec = tf.TensorSpec([None, d], self.dtype)
-        # The two directions are traced once each; the four signatures call them
-        # (tracing the mixture maths once per layer is what export time is).
-        self._forward_fn = tf.function(self._forward_and_log_det, input_signature=[spec])
-        self._inverse_fn = tf.function(self._inverse, input_signature=[spec])
-        self.log_prob = tf.function(self._log_prob, input_signature=[spec])
-        self.gaussianize = tf.function(self._gaussianize, input_signature=[spec])
-        self.generate = tf.function(self._generate, input_signature=[spec])
-        self.sample = tf.function(self._sample, input_signature=[
-            tf.TensorSpec([], tf.int32), tf.TensorSpec([2], tf.int32)])
+        # The forward is traced once (log_prob and gaussianize call it); the
+        # inverse is the stacked-layer loop (see the module docstring).
+        # Without autograph: the maths is plain TF control flow already, and
+        # converting its call tree was most of the tracing time.
+        def function(fn, signature):
+            return tf.function(fn, input_signature=signature, autograph=False)
+
+        self._forward_fn = function(self._forward_and_log_det, [spec])
+        self.log_prob = function(self._log_prob, [spec])
+        self.gaussianize = function(self._gaussianize, [spec])
+        self.generate = function(self._generate, [spec])
+        self.sample = function(self._sample, [tf.TensorSpec([], tf.int32),
+                                              tf.TensorSpec([2], tf.int32)])
 
     def _forward_and_log_det(self, x):
-        gaussianizer = self.flow.bijector.bijector
         y = (x - self.shift) / self.scale
-        z = gaussianizer.forward(y)
-        log_det = (gaussianizer.forward_log_det_jacobian(y, event_ndims=1)
-                   - tf.reduce_sum(tf.math.log(self.scale)))
-        return z, log_det
+        z, log_det = sampling.gaussianize_stacked(y, *self._stacked_params())
+        return z, log_det - tf.reduce_sum(tf.math.log(self.scale))
 
-    def _inverse(self, z):
-        return self.shift + self.scale * self.flow.bijector.bijector.inverse(z)
+    def _stacked_params(self):
+        """``logits, locs, scales, rotations`` stacked over the layers."""
+        logits, locs, raw_scales, vectors = self.stacked
+        return (tf.convert_to_tensor(logits), tf.convert_to_tensor(locs),
+                tf.math.softplus(raw_scales),
+                householder_rotation.householder_product(tf.convert_to_tensor(vectors)))
 
     def _log_prob(self, x):
         z, log_det = self._forward_fn(x)
-        return {"log_prob": self.flow.distribution.log_prob(z) + log_det}
+        # The flow's base, N(0, I_D).
+        log_normal = -0.5 * tf.reduce_sum(tf.square(z), axis=-1) - self.dtype.as_numpy_dtype(
+            0.5 * self.n_dims * np.log(2.0 * np.pi))
+        return {"log_prob": log_normal + log_det}
 
     def _gaussianize(self, x):
         return {"z": self._forward_fn(x)[0]}
 
     def _generate(self, z):
-        return {"x": self._inverse_fn(z)}
+        x = sampling.invert_stacked(z, *self._stacked_params())
+        return {"x": self.shift + self.scale * x}
 
     def _sample(self, n, seed):
-        z = self.flow.distribution.sample(n, seed=seed)
-        return {"x": self._inverse_fn(z)}
+        x, _ = sampling.draw_stacked(n, seed, *self.stacked)
+        return {"x": self.shift + self.scale * x}
 
 
 def export_saved_model(model_or_distribution, path, *, shift=None, scale=None):

@@ -15,14 +15,15 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from tfp_gauss import _validation
 from tfp_gauss.bijectors import HouseholderRotation, MixtureGaussianCDF
 
 tfb = tfp.bijectors
 tfd = tfp.distributions
 
-__all__ = ["STACKED_PARAMETERS", "flow_from_layers", "flow_from_stacked", "flow_layers",
-           "flow_values", "gaussianization_flow", "gaussianizer", "random_flow_values",
-           "softplus_inverse", "softplus_scales", "stack_flow_values"]
+__all__ = ["STACKED_PARAMETERS", "flow_from_layers", "flow_from_stacked", "flow_gaussianizer",
+           "flow_layers", "flow_values", "gaussianization_flow", "gaussianizer",
+           "random_flow_values", "softplus_inverse", "softplus_scales", "stack_flow_values"]
 
 
 def gaussianizer(layers, name="gaussianizer"):
@@ -76,6 +77,31 @@ def flow_layers(dist):
             "Expected alternating MixtureGaussianCDF and HouseholderRotation layers "
             f"(x -> z order); got {kinds}.")
     return list(zip(parts[0::2], parts[1::2]))
+
+
+def flow_gaussianizer(dist):
+    """The Gaussianizer ``G`` (``x -> z``) of a flow: its ``tfb.Chain`` of layers.
+
+    ``G.forward(x)`` is the latent ``z``, ``G.inverse(z)`` the data point and
+    ``G.forward_log_det_jacobian(x, event_ndims=1)`` the log-det of
+    ``log p(x) = log N(G(x); 0, I) + log|det dG/dx|``. (The flow stores
+    ``Invert(G)``, so this is ``dist.bijector.bijector``, checked.)
+
+    Raises:
+      ValueError: ``dist`` is not a flow built by tfp_gauss (see ``flow_layers``).
+
+    #### Example
+
+    ```python
+    import tfp_gauss
+    from tfp_gauss import flows
+
+    flow = tfp_gauss.gaussianization_flow(2, n_layers=2, n_components=3)
+    z = flows.flow_gaussianizer(flow).forward([[0.5, -1.0]])     # [1, 2] latents
+    ```
+    """
+    flow_layers(dist)  # checks the structure
+    return dist.bijector.bijector
 
 
 def softplus_inverse(scales):
@@ -241,9 +267,10 @@ def random_flow_values(n_dims, n_layers, n_components, *, n_reflections=None, se
     Each marginal starts as an equal-weight mixture with means spread over
     ``[-2.5, 2.5]`` (jittered) and scales equal to the mean spacing, i.e. close
     to a smooth monotone map of standardized data; each rotation has Gaussian
-    reflection vectors (a Haar-like random orthogonal matrix).
+    reflection vectors (a Haar-like random orthogonal matrix). ``seed``: int
+    or ``np.random.Generator``; ``None`` means ``0`` (reproducible).
     """
-    rng = np.random.default_rng(seed)
+    rng = _validation.as_rng(seed)
     n_reflections = n_dims if n_reflections is None else n_reflections
     k = n_components
     spacing = 5.0 / k
@@ -279,7 +306,7 @@ def gaussianization_flow(n_dims, n_layers=8, n_components=8, *, dtype=tf.float32
       n_layers: number of ``[marginal -> rotation]`` layers ``L``.
       n_components: mixture components ``K`` per coordinate.
       dtype: ``tf.float32`` or ``tf.float64``.
-      seed: int seed of the random initialisation.
+      seed: int seed of the random initialisation (``None`` means ``0``).
       initial_values: optional per-layer dicts of initial values (as returned
         by ``flow_values``), e.g. from a greedy RBIG fit; overrides ``seed``.
       name: distribution name.

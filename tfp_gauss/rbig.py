@@ -16,6 +16,9 @@ Reference: Laparra, Camps-Valls & Malo (2011), Iterative Gaussianization: from
 ICA to random rotations. IEEE Trans. Neural Networks 22(4).
 """
 
+import dataclasses
+from typing import Optional
+
 import numpy as np
 import tensorflow as tf
 
@@ -23,7 +26,7 @@ from tfp_gauss import _validation, flows
 from tfp_gauss.bijectors import HouseholderRotation, MixtureGaussianCDF
 from tfp_gauss.math import mixture_em
 
-__all__ = ["fit_rbig"]
+__all__ = ["RBIGInfo", "fit_rbig"]
 
 def _signed(r):
     """``r`` with its last row negated if needed so that ``det r = (-1)^D``.
@@ -88,7 +91,7 @@ def _greedy_layers(x, val, n_layers, n_components, *, rotation, rng, patience, t
     layers, reductions, em_iters, val_scores = [], [], [], []
     for _ in range(n_layers):
         h_np = h.numpy()
-        fit = mixture_em.fit_mixture_em(h_np, n_components, random_state=rng,
+        fit = mixture_em.fit_mixture_em(h_np, n_components, seed=rng,
                                         max_iterations=max_em_iterations,
                                         min_scale_ratio=min_scale_ratio,
                                         tail_scale_ratio=tail_scale_ratio)
@@ -127,10 +130,10 @@ def _greedy_layers(x, val, n_layers, n_components, *, rotation, rng, patience, t
     return layers, info
 
 
-def fit_rbig(x, n_layers=32, n_components=8, *, rotation="pca", random_state=None,
+def fit_rbig(x, n_layers=32, n_components=8, *, rotation="pca", seed=None,
              validation_data=None, validation_split=0.1, patience=4,
              bandwidth_factor=(0.25, 0.5, 1.0), tail_component=False,
-             tol=None, max_em_iterations=200):
+             tol=None, max_em_iterations=200, return_info=False, random_state=None):
     r"""Greedy RBIG fit of a Gaussianization flow, returned as a TFP distribution.
 
     For ``l = 1..L``: fit a per-coordinate Gaussian mixture to the current data
@@ -146,7 +149,7 @@ def fit_rbig(x, n_layers=32, n_components=8, *, rotation="pca", random_state=Non
 
     - *Depth chosen on held-out data.* After each layer the held-out rows
       (``validation_data``, or a ``validation_split`` of ``x`` held out
-      with ``random_state``) are pushed through it and their mean
+      with ``seed``) are pushed through it and their mean
       log-likelihood recorded; fitting stops ``patience`` layers after the
       best one, and the flow is cut back to the best depth. ``n_layers`` is
       then the *most* layers tried.
@@ -180,7 +183,7 @@ def fit_rbig(x, n_layers=32, n_components=8, *, rotation="pca", random_state=Non
       n_layers: maximum number of layers ``L``.
       n_components: mixture components ``K`` per coordinate.
       rotation: ``"pca"`` (default) or ``"random"`` (Haar).
-      random_state: int or ``np.random.Generator``: the held-out split, EM
+      seed: int or ``np.random.Generator``: the held-out split, EM
         initialisation jitter and random rotations. ``None`` means ``0``, so
         a fit is reproducible unless a seed is asked to vary.
       validation_data: optional held-out rows ``[M, D]`` that choose the depth;
@@ -203,14 +206,16 @@ def fit_rbig(x, n_layers=32, n_components=8, *, rotation="pca", random_state=Non
         ``0`` leaves the bare EM floor of 1e-3 std.
       tol: optional information threshold in nats (see above).
       max_em_iterations: cap on EM iterations per layer.
+      return_info: also return what the fit did (``RBIGInfo``).
+      random_state: deprecated name of ``seed``.
 
     Returns:
       ``tfd.TransformedDistribution`` over ``N(0, I_D)`` with constant
-      parameters, and the attribute ``rbig_info`` (dict: per-layer
-      ``total_correlation_reduction`` in nats, ``em_iterations``,
-      the ``bandwidth_factor`` used, and with
-      selection ``validation_log_likelihood`` per layer tried and
-      ``best_n_layers``).
+      parameters; with ``return_info``, ``(flow, info)`` where ``info`` is
+      an ``RBIGInfo``: per-layer ``total_correlation_reduction`` in nats,
+      ``em_iterations``, the ``rotation`` and ``bandwidth_factor`` used, and
+      with selection ``validation_log_likelihood`` per layer tried and
+      ``best_n_layers``.
 
     Raises:
       ValueError: bad data (rank, NaN/inf rows, empty), a constant column,
@@ -227,8 +232,8 @@ def fit_rbig(x, n_layers=32, n_components=8, *, rotation="pca", random_state=Non
 
     x, _ = make_moons(3000, noise=0.08, random_state=0)
     x = ((x - x.mean(0)) / x.std(0)).astype("float32")
-    flow = tfp_gauss.fit_rbig(x, random_state=0)      # depth chosen on 10 % held out
-    print(flow.rbig_info["best_n_layers"], flow.log_prob(x).numpy().mean())  # 22, about -1.75
+    flow, info = tfp_gauss.fit_rbig(x, seed=0, return_info=True)  # depth chosen on 10 % held out
+    print(info.best_n_layers, flow.log_prob(x).numpy().mean())      # 22, about -1.75
     model = tfp_gauss.keras.GaussianizationFlowModel.from_distribution(flow)
     ```
     """
@@ -241,8 +246,7 @@ def fit_rbig(x, n_layers=32, n_components=8, *, rotation="pca", random_state=Non
         raise ValueError(
             f"bandwidth_factor must be a number >= 0 or a sequence of them; got "
             f"{bandwidth_factor!r}.")
-    rng = (random_state if isinstance(random_state, np.random.Generator)
-           else np.random.default_rng(0 if random_state is None else random_state))
+    rng = _validation.as_rng(_validation.renamed_seed(seed, random_state, "fit_rbig"))
     if validation_data is not None:
         val = _validation.check_data(validation_data, n_dims=x.shape[1],
                                      name="validation_data", dtype=x.dtype)
@@ -273,6 +277,19 @@ def fit_rbig(x, n_layers=32, n_components=8, *, rotation="pca", random_state=Non
             best = (score, layers, info)
     _, layers, info = best
     dist = flows.flow_from_layers(layers, name="rbig_flow")
-    # Tuples: a tf.Module would wrap lists into trackable ListWrappers.
-    dist.rbig_info = info
-    return dist
+    return (dist, RBIGInfo(**info)) if return_info else dist
+
+
+@dataclasses.dataclass(frozen=True)
+class RBIGInfo:
+    """What ``fit_rbig(..., return_info=True)`` did (read-only; ``info["key"]`` also works)."""
+
+    total_correlation_reduction: tuple
+    em_iterations: tuple
+    rotation: str
+    bandwidth_factor: float
+    validation_log_likelihood: Optional[tuple] = None
+    best_n_layers: Optional[int] = None
+
+    def __getitem__(self, key):
+        return getattr(self, key)

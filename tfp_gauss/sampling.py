@@ -1,4 +1,10 @@
-"""Fast sampling: the Gaussianizer's inverse over parameters stacked by layer.
+"""Stacked-layer maps: sampling (and ``log p``) over parameters stacked by layer.
+
+``gaussianize_stacked`` / ``log_prob_stacked`` run the closed-form
+direction as one ``tf.while_loop`` over the layers, in a graph traced once
+per dtype for every batch size and model (what ``predict``, ``evaluate``
+and the SavedModel's ``log_prob`` run). The rest of this module is the
+inverse:
 
 ``flow.sample()`` through TFP runs every layer's bijector in turn, so a
 ``tf.function`` of it traces the mixture root-find once per layer (``L``
@@ -26,12 +32,13 @@ import tensorflow_probability as tfp
 from tensorflow_probability.python.internal import samplers
 
 from tfp_gauss.bijectors import householder_rotation
-from tfp_gauss.bijectors import mixture_gaussian_cdf as mgc
+from tfp_gauss.math import mixture_cdf
 from tfp_gauss.math import root_finding
 
 tfb = tfp.bijectors
 
-__all__ = ["invert_stacked", "sample_stacked"]
+__all__ = ["draw_stacked", "gaussianize_stacked", "invert_stacked", "log_prob_stacked",
+           "sample_stacked"]
 
 # Elements per call of the compiled kernel, and its working set.
 _CHUNK = 32768
@@ -39,24 +46,28 @@ _CAPACITY = 4096
 _MAX_ITERATIONS = 100
 
 
-def _solve_chunk_impl(y, member, count, logits, locs, scales, table_x, table_m, use_table):
+def _solve_chunk_impl(y, member, count, logits, locs, scales, table_x, table_m, use_table,
+                      max_iterations):
     """Roots of ``T_m(x) = y`` for the first ``count`` of the ``_CHUNK`` elements.
 
     Args:
       y: ``[_CHUNK]`` targets; ``member``: ``[_CHUNK]`` int32, each element's row
         of the ``[P, K]`` parameters; ``count``: int32 scalar.
-      table_x, table_m: ``[P * _GRID_SIZE]`` Hermite table (``mgc._grid_table``),
+      table_x, table_m: ``[P * GRID_SIZE]`` Hermite table (``mixture_cdf.grid_table``),
         used where ``use_table``; otherwise the start is the weighted mean of
         the component quantiles (how the table's own nodes are solved).
+      max_iterations: int32 scalar, the cap per element (a runtime value).
 
     Returns:
-      ``(x, num_iterations)``, ``[_CHUNK]`` each (0 past ``count``).
+      ``(x, num_iterations, converged)``, ``[_CHUNK]`` each (0, 0, True past
+      ``count``).
     """
     chunk_locs, chunk_scales = tf.gather(locs, member), tf.gather(scales, member)
-    lower, upper, x_scale = mgc._mixture_bracket(y, chunk_locs, chunk_scales)
+    lower, upper, x_scale = mixture_cdf.mixture_bracket(y, chunk_locs, chunk_scales)
     weights = tf.gather(tf.math.softmax(logits, axis=-1), member)
     mean_start = tf.reduce_sum(weights * (chunk_locs + chunk_scales * y[:, tf.newaxis]), -1)
-    initial = tf.where(use_table, mgc._hermite_start(y, member, table_x, table_m), mean_start)
+    table_start = mixture_cdf.hermite_start(y, member, table_x, table_m)
+    initial = tf.where(use_table, table_start, mean_start)
     initial = tf.where(tf.math.is_finite(initial), initial, 0.5 * (lower + upper))
     x = tf.clip_by_value(initial, lower, upper)
 
@@ -64,9 +75,10 @@ def _solve_chunk_impl(y, member, count, logits, locs, scales, table_x, table_m, 
         rows = tf.gather(member, indices)
         return tuple(tf.gather(p, rows) for p in (logits, locs, scales))
 
-    return root_finding._streaming_newton_loop(
-        mgc.mixture_cdf_value, y, x, lower, upper, x_scale, gather_params, _CAPACITY,
-        _MAX_ITERATIONS, size=count)
+    result = root_finding._streaming_newton_loop(
+        mixture_cdf.mixture_cdf_value, y, x, lower, upper, x_scale, gather_params, _CAPACITY,
+        max_iterations, size=count, record_width=False)
+    return result.x, result.num_iterations, result.converged
 
 
 # Traced once per dtype (shapes are left generic); XLA compiles once per (P, K, dtype).
@@ -74,62 +86,79 @@ _solve_chunk = tf.function(_solve_chunk_impl, jit_compile=True, reduce_retracing
                            autograph=False)
 
 
-def _solve_flat(y, member, logits, locs, scales, table_x, table_m, use_table):
-    """``_solve_chunk`` over any number of elements (flat ``y``, ``member``)."""
+def _solve_flat(y, member, logits, locs, scales, table_x, table_m, use_table, max_iterations):
+    """``_solve_chunk`` over any number of elements (flat ``y``, ``member``).
+
+    Returns ``(x, converged)``, flat.
+    """
     n = tf.size(y)
     n_chunks = (n + _CHUNK - 1) // _CHUNK
     pad = [[0, n_chunks * _CHUNK - n]]
     y_chunks = tf.reshape(tf.pad(y, pad), [n_chunks, _CHUNK])
     member_chunks = tf.reshape(tf.pad(member, pad), [n_chunks, _CHUNK])
 
-    def body(i, xs, iterations):
-        x, it = _solve_chunk(y_chunks[i], member_chunks[i], tf.minimum(_CHUNK, n - i * _CHUNK),
-                             logits, locs, scales, table_x, table_m, use_table)
-        return i + 1, xs.write(i, x), iterations.write(i, it)
+    def body(i, xs, converged):
+        x, _, ok = _solve_chunk(y_chunks[i], member_chunks[i],
+                                tf.minimum(_CHUNK, n - i * _CHUNK), logits, locs, scales,
+                                table_x, table_m, use_table, max_iterations)
+        return i + 1, xs.write(i, x), converged.write(i, ok)
 
-    _, xs, iterations = tf.compat.v1.while_loop(
+    _, xs, converged = tf.compat.v1.while_loop(
         lambda i, *_: i < n_chunks, body,
         (tf.constant(0), tf.TensorArray(y.dtype, size=n_chunks, element_shape=[_CHUNK]),
-         tf.TensorArray(tf.int32, size=n_chunks, element_shape=[_CHUNK])),
+         tf.TensorArray(tf.bool, size=n_chunks, element_shape=[_CHUNK])),
         back_prop=False, return_same_structure=True)
-    return (tf.reshape(xs.stack(), [-1])[:n], tf.reshape(iterations.stack(), [-1])[:n])
+    return (tf.reshape(xs.stack(), [-1])[:n], tf.reshape(converged.stack(), [-1])[:n])
 
 
-def _mixture_solver(h, logits, locs, scales):
-    """Root of one layer's mixture CDF map for ``h`` ``[N, D]`` (params ``[D, K]``)."""
+def _mixture_solver(h, logits, locs, scales, max_iterations):
+    """Root of one layer's mixture CDF map for ``h`` ``[N, D]`` (params ``[D, K]``).
+
+    Returns ``(x, converged)``, ``[N, D]`` each. (A table node that did not
+    converge only makes a worse start; the elements' own solves are what
+    is reported.)
+    """
     dtype = h.dtype.as_numpy_dtype
     n_dims = tf.shape(locs)[0]
-    grid_size = mgc._GRID_SIZE
+    grid_size, grid_z = mixture_cdf.GRID_SIZE, dtype(mixture_cdf.GRID_Z)
     z_grid = tf.reshape(tf.broadcast_to(
-        tf.linspace(dtype(-mgc._GRID_Z), dtype(mgc._GRID_Z), grid_size)[:, tf.newaxis],
-        [grid_size, n_dims]), [-1])
+        tf.linspace(-grid_z, grid_z, grid_size)[:, tf.newaxis], [grid_size, n_dims]), [-1])
     grid_member = tf.tile(tf.range(n_dims), [grid_size])
     dummy = tf.zeros([n_dims * grid_size], h.dtype)
     x_grid, _ = _solve_flat(z_grid, grid_member, logits, locs, scales, dummy, dummy,
-                            tf.constant(False))
+                            tf.constant(False), max_iterations)
     x_grid = tf.reshape(x_grid, [grid_size, n_dims])
-    _, log_slope = mgc.mixture_cdf_value(x_grid, logits, locs, scales)
-    table_x, table_m = mgc._grid_table(x_grid, log_slope)
+    _, log_slope = mixture_cdf.mixture_cdf_value(x_grid, logits, locs, scales)
+    table_x, table_m = mixture_cdf.grid_table(x_grid, log_slope)
     member = tf.tile(tf.range(n_dims), [tf.shape(h)[0]])
-    x, _ = _solve_flat(tf.reshape(h, [-1]), member, logits, locs, scales, table_x, table_m,
-                       tf.constant(True))
-    return tf.reshape(x, tf.shape(h))
+    x, converged = _solve_flat(tf.reshape(h, [-1]), member, logits, locs, scales, table_x,
+                               table_m, tf.constant(True), max_iterations)
+    return tf.reshape(x, tf.shape(h)), tf.reshape(converged, tf.shape(h))
 
 
-def _invert_layers(z, logits, locs, scales, rotations):
-    """The inverse over the layers, last layer first (a graph loop; no gradient)."""
+def _invert_layers(z, logits, locs, scales, rotations, max_iterations=_MAX_ITERATIONS):
+    """The inverse over the layers, last layer first (a graph loop; no gradient).
 
-    def body(layer, h):
+    Returns ``(x, unconverged)``: ``[N, D]`` and ``[N]`` int32, each row's
+    number of coordinate solves (over all layers) that stopped at
+    ``max_iterations``.
+    """
+    max_iterations = tf.convert_to_tensor(max_iterations, tf.int32)
+
+    def body(layer, h, unconverged):
         h = tf.matmul(h, rotations[layer])  # the rotation's inverse: rows h -> h Q
-        h = _mixture_solver(h, logits[layer], locs[layer], scales[layer])
-        return layer - 1, h
+        h, converged = _mixture_solver(h, logits[layer], locs[layer], scales[layer],
+                                       max_iterations)
+        unconverged += tf.reduce_sum(tf.cast(~converged, tf.int32), axis=-1)
+        return layer - 1, h, unconverged
 
     # back_prop=False: never differentiated (see `invert_stacked`), and no
     # gradient bookkeeping inside the compiled kernel when a tape is active.
-    _, x = tf.compat.v1.while_loop(lambda layer, h: layer >= 0, body,
-                                   (tf.shape(locs)[0] - 1, z), back_prop=False,
-                                   return_same_structure=True)
-    return x
+    _, x, unconverged = tf.compat.v1.while_loop(
+        lambda layer, *_: layer >= 0, body,
+        (tf.shape(locs)[0] - 1, z, tf.zeros(tf.shape(z)[:1], tf.int32)), back_prop=False,
+        return_same_structure=True)
+    return x, unconverged
 
 
 def _implicit_vjp(x, dx, logits, locs, scales, rotations):
@@ -147,7 +176,7 @@ def _implicit_vjp(x, dx, logits, locs, scales, rotations):
         params = (logits[layer], locs[layer], scales[layer])
         with tf.GradientTape(watch_accessed_variables=False) as tape:
             tape.watch(params)
-            y, log_slope = mgc.mixture_cdf_transform(h, *params)
+            y, log_slope = mixture_cdf.mixture_cdf_transform(h, *params)
         dy = dh * tf.exp(-log_slope)
         grads = tape.gradient(y, params, output_gradients=-dy,
                               unconnected_gradients=tf.UnconnectedGradients.ZERO)
@@ -162,6 +191,80 @@ def _implicit_vjp(x, dx, logits, locs, scales, rotations):
     out = tf.while_loop(lambda layer, *_: layer < n_layers, body,
                         (tf.constant(0), x, dx, *arrays))
     return (out[2],) + tuple(a.stack() for a in out[3:])
+
+
+def gaussianize_stacked(x, logits, locs, scales, rotations):
+    """The Gaussianizer ``z = G(x)`` and ``log|det dG/dx|`` as one loop over stacked layers.
+
+    Layer ``l`` maps rows ``h -> T_l(h) Q_l^T`` (the mixture CDF map per
+    coordinate, then the rotation ``Q_l``); the log-det is the sum of the
+    mixture log-derivatives (rotations add 0). A ``tf.while_loop`` over
+    the layers: the graph (and a SavedModel's export time) does not grow
+    with ``L``. Gradients come from ``mixture_cdf_transform``'s analytic
+    gradient, as in the flow.
+
+    Args:
+      x: ``[N, D]``.
+      logits, locs, scales: ``[L, D, K]``; rotations: ``[L, D, D]``.
+
+    Returns:
+      ``(z, log_det)``: ``[N, D]`` and ``[N]``, what
+      ``flows.flow_gaussianizer(flow_from_stacked(...))`` gives (``forward`` and
+      ``forward_log_det_jacobian(x, event_ndims=1)``) to rounding.
+    """
+
+    def body(layer, h, log_det):
+        y, ld = mixture_cdf.mixture_cdf_transform(h, logits[layer], locs[layer], scales[layer])
+        return layer + 1, tf.matmul(y, rotations[layer], transpose_b=True), (
+            log_det + tf.reduce_sum(ld, axis=-1))
+
+    _, z, log_det = tf.while_loop(
+        lambda layer, *_: layer < tf.shape(locs)[0], body,
+        (tf.constant(0), x, tf.zeros(tf.shape(x)[:1], x.dtype)))
+    return z, log_det
+
+
+def _log_prob_impl(x, logits, locs, raw_scales, vectors):
+    scales = tfb.Softplus().forward(raw_scales)
+    rotations = householder_rotation.householder_product(vectors)
+    z, log_det = gaussianize_stacked(x, logits, locs, scales, rotations)
+    # The flow's base, N(0, I_D).
+    half_log_2pi = x.dtype.as_numpy_dtype(0.5 * np.log(2.0 * np.pi))
+    return (-0.5 * tf.reduce_sum(tf.square(z), axis=-1)
+            - tf.cast(tf.shape(z)[-1], x.dtype) * half_log_2pi + log_det)
+
+
+_LOG_PROB_FNS = {}
+
+
+def log_prob_stacked(x, logits, locs, raw_scales, vectors):
+    """``log p(x)`` of ``flow_from_stacked(logits, locs, raw_scales, vectors)``, one graph.
+
+    The flow's ``log_prob`` (to rounding) from ``gaussianize_stacked``, in a
+    graph traced once per dtype and process for every batch size, ``D``,
+    ``L`` and model (its signature leaves every size unknown), so a new
+    batch size costs no tracing. Called inside another ``tf.function`` it
+    is a function call; under ``jit_compile=True`` XLA inlines it (and, as
+    for any XLA computation, compiles once per input shape).
+
+    Args:
+      x: ``[N, D]``.
+      logits, locs, raw_scales: ``[L, D, K]`` tensors or variables (scales
+        are ``softplus(raw_scales)``); vectors: ``[L, M, D]``.
+
+    Returns:
+      ``[N]`` log densities. Differentiable (the mixture maps' analytic
+      gradient).
+    """
+    x = tf.convert_to_tensor(x)
+    fn = _LOG_PROB_FNS.get(x.dtype)
+    if fn is None:
+        spec = tf.TensorSpec([None, None, None], x.dtype)
+        fn = _LOG_PROB_FNS[x.dtype] = tf.function(
+            _log_prob_impl, input_signature=[tf.TensorSpec([None, None], x.dtype), spec, spec,
+                                             spec, spec], autograph=False)
+    return fn(x, *(tf.convert_to_tensor(p, x.dtype)
+                   for p in (logits, locs, raw_scales, vectors)))
 
 
 def invert_stacked(z, logits, locs, scales, rotations):
@@ -181,7 +284,8 @@ def invert_stacked(z, logits, locs, scales, rotations):
 
     @tf.custom_gradient
     def _invert(z, logits, locs, scales, rotations):
-        x = _invert_layers(*(tf.stop_gradient(t) for t in (z, logits, locs, scales, rotations)))
+        x, _ = _invert_layers(
+            *(tf.stop_gradient(t) for t in (z, logits, locs, scales, rotations)))
 
         def grad(dx):
             return _implicit_vjp(x, dx, logits, locs, scales, rotations)
@@ -191,53 +295,110 @@ def invert_stacked(z, logits, locs, scales, rotations):
     return _invert(z, logits, locs, scales, rotations)
 
 
-def _sample_impl(n, seed, logits, locs, raw_scales, vectors):
+def draw_stacked(n, seed, logits, locs, raw_scales, vectors, max_iterations=_MAX_ITERATIONS):
+    """The graph of ``sample_stacked`` without its gradient, to embed in another graph.
+
+    What a SavedModel's ``sample`` signature runs (``tfp_gauss.export``): the
+    latents the flow's base draws for ``seed``, inverted layer by layer
+    with the root-find in the kernel XLA compiles once per ``(D, K, dtype)``.
+
+    Args:
+      n: int32 scalar; seed: int32 ``[2]`` stateless seed.
+      logits, locs, raw_scales: ``[L, D, K]`` tensors or variables;
+        ``vectors``: ``[L, M, D]``.
+      max_iterations: int32 scalar, the root-find's cap per element.
+
+    Returns:
+      ``(x, unconverged)``: ``[n, D]`` draws and ``[n]`` int32 counts of
+      each draw's coordinate solves that stopped at the cap.
+    """
+    locs = tf.convert_to_tensor(locs)
     # What the flow's base, tfd.Sample(tfd.Normal(0, 1), D), draws for `seed`.
     z = samplers.normal([n, tf.shape(locs)[1]], seed=seed, dtype=locs.dtype)
     scales = tfb.Softplus().forward(raw_scales)
     rotations = householder_rotation.householder_product(vectors)
-    return invert_stacked(z, logits, locs, scales, rotations)
+    return _invert_layers(z, logits, locs, scales, rotations, max_iterations)
 
 
 _SAMPLE_FNS = {}
 
 
-def sample_stacked(n, seed, logits, locs, raw_scales, vectors):
+def sample_stacked(n, seed, logits, locs, raw_scales, vectors, *, max_iterations=_MAX_ITERATIONS,
+                   validate_args=False, return_diagnostics=False):
     """``n`` draws of ``flow_from_stacked(logits, locs, raw_scales, vectors)``.
 
     Equal (to the root-find's tolerance) to that flow's ``sample(n, seed=seed)``:
     the same latents, inverted by ``invert_stacked``. One graph per dtype
-    serves every ``n``, seed and model; the compiled kernel is shared by
-    models with the same ``D``, ``K`` and dtype.
+    serves every ``n``, seed, model and ``max_iterations``; the compiled
+    kernel is shared by models with the same ``D``, ``K`` and dtype.
+
+    Each coordinate of each layer is a root-find of at most
+    ``max_iterations`` steps. A solve that reaches the cap keeps its last
+    iterate (inside its bracket: finite, but not accurate); with
+    ``validate_args`` that is an error, and ``return_diagnostics`` reports
+    how many such solves each draw went through.
 
     Args:
       n: int, the number of draws.
       seed: a stateless seed (int32 ``[2]``) or anything
         ``tfp.random.sanitize_seed`` takes.
       logits, locs, raw_scales: ``[L, D, K]``; ``vectors``: ``[L, M, D]``.
+      max_iterations: int >= 1, cap on each root-find's steps (a runtime
+        value: changing it does not recompile).
+      validate_args: raise ``tf.errors.InvalidArgumentError`` if any solve
+        stopped at the cap (the message says how many, in which draw).
+      return_diagnostics: also return the counts.
 
     Returns:
-      ``[n, D]`` tensor.
+      ``[n, D]`` tensor; with ``return_diagnostics``, ``(x, unconverged)``
+      where ``unconverged`` (``[n]`` int32) counts each draw's coordinate
+      solves, over all layers, that stopped at the cap (0 everywhere when
+      every solve converged).
+
+    #### Example
+
+    ```python
+    from tfp_gauss import flows, sampling
+
+    values = flows.stack_flow_values(flows.random_flow_values(2, 3, 4, seed=0))
+    params = [values[p] for p in flows.STACKED_PARAMETERS]
+    x, unconverged = sampling.sample_stacked(100, 1, *params, return_diagnostics=True)
+    int(unconverged.numpy().sum())      # 0: every root converged
+    ```
     """
+    if int(max_iterations) < 1:
+        raise ValueError(f"max_iterations must be an int >= 1; got {max_iterations!r}.")
     dtype = tf.as_dtype(getattr(locs, "dtype", None) or np.asarray(locs).dtype)
     fn = _SAMPLE_FNS.get(dtype)
     if fn is None:
         spec = tf.TensorSpec([None, None, None], dtype)
+        scalar = tf.TensorSpec([], tf.int32)
         fn = _SAMPLE_FNS[dtype] = tf.function(
-            _sample_impl, input_signature=[tf.TensorSpec([], tf.int32),
-                                           tf.TensorSpec([2], tf.int32), spec, spec, spec,
-                                           spec], autograph=False)
+            draw_stacked, input_signature=[scalar, tf.TensorSpec([2], tf.int32), spec, spec,
+                                           spec, spec, scalar], autograph=False)
     seed = tfp.random.sanitize_seed(seed)
     params = [tf.convert_to_tensor(p, dtype) for p in (logits, locs, raw_scales, vectors)]
-
     # The compiled function is called on constants (no tape records it, so
     # TF builds no gradient bookkeeping inside it); the gradient is attached
-    # here, from the samples.
-    @tf.custom_gradient
-    def _sample(logits, locs, raw_scales, vectors):
-        x = fn(tf.constant(n, tf.int32), seed,
-               *(tf.stop_gradient(p) for p in (logits, locs, raw_scales, vectors)))
+    # below, from the samples.
+    x, unconverged = fn(tf.constant(n, tf.int32), seed,
+                        *(tf.stop_gradient(p) for p in params),
+                        tf.constant(int(max_iterations), tf.int32))
+    if validate_args:
+        failed = tf.reduce_sum(tf.cast(unconverged > 0, tf.int32))
+        check = tf.debugging.Assert(
+            tf.equal(failed, 0),
+            ["sample_stacked: the root-find stopped at max_iterations =", max_iterations,
+             "without converging in", failed, "of", n, "draws (the first is draw",
+             tf.argmax(unconverged, output_type=tf.int32), "with",
+             tf.reduce_max(unconverged), "unconverged coordinate solves). Raise "
+             "max_iterations, or check the parameters (scales spanning many orders of "
+             "magnitude need more bisection steps)."], summarize=1)
+        with tf.control_dependencies([check] if check is not None else []):
+            x = tf.identity(x)
 
+    @tf.custom_gradient
+    def _attach_gradient(logits, locs, raw_scales, vectors):
         def grad(dx):
             with tf.GradientTape(watch_accessed_variables=False) as tape:
                 tape.watch([raw_scales, vectors])
@@ -251,6 +412,7 @@ def sample_stacked(n, seed, logits, locs, raw_scales, vectors):
                 unconnected_gradients=tf.UnconnectedGradients.ZERO)
             return d_logits, d_locs, d_raw, d_vectors
 
-        return x, grad
+        return tf.identity(x), grad
 
-    return _sample(*params)
+    x = _attach_gradient(*params)
+    return (x, unconverged) if return_diagnostics else x

@@ -146,7 +146,7 @@ class _GaussianizationEstimator(BaseEstimator):
 
         if self.max_steps == 0:
             dist = fit_rbig(train, n_layers=self.n_layers, n_components=n_components,
-                            random_state=rng, validation_data=val, validation_split=0.0)
+                            seed=rng, validation_data=val, validation_split=0.0)
             values = flows.flow_values(dist)
             history, n_iter, best_step = {}, 0, 0
         else:

@@ -1,5 +1,7 @@
 """A learnable, exactly orthogonal rotation: a product of Householder reflections."""
 
+import warnings
+
 import numpy as np
 import tensorflow as tf
 from tensorflow_probability.python.internal import (
@@ -152,7 +154,7 @@ class HouseholderRotation(_composite.CompositeBijector):
         if not self.validate_args or is_init == tensor_util.is_ref(self._vectors):
             return []
         v = tf.convert_to_tensor(self._vectors)
-        return [
+        assertions = [
             tf.debugging.assert_all_finite(
                 v, "HouseholderRotation: `vectors` holds NaN or infinity."),
             tf.debugging.assert_positive(
@@ -160,24 +162,28 @@ class HouseholderRotation(_composite.CompositeBijector):
                 message="HouseholderRotation: every reflection vector must be non-zero "
                         "(a zero vector defines no reflection)."),
         ]
+        # Eagerly the checks have run (and raised) already; their results are
+        # eager tensors, which a later graph (tf.function) cannot depend on.
+        return [] if tf.executing_eagerly() else assertions
 
     @classmethod
-    def from_matrix(cls, matrix, n_vectors=None, validate_args=False,
-                    name="householder_rotation"):
+    def from_matrix(cls, matrix, n_reflections=None, validate_args=False,
+                    name="householder_rotation", *, n_vectors=None):
         """Exact Householder representation of an orthogonal matrix.
 
         Column by column, a reflection maps the current column ``c`` to ``e_k``
         (Golub & Van Loan's ``house``, with the cancellation-free formula
         ``c_k - |c| = -|c_{>k}|^2 / (c_k + |c|)``), so ``R = H_1 ... H_r`` with
         ``r <= D`` reflections and ``det R = (-1)^r``. Pairs of equal
-        reflections (which cancel) pad the count to ``n_vectors``.
+        reflections (which cancel) pad the count to ``n_reflections``.
 
         Args:
           matrix: orthogonal ``[D, D]`` array (numpy or tensor), float32/64.
-          n_vectors: number of vectors ``M`` wanted; must have the parity of the
-            determinant, ``(-1)^M = det R``. Default: ``D`` if
-            ``det R = (-1)^D``, else ``D - 1``.
+          n_reflections: number of reflections (vectors) ``M`` wanted; must
+            have the parity of the determinant, ``(-1)^M = det R``. Default:
+            ``D`` if ``det R = (-1)^D``, else ``D - 1``.
           validate_args, name: passed to the constructor.
+          n_vectors: deprecated name of ``n_reflections``.
 
         Returns:
           A ``HouseholderRotation`` whose ``matrix()`` equals ``matrix`` to
@@ -186,8 +192,16 @@ class HouseholderRotation(_composite.CompositeBijector):
         Raises:
           ValueError: ``matrix`` is not square, not orthogonal (``|R^T R - I|``
             above ``1e-4`` in float32 or ``1e-8`` in float64), not finite, or
-            ``n_vectors`` is too small or of the wrong parity.
+            ``n_reflections`` is too small or of the wrong parity.
         """
+        if n_vectors is not None:
+            if n_reflections is not None:
+                raise TypeError("from_matrix: pass `n_reflections` only (`n_vectors` is its "
+                                "deprecated name).")
+            warnings.warn("HouseholderRotation.from_matrix: `n_vectors` is renamed "
+                          "`n_reflections`; `n_vectors` will be removed.", DeprecationWarning,
+                          stacklevel=2)
+            n_reflections = n_vectors
         r = np.asarray(matrix.numpy() if hasattr(matrix, "numpy") else matrix)
         dtype = r.dtype if r.dtype in (np.float32, np.float64) else np.dtype(np.float64)
         if r.ndim != 2 or r.shape[0] != r.shape[1]:
@@ -218,17 +232,18 @@ class HouseholderRotation(_composite.CompositeBijector):
             work -= np.outer(2.0 * v / (v @ v), v @ work)
         # work is now the identity, and R = H_1 ... H_r (each H_i symmetric).
         r_count = len(vectors)
-        if n_vectors is None:
-            n_vectors = d if (d - r_count) % 2 == 0 else max(d - 1, r_count)
-        n_vectors = int(n_vectors)
-        if n_vectors < r_count or (n_vectors - r_count) % 2:
+        if n_reflections is None:
+            n_reflections = d if (d - r_count) % 2 == 0 else max(d - 1, r_count)
+        n_reflections = int(n_reflections)
+        if n_reflections < r_count or (n_reflections - r_count) % 2:
             det = (-1) ** r_count
             raise ValueError(
                 f"from_matrix: this matrix (det {det:+d}) needs {r_count} reflections, or "
-                f"that number plus a multiple of 2; n_vectors={n_vectors} is not possible. "
+                f"that number plus a multiple of 2; n_reflections={n_reflections} is not "
+                "possible. "
                 "A product of M reflections has determinant (-1)^M.")
         pad = np.zeros(d)
         pad[0] = 1.0
-        vectors += [pad] * (n_vectors - r_count)
-        vectors = np.array(vectors, dtype=dtype).reshape(n_vectors, d)
+        vectors += [pad] * (n_reflections - r_count)
+        vectors = np.array(vectors, dtype=dtype).reshape(n_reflections, d)
         return cls(vectors, validate_args=validate_args, name=name)

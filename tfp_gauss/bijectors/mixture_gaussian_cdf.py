@@ -1,6 +1,10 @@
-"""The mixture-of-Gaussians CDF Gaussianizer: ``z = Phi^{-1}(F(x))``."""
+"""The mixture-of-Gaussians CDF Gaussianizer: ``z = Phi^{-1}(F(x))``.
 
-import numpy as np
+The class composes the maths of ``tfp_gauss.math.mixture_cdf`` (the map, its
+gradient and the inverse's starting points) with the root-find of
+``tfp_gauss.math.root_finding``.
+"""
+
 import tensorflow as tf
 import tensorflow_probability as tfp
 from tensorflow_probability.python.internal import (
@@ -12,443 +16,11 @@ from tensorflow_probability.python.internal import (
 
 from tfp_gauss import _validation
 from tfp_gauss.bijectors import _composite
-from tfp_gauss.math import mixture_em, normal, root_finding
+from tfp_gauss.math import mixture_cdf, mixture_em, root_finding
 
 tfb = tfp.bijectors
 
 __all__ = ["MixtureGaussianCDF"]
-
-
-def _sum_to_shape(grad, shape):
-    """Sums a broadcast gradient back to an input's ``shape``."""
-    _, axes = tf.raw_ops.BroadcastGradientArgs(s0=tf.shape(grad), s1=shape)
-    return tf.reshape(tf.reduce_sum(grad, axis=axes), shape)
-
-
-# Parameters per layer (elements of each of logits, locs, scales) from which
-# `mixture_cdf_transform`'s gradient reduces them over the batch as one tensor.
-_STACKED_GRADIENT_MIN_PARAMS = 128
-
-
-@tf.custom_gradient
-def mixture_cdf_transform(x, logits, locs, scales):
-    """``z = Phi^{-1}(F(x))`` and ``log dz/dx``, accurate far into both tails.
-
-    With ``u_k = (x - mu_k) / sigma_k`` and ``w = softmax(logits)``:
-
-      F(x)     = sum_k w_k Phi(u_k),
-      1 - F(x) = sum_k w_k Phi(-u_k).
-
-    Let ``s = +1`` where ``F <= 1 - F`` (the lower half) and ``-1``
-    elsewhere, and ``P = min(F, 1 - F) = Phi(s z)``. Then
-    ``z = s * Phi^{-1}(P)`` takes the inverse from the smaller tail, so
-    neither tail ever rounds ``F`` to 0 or 1. The log-derivative
-
-      log dz/dx = log f(x) - log phi(z),  f(x) = sum_k w_k phi(u_k) / sigma_k,
-
-    is formed without subtracting two huge numbers: dividing both densities by
-    the same tail probability ``P`` gives
-
-      log dz/dx = log(f / P) - log h(s z),
-
-    with the hazard ``h = phi / Phi``, O(1) or O(|z|) in the tails.
-
-    Both sums and ``f`` are formed relative to the nearest component's
-    Gaussian factor (``_scaled_parts``), from ``Phi(-|u_k|) =
-    exp(-u_k^2/2) erfcx(|u_k|/sqrt 2) / 2``: one exponential and one erfcx
-    per component, no term that cancels, and nothing that underflows however
-    far out ``x`` is, so ``P`` and ``f / P`` keep full relative precision in
-    both tails: what log-sum-exps of ``log Phi(u_k)`` give, without their
-    half-dozen logarithms and exponentials per component. Components lighter
-    than 1e-30 (float32; 1e-300 in float64) of the heaviest count as weight 0.
-
-    The gradient is analytic (``tf.custom_gradient``), from the same
-    intermediates. With ``H = h(s z)``, the CDF responsibilities
-    ``r_k = w_k Phi(s u_k) / P``, ``rho_k = w_k phi(u_k) / (sigma_k P)`` (so
-    ``sum_k rho_k = f / P``) and density responsibilities
-    ``q_k = rho_k / sum_j rho_j``:
-
-      dz/dx = sum_k rho_k / H,   dz/dmu_k = -rho_k / H,   dz/dsigma_k = -u_k rho_k / H,
-      dz/dlogit_k = s (r_k - w_k) / H,
-      dlog_det = dlog f + z dz, with
-      dlog f/dx = -sum_k q_k u_k / sigma_k,  dlog f/dmu_k = q_k u_k / sigma_k,
-      dlog f/dsigma_k = q_k (u_k^2 - 1) / sigma_k,  dlog f/dlogit_k = q_k - w_k.
-
-    Every factor is O(1) or O(|u|) in the tails, so the gradient is as safe
-    as the value, and it costs a fraction of a forward pass.
-
-    Args:
-      x: float tensor ``[..., D]`` (any shape broadcasting with the parameters'
-        batch shape).
-      logits, locs, scales: ``[..., D, K]``.
-
-    Returns:
-      ``(z, log_det)``, each of the broadcast shape of ``x`` and the
-      parameters' batch shape.
-    """
-    layout = _Layout(x, logits, locs, scales)
-    parts = _scaled_parts(layout, responsibilities=True)
-    z, log_det = parts["z"], parts["log_det"]
-    x_shape, param_shapes = tf.shape(x), [tf.shape(p) for p in (logits, locs, scales)]
-    static_shapes = [tf.TensorShape(p.shape) for p in (logits, locs, scales)]
-    # Measured under XLA CPU (training step, batch 512, K = 8): reducing the
-    # three parameter gradients as one stacked tensor is 11-18 % faster from
-    # D = 16 up, but slower for a few parameters per layer (D = 2: +25 %).
-    stack_param_grads = (
-        static_shapes[0].is_fully_defined()
-        and static_shapes[0].num_elements() >= _STACKED_GRADIENT_MIN_PARAMS
-        and all(s == static_shapes[0] for s in static_shapes[1:]))
-
-    def grad(dz, dlog_det):
-        expand = layout.expand
-        inv_scales, w, q, r = layout.inv_scales, layout.w, parts["q"], parts["r"]
-        u = layout.u()
-        sign = tf.where(parts["lower"], tf.ones_like(z), -tf.ones_like(z))
-        a = (dz + dlog_det * z) * tf.exp(-parts["log_hazard_zeta"])
-        a_f = a * parts["f_over_tail"]
-        dld_k = expand(dlog_det)
-        q_over_scale = q * inv_scales
-        # rho_k = q_k f / P, so a_k rho_k = q_k (a f / P).
-        g_locs = q_over_scale * (dld_k * u) - q * expand(a_f)
-        g_scales = u * g_locs - dld_k * q_over_scale
-        g_logits = expand(a * sign) * (r - w) + dld_k * (q - w)
-        g_x = a_f - dlog_det * tf.reduce_sum(q_over_scale * u, axis=layout.axis)
-        g_params = [g_logits, g_locs, g_scales]
-        if layout.component_major:
-            g_params = [tf.linalg.matrix_transpose(g) for g in g_params]
-        if stack_param_grads:
-            # The three parameter gradients in one reduction over the batch.
-            stacked = tf.stack(g_params)
-            pad = tf.ones([tf.rank(stacked) - 1 - tf.size(param_shapes[0])], tf.int32)
-            summed = _sum_to_shape(stacked, tf.concat([[3], pad, param_shapes[0]], 0))
-            g_params = [tf.reshape(g, param_shapes[0]) for g in tf.unstack(summed)]
-        else:
-            g_params = [_sum_to_shape(g, shape) for g, shape in zip(g_params, param_shapes)]
-        return [_sum_to_shape(g_x, x_shape)] + list(g_params)
-
-    return (z, log_det), grad
-
-
-# Components lighter than this fraction of the heaviest are dropped (weight
-# 0): every remaining weight is then a normal number, which `_scaled_parts`
-# relies on. They could only matter where F, 1 - F and f all lie below that
-# fraction of the heaviest weight (|z| beyond ~11 in float32, ~37 in float64).
-_RELATIVE_WEIGHT_FLOOR = {tf.float32: 1e-30, tf.float64: 1e-300}
-
-
-class _Layout:
-    """Parameters arranged for the reductions over components.
-
-    Component-major layout ``[..., K, D]``: the reductions over K then add
-    whole D-vectors, and the parameter gradients reduce over the leading
-    sample axes; both vectorize, unlike a trailing axis of size K (~35 %
-    faster training). Parameters without a batch axis keep the trailing K
-    axis.
-    """
-
-    def __init__(self, x, logits, locs, scales):
-        self.component_major = tf.TensorShape(locs.shape).rank != 1
-        if self.component_major:
-            if tf.TensorShape(x.shape).rank == 0:
-                x = x[tf.newaxis]
-            self.axis = -2
-            logits, locs, scales = (tf.linalg.matrix_transpose(p) for p in (logits, locs, scales))
-        else:
-            self.axis = -1
-        self.x, self.locs = x, locs
-        dtype = x.dtype.as_numpy_dtype
-        w = tf.math.softmax(logits, axis=self.axis)
-        keep = w >= dtype(_RELATIVE_WEIGHT_FLOOR[x.dtype]) * tf.reduce_max(
-            w, axis=self.axis, keepdims=True)
-        self.w = tf.where(keep, w, tf.zeros_like(w))
-        self.log_w = tf.where(keep, tf.math.log_softmax(logits, axis=self.axis),
-                              tf.fill(tf.shape(w), dtype(-np.inf)))
-        # Finite even for a scale that underflowed to 0 (u is then 0 at the
-        # mean, not NaN).
-        self.inv_scales = tf.minimum(tf.math.reciprocal(scales), dtype(np.finfo(dtype).max))
-
-    def expand(self, t):
-        """A per-element tensor with a component axis inserted."""
-        return t[..., tf.newaxis, :] if self.component_major else t[..., tf.newaxis]
-
-    def u(self):
-        """The standardized arguments ``u_k = (x - mu_k) / sigma_k``."""
-        return (self.expand(self.x) - self.locs) * self.inv_scales
-
-
-def _scaled_parts(layout, responsibilities):
-    """The forward of ``mixture_cdf_transform`` in plain ops, with its intermediates.
-
-    Plain ops (no custom gradients inside): the custom gradient around it
-    replaces their gradients, and the root-find never differentiates.
-    Returns a dict with, per element, ``z``, ``log_det``, ``lower``
-    (``F <= 1 - F``) and ``log_hazard_zeta`` (``log h(s z)``), and if
-    ``responsibilities`` (what the gradient needs) ``f_over_tail``
-    (``f / P``) and, per component, ``r`` and ``q``.
-
-    It takes one exponential and one erfcx per component.
-
-    With ``alpha_k = log w_k - u_k^2 / 2``, ``c = max_k alpha_k`` and
-    ``E_k = exp(alpha_k - c)`` (at most 1, and 1 for the nearest component),
-    every term is formed relative to ``e^c``:
-
-      w_k Phi(-|u_k|)  = e^c E_k t_k,   t_k = erfcx(|u_k| / sqrt 2) / 2,
-      sqrt(2 pi) f     = e^c sum_k E_k / sigma_k,
-      F     = W_+ + e^c (A_- - A_+),    1 - F = W_- + e^c (A_+ - A_-),
-
-    where ``A_-``, ``W_-`` (``A_+``, ``W_+``) sum ``E_k t_k`` and ``w_k`` over
-    the components with ``u_k <= 0`` (``> 0``). No term cancels
-    (``e^c A_+ <= W_+ / 2``), and where ``W_+ = 0`` the logarithm is taken as
-    ``c + log A_-``, so nothing underflows however far out ``x`` is: this is
-    the log-space result to rounding, at the cost of the direct formulas.
-    It needs every ``w_k`` to be a normal number or 0 (``_Layout`` sees to
-    that), so that ``W_+ > 0`` whenever a component lies below ``x``.
-    """
-    axis, expand = layout.axis, layout.expand
-    dtype = layout.x.dtype.as_numpy_dtype
-    u = layout.u()
-    w = layout.w
-    alpha = layout.log_w - dtype(0.5) * tf.square(u)
-    c = tf.reduce_max(alpha, axis=axis, keepdims=True)
-    finite_c = tf.math.is_finite(c)
-    c = tf.where(finite_c, c, tf.zeros_like(c))
-    e = tf.exp(alpha - c)
-    g = e * (dtype(0.5) * normal.erfcx_nonnegative_value(tf.abs(u) * dtype(normal.INV_SQRT2)))
-    neg = u <= 0
-    zero = tf.zeros_like(g)
-
-    terms = [tf.where(neg, g, zero), tf.where(neg, zero, g), tf.where(neg, w, zero),
-             tf.where(neg, zero, w), e * layout.inv_scales]
-    if responsibilities:
-        # One reduction over the five stacked sums: XLA CPU gives each
-        # separate reduction its own kernel, each re-reading (or recomputing)
-        # its inputs. Measured (XLA CPU, K = 8): the forward + log-det is
-        # ~25 % faster this way, but the root-find's evaluations (inside its
-        # streaming loop, without responsibilities) ~15 % slower.
-        terms = tf.unstack(tf.reduce_sum(tf.stack(terms), axis=axis))
-    else:
-        terms = [tf.reduce_sum(t, axis=axis) for t in terms]
-    a_neg, a_pos, w_neg, w_pos, density = terms
-    c = tf.squeeze(c, axis)
-    e_c = tf.exp(c)
-    # log F - c and log(1 - F) - c, without forming c + log A - c where c is
-    # large (in float32 its rounding would swamp log f/P and r_k far out).
-    lower_rel = tf.where(w_pos > 0, tf.math.log(w_pos + e_c * (a_neg - a_pos)) - c,
-                         tf.math.log(a_neg))
-    upper_rel = tf.where(w_neg > 0, tf.math.log(w_neg + e_c * (a_pos - a_neg)) - c,
-                         tf.math.log(a_pos))
-    lower = lower_rel <= upper_rel
-    tail_rel = tf.minimum(lower_rel, upper_rel)  # log P - c
-    log_tail = c + tail_rel
-    zeta, log_hazard_zeta = normal.ndtri_exp_lower_value(log_tail, return_log_hazard=True)
-    log_f_over_tail = tf.math.log(density) - dtype(normal.HALF_LOG_2PI) - tail_rel
-    z, log_det = tf.where(lower, zeta, -zeta), log_f_over_tail - log_hazard_zeta
-    # Where every u_k^2 overflows (|u| beyond ~1.8e19 in float32) with all
-    # components on one side, the sums above are 0 and z would be +-inf. There
-    # the widest component alone decides: Phi(s z) = w Phi(s u) gives
-    # z = u - log(w) / u + ..., which is u in working precision, and dz/dx = 1 / sigma.
-    # Its parameters are reduced over K only (parameter-sized), so this costs
-    # a few elementwise ops per element.
-    far = tf.squeeze(~finite_c, axis) & ((w_neg == 0) | (w_pos == 0))
-    kept_inv_scales = tf.where(w > 0, layout.inv_scales, tf.fill(tf.shape(w), dtype(np.inf)))
-    widest_inv_scale = tf.reduce_min(kept_inv_scales, axis=axis, keepdims=True)
-    widest_loc = tf.reduce_max(tf.where(tf.equal(kept_inv_scales, widest_inv_scale), layout.locs,
-                                        dtype(-np.inf)), axis=axis)
-    widest_inv_scale = tf.squeeze(widest_inv_scale, axis)
-    z = tf.where(far, (layout.x - widest_loc) * widest_inv_scale, z)
-    log_det = tf.where(far, tf.math.log(widest_inv_scale), log_det)
-    out = dict(z=z, log_det=log_det, log_hazard_zeta=log_hazard_zeta, lower=lower)
-    if responsibilities:
-        out["f_over_tail"] = tf.exp(log_f_over_tail)
-        # r_k = w_k Phi(s u_k) / P: e^c E_k t_k / P on the tail's side (at
-        # most 1 by construction), (w_k - e^c E_k t_k) / P on the other,
-        # where P >= w_k / 2 keeps 1 / P finite unless w_k = 0 (a dropped
-        # component, whose 0 / P must stay 0).
-        lower_k = expand(lower)
-        inv_tail = tf.exp(tf.minimum(-log_tail, dtype(np.log(np.finfo(dtype).max) - 1.0)))
-        out["r"] = tf.where(tf.equal(lower_k, neg), g * expand(tf.exp(-tail_rel)),
-                            (w - expand(e_c) * g) * expand(inv_tail))
-        out["q"] = e * layout.inv_scales / expand(density)
-    return out
-
-
-def mixture_cdf_value(x, logits, locs, scales):
-    """``mixture_cdf_transform`` without its custom gradient, for the root-find loops."""
-    parts = _scaled_parts(_Layout(x, logits, locs, scales), responsibilities=False)
-    return parts["z"], parts["log_det"]
-
-
-# Anchor points mu_k + c * sigma_k at which T is tabulated to start the inverse.
-_ANCHOR_OFFSETS = (-2.0, 0.0, 2.0)
-
-
-def _mixture_bracket(z, locs, scales):
-    """``[min_k(mu_k + sigma_k z), max_k(mu_k + sigma_k z)]`` and ``min_k sigma_k``."""
-    ends = locs + scales * z[..., tf.newaxis]
-    return (tf.reduce_min(ends, axis=-1), tf.reduce_max(ends, axis=-1),
-            tf.reduce_min(scales, axis=-1))
-
-
-def _inverse_bracket(z, logits, locs, scales):
-    """Bracket, start and length scale for the root of ``T(x) = z``.
-
-    ``F(x) = sum_k w_k Phi((x - mu_k) / sigma_k)`` is a convex combination, so
-    ``F`` at ``min_k(mu_k + sigma_k z)`` is at most ``Phi(z)`` and at
-    ``max_k(...)`` at least ``Phi(z)``: the root lies between, in any precision.
-
-    That bracket is then tightened with a table of ``T`` at the anchors
-    ``a = mu_k + c sigma_k`` (``c`` in ``_ANCHOR_OFFSETS``): as ``T`` is
-    increasing, the nearest anchors with ``T(a) <= z`` and ``T(a) >= z`` also
-    bracket the root, and linear interpolation between them is the start.
-    The table costs ``3K`` evaluations per batch member and a few comparisons
-    per element, and cuts the Newton iterations roughly in half.
-    """
-    dtype = z.dtype.as_numpy_dtype
-    lower, upper, x_scale = _mixture_bracket(z, locs, scales)
-    # Anchors [..., M] (M = 3K), evaluated with the sample axis M in front.
-    anchors = tf.concat([locs + dtype(c) * scales for c in _ANCHOR_OFFSETS], axis=-1)
-    rank = tf.rank(anchors)
-    perm_front = tf.concat([[rank - 1], tf.range(rank - 1)], 0)
-    perm_back = tf.concat([tf.range(1, rank), [0]], 0)
-    anchor_z, anchor_log_slope = mixture_cdf_value(
-        tf.transpose(anchors, perm_front), logits, locs, scales)
-    anchor_z = tf.transpose(anchor_z, perm_back)
-    anchor_inv_slope = tf.exp(-tf.transpose(anchor_log_slope, perm_back))
-    zk = z[..., tf.newaxis]
-    below = anchor_z <= zk
-    above = anchor_z >= zk
-    inf = dtype(np.inf)
-    x_lo = tf.reduce_max(tf.where(below, anchors, -inf), -1)
-    z_lo = tf.reduce_max(tf.where(below, anchor_z, -inf), -1)
-    x_hi = tf.reduce_min(tf.where(above, anchors, inf), -1)
-    z_hi = tf.reduce_min(tf.where(above, anchor_z, inf), -1)
-    lower = tf.maximum(lower, x_lo)
-    upper = tf.minimum(upper, x_hi)
-    has_lo = tf.math.is_finite(z_lo)
-    has_hi = tf.math.is_finite(z_hi)
-    inside = has_lo & has_hi & (z_hi > z_lo)
-    frac = tf.where(inside, (z - z_lo) / tf.where(inside, z_hi - z_lo, dtype(1.0)), dtype(0.5))
-    # Outside the table: a Newton step from the outermost anchor.
-    edge = tf.where(has_lo, tf.reduce_max(anchors, -1), tf.reduce_min(anchors, -1))
-    edge_is_max = tf.equal(anchors, edge[..., tf.newaxis])
-    edge_z = tf.reduce_max(tf.where(edge_is_max, anchor_z, -inf), -1)
-    edge_inv_slope = tf.reduce_max(tf.where(edge_is_max, anchor_inv_slope, -inf), -1)
-    outside = tf.where(tf.math.is_finite(edge_z) & tf.math.is_finite(edge_inv_slope),
-                       edge + (z - edge_z) * edge_inv_slope, 0.5 * (lower + upper))
-    initial = tf.where(inside, x_lo + frac * (x_hi - x_lo), outside)
-    return lower, upper, initial, x_scale
-
-
-# The interpolation table of the inverse: T^{-1} at _GRID_SIZE equally spaced
-# z in [-_GRID_Z, _GRID_Z], with its slopes, per batch member.
-_GRID_SIZE = 64
-_GRID_Z = 5.0
-
-
-def _grid_start(z, member, logits, locs, scales):
-    """Starting points from a cubic Hermite table of the inverse.
-
-    ``x_g = T^{-1}(z_g)`` is solved (bracketed Newton) at
-    ``_GRID_SIZE`` equally spaced ``z_g`` per batch member, with the slopes
-    ``dx/dz = 1 / T'(x_g)``; each element then starts from the cubic Hermite
-    interpolant between its two nodes (kept between them, as ``T^{-1}`` is
-    increasing), or from the tangent at the end node beyond the table. The
-    interpolation error is ``O(dz^4)``, so most elements converge after the
-    first Newton step.
-
-    Args:
-      z: targets, any shape.
-      member: int32, shaped like ``z``: the flat index of each element's
-        batch member in ``logits``, ``locs``, ``scales``.
-      logits, locs, scales: ``[P, K]``.
-
-    Returns:
-      The starting points, shaped like ``z``.
-    """
-    dtype = z.dtype.as_numpy_dtype
-    n_members = tf.shape(locs)[0]
-    z_grid = tf.broadcast_to(
-        tf.linspace(dtype(-_GRID_Z), dtype(_GRID_Z), _GRID_SIZE)[:, tf.newaxis],
-        [_GRID_SIZE, n_members])
-    # Started from the weighted mean of the component quantiles (inside the
-    # bracket); the slopes come from the solve's last evaluation, within one
-    # converged Newton step of the node, accurate enough to interpolate.
-    lower, upper, x_scale = _mixture_bracket(z_grid, locs, scales)
-    initial = tf.reduce_sum(tf.math.softmax(logits, axis=-1)
-                            * (locs + scales * z_grid[..., tf.newaxis]), axis=-1)
-    x_grid, _, log_slope = root_finding.bracketed_newton(
-        mixture_cdf_value, z_grid, lower, upper, initial, (logits, locs, scales),
-        x_scale=x_scale, return_log_slope=True)
-    return _hermite_start(z, member, *_grid_table(x_grid, log_slope))
-
-
-def _grid_table(x_grid, log_slope):
-    """Node values and slopes per grid step, ``[P * _GRID_SIZE]`` in member-major order.
-
-    ``x_grid`` and ``log_slope`` (``log T'`` at the nodes) are ``[_GRID_SIZE, P]``.
-    """
-    step = x_grid.dtype.as_numpy_dtype(2.0 * _GRID_Z / (_GRID_SIZE - 1))
-    return (tf.reshape(tf.transpose(x_grid), [-1]),
-            tf.reshape(tf.transpose(tf.exp(-log_slope) * step), [-1]))
-
-
-def _hermite_start(z, member, table_x, table_m):
-    """The cubic Hermite interpolant of ``_grid_table``'s table at ``z`` (see ``_grid_start``)."""
-    dtype = z.dtype.as_numpy_dtype
-    step = dtype(2.0 * _GRID_Z / (_GRID_SIZE - 1))
-    t = (z + dtype(_GRID_Z)) / step
-    cell = tf.clip_by_value(tf.floor(t), dtype(0.0), dtype(_GRID_SIZE - 2))
-    s = t - cell
-    index = member * _GRID_SIZE + tf.cast(cell, tf.int32)
-    x0, x1 = tf.gather(table_x, index), tf.gather(table_x, index + 1)
-    m0, m1 = tf.gather(table_m, index), tf.gather(table_m, index + 1)
-    c = tf.clip_by_value(s, dtype(0.0), dtype(1.0))
-    c2 = c * c
-    hermite = (x0 + c2 * (3.0 - 2.0 * c) * (x1 - x0)
-               + c * (1.0 - c) * ((1.0 - c) * m0 - c * m1))
-    hermite = tf.clip_by_value(hermite, x0, x1)
-    beyond = tf.where(s < 0, x0 + s * m0, x1 + (s - 1.0) * m1)
-    return tf.where((s < 0) | (s > 1), beyond, hermite)
-
-
-def _inverse_start(z, logits, locs, scales, use_grid=None):
-    """Bracket, start and solver options for ``MixtureGaussianCDF._inverse``.
-
-    With many elements per batch member (at least ``4 * _GRID_SIZE``, or an
-    unknown count, as when serving ``sample(n)``) the start comes from the
-    Hermite table of ``_grid_start``, otherwise from the anchor table of
-    ``_inverse_bracket`` (``use_grid`` overrides the choice). The root-find
-    streams the elements through a working set (``gather_params`` gives each
-    element's parameters), so the few slow elements do not make every
-    element pay for their iterations.
-    """
-    k = tf.shape(locs)[-1]
-    batch_shape = tf.shape(locs[..., 0] + scales[..., 0] + logits[..., 0])
-    full_shape = tf.concat([batch_shape, [k]], 0)
-    flat = [tf.reshape(tf.broadcast_to(p, full_shape), [-1, k]) for p in (logits, locs, scales)]
-    n_members = tf.reduce_prod(batch_shape)
-    member = tf.broadcast_to(tf.reshape(tf.range(n_members), batch_shape), tf.shape(z))
-
-    def gather_params(indices):
-        rows = tf.gather(tf.reshape(member, [-1]), indices)
-        return tuple(tf.gather(p, rows) for p in flat)
-
-    static_batch = tf.TensorShape(logits.shape)[:-1]
-    for p in (locs, scales):
-        static_batch = tf.broadcast_static_shape(static_batch, tf.TensorShape(p.shape)[:-1])
-    static_members = static_batch.num_elements()
-    static_size = tf.TensorShape(z.shape).num_elements()
-    if use_grid is None:
-        use_grid = static_members is not None and (
-            static_size is None or static_size >= 4 * _GRID_SIZE * static_members)
-    if use_grid:
-        lower, upper, x_scale = _mixture_bracket(z, locs, scales)
-        grid = _grid_start(z, member, *flat)
-        initial = tf.where(tf.math.is_finite(grid), grid, 0.5 * (lower + upper))
-    else:
-        lower, upper, initial, x_scale = _inverse_bracket(z, logits, locs, scales)
-    options = dict(gather_params=gather_params)
-    return lower, upper, initial, x_scale, options
 
 
 @_composite.register
@@ -478,7 +50,10 @@ class MixtureGaussianCDF(_composite.CompositeBijector):
     1e-300 in float64) of the heaviest count as weight 0. The inverse solves `T(x) = z`
     by Newton's method safeguarded by bisection inside the bracket
     `[min_k(mu_k + sigma_k z), max_k(mu_k + sigma_k z)]`, in a bounded
-    `tf.while_loop` (XLA compatible). For many elements per dimension it
+    `tf.while_loop` (XLA compatible) of at most `max_iterations` steps per
+    element; an element that reaches the cap keeps its last iterate (inside
+    the bracket), is reported by `inverse_diagnostics`, and is an error
+    under `validate_args=True`. For many elements per dimension it
     starts from a cubic Hermite table of the inverse (64 nodes per dimension,
     most elements then converge after one step) and, in graphs, streams the
     elements through a working set, so the few slow ones do not cost a pass
@@ -521,7 +96,7 @@ class MixtureGaussianCDF(_composite.CompositeBijector):
     _cache = cache_util.BijectorCacheWithGreedyAttrs(
         forward_name="_augmented_forward", inverse_name="_augmented_inverse")
 
-    def __init__(self, logits, locs, scales, validate_args=False,
+    def __init__(self, logits, locs, scales, validate_args=False, max_iterations=100,
                  name="mixture_gaussian_cdf"):
         """Builds the bijector.
 
@@ -530,19 +105,25 @@ class MixtureGaussianCDF(_composite.CompositeBijector):
           locs: float ``[..., K]``, component means.
           scales: positive float ``[..., K]``, component standard deviations.
           validate_args: check that scales are positive and every parameter
-            finite (once for tensors, on every call for variables), and that
-            inputs are finite.
+            finite (once for tensors, on every call for variables), that
+            inputs are finite, and that the inverse's root-find converged for
+            every element (see ``inverse_diagnostics``).
+          max_iterations: Python int >= 1, cap on the inverse's
+            Newton/bisection steps per element (typically 1-6 are taken).
           name: name scope of the ops.
 
         Raises:
           ValueError: the three parameters disagree statically on ``K`` or are
-            scalars.
+            scalars, or ``max_iterations`` is below 1.
           TypeError: the parameters' dtype is not float32 or float64.
         """
         parameters = dict(locals())
+        if int(max_iterations) < 1:
+            raise ValueError(f"max_iterations must be an int >= 1; got {max_iterations!r}.")
+        self._max_iterations = int(max_iterations)
         with tf.name_scope(name) as name:
             dtype = dtype_util.common_dtype([logits, locs, scales], dtype_hint=tf.float32)
-            if tf.as_dtype(dtype) not in _RELATIVE_WEIGHT_FLOOR:
+            if tf.as_dtype(dtype) not in mixture_cdf.RELATIVE_WEIGHT_FLOOR:
                 raise TypeError(
                     "MixtureGaussianCDF supports float32 and float64 parameters (its tail "
                     f"numerics are tuned to those two); got {tf.as_dtype(dtype).name}. Cast "
@@ -599,6 +180,11 @@ class MixtureGaussianCDF(_composite.CompositeBijector):
         """Component standard deviations, ``[..., K]``."""
         return self._scales
 
+    @property
+    def max_iterations(self):
+        """Cap on the inverse's root-find steps per element."""
+        return self._max_iterations
+
     @classmethod
     def _is_increasing(cls):
         return True
@@ -615,7 +201,7 @@ class MixtureGaussianCDF(_composite.CompositeBijector):
 
     def _augmented_forward(self, x):
         # log|dz/dx| = log f(x) - log phi(z); see `mixture_cdf_transform`.
-        z, log_det = mixture_cdf_transform(
+        z, log_det = mixture_cdf.mixture_cdf_transform(
             self._finite_input(x, "forward input x"), *self._params())
         return z, {"ildj": -log_det}
 
@@ -629,14 +215,60 @@ class MixtureGaussianCDF(_composite.CompositeBijector):
     def _forward_log_det_jacobian(self, x):
         return -self._augmented_forward(x)[1]["ildj"]
 
-    def _inverse(self, z):
-        z = self._finite_input(z, "inverse input z")
-        logits, locs, scales = self._params()
+    def _broadcast_target(self, z):
+        z = self._finite_input(tf.convert_to_tensor(z, self.dtype), "inverse input z")
+        logits, locs, scales = params = self._params()
         batch_shape = tf.shape(locs[..., 0] + scales[..., 0] + logits[..., 0])
-        z = tf.broadcast_to(z, tf.broadcast_dynamic_shape(tf.shape(z), batch_shape))
+        return tf.broadcast_to(z, tf.broadcast_dynamic_shape(tf.shape(z), batch_shape)), params
+
+    def _inverse(self, z):
+        # Non-convergence: see `inverse_diagnostics`; with validate_args an error.
+        z, params = self._broadcast_target(z)
         return root_finding.invert_increasing(
-            mixture_cdf_transform, z, (logits, locs, scales), _inverse_start,
-            solve_fn=mixture_cdf_value)
+            mixture_cdf.mixture_cdf_transform, z, params, mixture_cdf.inverse_start,
+            solve_fn=mixture_cdf.mixture_cdf_value,
+            max_iterations=self._max_iterations, validate=self.validate_args,
+            what=f"{type(self).__name__} ({self.name}) inverse")
+
+    def inverse_diagnostics(self, z):
+        """The inverse's root-find with its convergence record (no gradient).
+
+        ``inverse(z)`` solves ``T(x) = z`` per element by safeguarded Newton
+        steps, at most ``max_iterations`` each. An element that reaches the
+        cap without converging keeps its last iterate, which lies inside the
+        element's final bracket (finite, between the component quantiles,
+        but not accurate to the working precision); with
+        ``validate_args=True`` the inverse raises
+        ``tf.errors.InvalidArgumentError`` instead, naming how many elements
+        and the first one (under XLA, which has no assertions, those
+        elements are NaN). This method runs the same solve and returns what
+        the inverse does not: how many steps each element took and whether
+        it converged.
+
+        Args:
+          z: ``[..., D]`` latents (as for ``inverse``).
+
+        Returns:
+          ``tfp_gauss.math.root_finding.RootSearchResult`` with fields ``x``
+          (``inverse(z)``), ``num_iterations`` (int32), ``converged`` (bool)
+          and ``bracket_width`` (a bound on each root's error), each shaped
+          like ``x``.
+
+        #### Example
+
+        ```python
+        from tfp_gauss.bijectors import MixtureGaussianCDF
+
+        b = MixtureGaussianCDF([[0., 0.]], [[-2., 1.5]], [[0.5, 0.8]], max_iterations=2)
+        r = b.inverse_diagnostics([[-3.], [0.], [4.]])
+        r.converged, r.num_iterations     # which roots reached the tolerance, in how many steps
+        ```
+        """
+        z, params = self._broadcast_target(z)
+        lower, upper, initial, x_scale, options = mixture_cdf.inverse_start(z, *params)
+        return root_finding.bracketed_newton(
+            mixture_cdf.mixture_cdf_value, z, lower, upper, initial, params,
+            max_iterations=self._max_iterations, x_scale=x_scale, **options)
 
     # The inverse log-det is left to the base class: -fldj(inverse(z)), which
     # differentiates correctly through the implicit gradient of the inverse.
@@ -656,11 +288,13 @@ class MixtureGaussianCDF(_composite.CompositeBijector):
                 self._scales,
                 message="MixtureGaussianCDF: `scales` must be positive (they are "
                         "component standard deviations); got a value <= 0."))
-        return assertions
+        # Eagerly the checks have run (and raised) already; their results are
+        # eager tensors, which a later graph (tf.function) cannot depend on.
+        return [] if tf.executing_eagerly() else assertions
 
     @classmethod
-    def from_data(cls, x, n_components=8, random_state=None, *, max_iterations=500,
-                  validate_args=False, name="mixture_gaussian_cdf"):
+    def from_data(cls, x, n_components=8, seed=None, *, max_iterations=500,
+                  validate_args=False, name="mixture_gaussian_cdf", random_state=None):
         """Maximum-likelihood mixture per dimension, fit by EM.
 
         Every column of ``x`` gets its own ``K``-component mixture, fit by
@@ -672,11 +306,12 @@ class MixtureGaussianCDF(_composite.CompositeBijector):
           x: array-like ``[N, D]``, finite. The parameters take ``x``'s float
             dtype (float32 for integer data).
           n_components: ``K``.
-          random_state: int or ``np.random.Generator`` for the jitter of the
-            initial means; ``None`` is a fixed seed (reproducible).
+          seed: int or ``np.random.Generator`` for the jitter of the
+            initial means; ``None`` means ``0`` (reproducible).
           max_iterations: cap on EM iterations (0 returns the quantile
             initialisation itself).
           validate_args, name: passed to the constructor.
+          random_state: deprecated name of ``seed``.
 
         Returns:
           A ``MixtureGaussianCDF`` with ``[D, K]`` constant parameters.
@@ -698,7 +333,8 @@ class MixtureGaussianCDF(_composite.CompositeBijector):
         ```
         """
         x = _validation.check_data(x, name="x")
-        fit = mixture_em.fit_mixture_em(x, n_components, random_state=random_state,
+        seed = _validation.renamed_seed(seed, random_state, "MixtureGaussianCDF.from_data")
+        fit = mixture_em.fit_mixture_em(x, n_components, seed=seed,
                                         max_iterations=max_iterations)
         return cls(logits=fit["log_weights"], locs=fit["locs"], scales=fit["scales"],
                    validate_args=validate_args, name=name)

@@ -11,6 +11,7 @@ from tensorflow_probability.python.internal import (
 
 from tfp_gauss.bijectors import _composite, householder_rotation
 from tfp_gauss.bijectors import mixture_gaussian_cdf as mgc
+from tfp_gauss.math import mixture_cdf
 
 tfb = tfp.bijectors
 
@@ -104,11 +105,11 @@ def _forward_loop(z, logits, locs, scales, rotations, score):
         if score:
             with tf.GradientTape(watch_accessed_variables=False) as tape:
                 tape.watch(h)
-                y, log_slope = mgc.mixture_cdf_transform(h, *layer_params)
+                y, log_slope = mixture_cdf.mixture_cdf_transform(h, *layer_params)
             dlog_slope = tape.gradient(log_slope, h)
             g = _rotate((g - dlog_slope) * tf.exp(-log_slope), q)
         else:
-            y, log_slope = mgc.mixture_cdf_value(h, *layer_params)
+            y, log_slope = mixture_cdf.mixture_cdf_value(h, *layer_params)
         return layer + 1, _rotate(y, q), fldj + tf.reduce_sum(log_slope, axis=-1), inputs, g
 
     inputs = tf.TensorArray(z.dtype, size=n_layers, element_shape=z.shape)
@@ -133,7 +134,7 @@ def _backward_loop(inputs, dx, dfldj, logits, locs, scales, rotations):
         layer_params = [_layer(p, layer, 3) for p in (logits, locs, scales, rotations)]
         with tf.GradientTape(watch_accessed_variables=False) as tape:
             tape.watch([h] + layer_params)
-            y, log_slope = mgc.mixture_cdf_transform(h, *layer_params[:3])
+            y, log_slope = mixture_cdf.mixture_cdf_transform(h, *layer_params[:3])
             out = _rotate(y, layer_params[3])
         grads = tape.gradient([out, log_slope], [h] + layer_params,
                               output_gradients=[dh, dfldj_d],
@@ -175,7 +176,7 @@ def _layer_partials(h, layer_params):
     h2 = tf.stack([h, h])
     with tf.GradientTape(watch_accessed_variables=False) as tape:
         tape.watch([h2] + both)
-        y2, log_slope2 = mgc.mixture_cdf_transform(h2, *both)
+        y2, log_slope2 = mixture_cdf.mixture_cdf_transform(h2, *both)
     ones, zeros = tf.ones_like(h), tf.zeros_like(h)
     grads = tape.gradient([y2, log_slope2], [h2] + both,
                           output_gradients=[tf.stack([ones, zeros]), tf.stack([zeros, ones])])

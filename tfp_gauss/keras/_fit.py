@@ -187,7 +187,7 @@ def fit_gaussianization_flow(x, n_layers=8, n_components=8, steps=None, batch_si
     else:
         from tfp_gauss.rbig import fit_rbig  # noqa: PLC0415  (rbig builds on this module)
 
-        kwargs = dict(n_layers=n_layers, n_components=n_components, random_state=rng,
+        kwargs = dict(n_layers=n_layers, n_components=n_components, seed=rng,
                       validation_data=validation_data, validation_split=0.0)
         kwargs.update(rbig_kwargs or {})
         rbig = fit_rbig(x, **kwargs)

@@ -128,7 +128,7 @@ class GaussianizationFlowModel(keras.Model):
       n_layers: ``[marginal -> rotation]`` layers ``L``.
       n_components: mixture components ``K``.
       n_reflections: Householder vectors per rotation ``M`` (default ``D``).
-      seed: int seed of the random initialisation.
+      seed: int seed of the random initialisation (``None`` means ``0``).
       **kwargs: ``keras.Model`` arguments (``name``, ``dtype`` such as
         ``"float64"``).
 
@@ -195,9 +195,23 @@ class GaussianizationFlowModel(keras.Model):
         # use, so the distribution stays bound to the live weights.
         return flows.flow_from_stacked(*(w.value for w in self._flow_weights))
 
+    @property
+    def gaussianizer(self):
+        """The Gaussianizer ``G`` (``x -> z``, a ``tfb.Chain``) on the live weights.
+
+        ``gaussianizer.forward(x)`` gives the latents, ``inverse(z)`` the data
+        points (``flows.flow_gaussianizer`` of ``distribution``).
+        """
+        return flows.flow_gaussianizer(self.distribution)
+
     def call(self, x, training=False):
         x = tf.cast(x, self.compute_dtype)
-        return self.distribution.log_prob(x)
+        if training:
+            return self.distribution.log_prob(x)
+        # Inference (`predict`, `evaluate`, `model(x)`): one graph shared by
+        # every batch size and model, so a new batch size does not retrace
+        # the layers (`sampling.log_prob_stacked`).
+        return sampling.log_prob_stacked(x, *(w.value for w in self._flow_weights))
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         del x, y, training
@@ -282,7 +296,7 @@ class GaussianizationFlowModel(keras.Model):
         """
         return self.distribution.log_prob(self._checked(x, "x"))
 
-    def sample(self, n, seed=None):
+    def sample(self, n, seed=None, *, validate_args=False):
         """``n`` draws from the flow, ``[n, D]`` (runs the mixture root-find).
 
         Runs ``tfp_gauss.sampling.sample_stacked``: one graph per dtype for
@@ -292,8 +306,14 @@ class GaussianizationFlowModel(keras.Model):
         Equal, to the root-find's tolerance, to ``distribution.sample(n, seed)``
         for a stateless seed; gradients with respect to the weights follow
         the implicit-function rule.
+
+        A root-find that stops at its iteration cap (100 steps; typically 1-6
+        are taken) leaves that coordinate inaccurate: with ``validate_args``
+        that raises ``tf.errors.InvalidArgumentError``;
+        ``sampling.sample_stacked(..., return_diagnostics=True)`` counts them.
         """
-        return sampling.sample_stacked(int(n), seed, *(w.value for w in self._flow_weights))
+        return sampling.sample_stacked(int(n), seed, *(w.value for w in self._flow_weights),
+                                       validate_args=validate_args)
 
     def get_config(self):
         config = super().get_config()

@@ -9,6 +9,7 @@ and a column stops updating once its mean log-likelihood has converged.
 import numpy as np
 import tensorflow as tf
 
+from tfp_gauss import _validation
 from tfp_gauss.math import normal
 
 __all__ = ["fit_mixture_em", "mixture_log_likelihood"]
@@ -93,7 +94,7 @@ def _initial_parameters(x_sorted, n_components, rng):
     return locs, scales, std
 
 
-def fit_mixture_em(x, n_components, *, random_state=None, max_iterations=500,
+def fit_mixture_em(x, n_components, *, seed=None, max_iterations=500,
                    tol=None, min_scale_ratio=1e-3, tail_scale_ratio=None):
     """Fits a ``K``-component Gaussian mixture to every column of ``x``.
 
@@ -101,7 +102,7 @@ def fit_mixture_em(x, n_components, *, random_state=None, max_iterations=500,
       x: float ``np.ndarray`` of shape ``[N, D]`` (already validated: finite,
         float32 or float64). The fit runs in ``x``'s dtype.
       n_components: ``K``.
-      random_state: int or ``np.random.Generator`` seeding the small jitter of
+      seed: int or ``np.random.Generator`` seeding the small jitter of
         the quantile initialisation. ``None`` uses a fixed seed, so fits are
         reproducible.
       max_iterations: cap on EM iterations.
@@ -145,8 +146,7 @@ def fit_mixture_em(x, n_components, *, random_state=None, max_iterations=500,
             f"{too_few.tolist()} have only {distinct[too_few].tolist()} distinct "
             "value(s). Use fewer components, drop constant columns, or add "
             "dequantisation noise.")
-    rng = (random_state if isinstance(random_state, np.random.Generator)
-           else np.random.default_rng(0 if random_state is None else random_state))
+    rng = _validation.as_rng(seed)
     locs, scales, std = _initial_parameters(x_sorted, n_components, rng)
     min_scale = np.broadcast_to(np.asarray(min_scale_ratio) * std, std.shape)
     min_scale = np.repeat(min_scale[:, None], n_components, axis=1)

@@ -11,10 +11,35 @@ derivatives from the implicit-function theorem at the root,
 where ``dT/dtheta`` is obtained by automatic differentiation of ``T`` itself.
 """
 
+from typing import NamedTuple, Optional
+
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["bracketed_newton", "invert_increasing"]
+__all__ = ["RootSearchResult", "assert_converged", "bracketed_newton", "invert_increasing"]
+
+
+class RootSearchResult(NamedTuple):
+    """What ``bracketed_newton`` found, per element (every field shaped like ``y``).
+
+    Attributes:
+      x: the root; for an element that did not converge, the last iterate
+        (inside the final bracket, so finite, but not accurate).
+      num_iterations: int32, the Newton/bisection steps the element took
+        (0 where the bracket was empty from the start).
+      converged: bool, whether the element met the convergence test; ``False``
+        exactly where it stopped at ``max_iterations`` instead.
+      bracket_width: ``upper - lower`` of the element's final bracket, which
+        holds the root: for a non-converged element, a bound on its error.
+      log_slope: ``fn``'s log slope at the last evaluated point (only with
+        ``return_log_slope``; otherwise ``None``).
+    """
+
+    x: tf.Tensor
+    num_iterations: tf.Tensor
+    converged: tf.Tensor
+    bracket_width: tf.Tensor
+    log_slope: Optional[tf.Tensor] = None
 
 
 def _newton_update(fn, y, x, lower, upper, steps, x_scale, params):
@@ -47,9 +72,9 @@ def _newton_update(fn, y, x, lower, upper, steps, x_scale, params):
 def _newton_loop(fn, y, x, lower, upper, x_scale, params, max_iterations):
     """Iterates every element (vectorized) until all are done.
 
-    Returns ``(x, num_iterations, log_slope)``, the last being ``fn``'s log
-    slope at each element's last evaluated point (``-log x_scale`` where
-    nothing was evaluated).
+    Returns a ``RootSearchResult`` whose ``log_slope`` is ``fn``'s log slope
+    at each element's last evaluated point (``-log x_scale`` where nothing
+    was evaluated).
     """
     steps = tf.stack([upper - lower, upper - lower])
     done = tf.greater_equal(lower, upper)
@@ -69,14 +94,14 @@ def _newton_loop(fn, y, x, lower, upper, x_scale, params, max_iterations):
         num_iterations += tf.cast(active, tf.int32)
         return x, lower, upper, steps, done | new[4], num_iterations, log_slope
 
-    x, _, _, _, _, num_iterations, log_slope = tf.while_loop(
+    x, lower, upper, _, done, num_iterations, log_slope = tf.while_loop(
         cond, body, (x, lower, upper, steps, done, num_iterations, log_slope),
         maximum_iterations=max_iterations)
-    return x, num_iterations, log_slope
+    return RootSearchResult(x, num_iterations, done, upper - lower, log_slope)
 
 
 def _streaming_newton_loop(fn, y, x, lower, upper, x_scale, gather_params, capacity,
-                           max_iterations, size=None):
+                           max_iterations, size=None, record_width=True):
     """The same iteration on a fixed-size working set fed from a queue.
 
     The ``capacity`` slots start with the first elements (in flat order);
@@ -89,7 +114,12 @@ def _streaming_newton_loop(fn, y, x, lower, upper, x_scale, gather_params, capac
     With ``size`` (an int32 scalar tensor), only the first ``size`` elements
     (in flat order) are solved and the rest are returned as 0 with 0
     iterations: a fixed-shape buffer then serves any number of elements,
-    so that XLA compiles the loop once.
+    so that XLA compiles the loop once. ``max_iterations`` may be an int32
+    tensor (a runtime cap, no recompilation).
+
+    Returns a ``RootSearchResult`` (without ``log_slope``; without
+    ``bracket_width`` unless ``record_width``: each recorded field costs a
+    scatter per iteration).
     """
     shape = tf.shape(y)
     total = tf.size(y)
@@ -111,14 +141,17 @@ def _streaming_newton_loop(fn, y, x, lower, upper, x_scale, gather_params, capac
     slot_iterations = tf.zeros([capacity], tf.int32)
     # Entry `total` (past the end) takes the writes of empty slots.
     out_x = tf.zeros([total + 1], y.dtype)
+    # Iteration counts, negated for an element stopped at the cap (which has
+    # taken max_iterations >= 1 steps): one scatter records both.
     out_iterations = tf.zeros([total + 1], tf.int32)
+    out_width = tf.zeros([total + 1] if record_width else [0], y.dtype)
 
     def cond(next_index, index, *_):
         del next_index
         return tf.reduce_any(index < n)
 
     def body(next_index, index, slot_y, slot_x, slot_lo, slot_up, slot_steps, slot_scale,
-             slot_params, slot_done, slot_iterations, out_x, out_iterations):
+             slot_params, slot_done, slot_iterations, out_x, out_iterations, out_width):
         new = _newton_update(fn, slot_y, slot_x, slot_lo, slot_up, slot_steps, slot_scale,
                              slot_params)
         active = tf.logical_not(slot_done)
@@ -126,11 +159,15 @@ def _streaming_newton_loop(fn, y, x, lower, upper, x_scale, gather_params, capac
             tf.where(active, a, b) for a, b in zip(new[:4], (slot_x, slot_lo, slot_up,
                                                             slot_steps)))
         slot_iterations += tf.cast(active, tf.int32)
-        finished = slot_done | new[4] | (slot_iterations >= max_iterations)
+        converged = slot_done | new[4]
+        finished = converged | (slot_iterations >= max_iterations)
         # Write out what finished (empty slots write to the discarded last entry).
         target = tf.where(finished & (index < n), index, total)[:, tf.newaxis]
         out_x = tf.tensor_scatter_nd_update(out_x, target, slot_x)
-        out_iterations = tf.tensor_scatter_nd_update(out_iterations, target, slot_iterations)
+        out_iterations = tf.tensor_scatter_nd_update(
+            out_iterations, target, tf.where(converged, slot_iterations, -slot_iterations))
+        if record_width:
+            out_width = tf.tensor_scatter_nd_update(out_width, target, slot_up - slot_lo)
         # Refill finished slots with the next waiting elements, in order.
         rank = tf.cumsum(tf.cast(finished, tf.int32)) - 1
         index = tf.where(finished, tf.minimum(next_index + rank, n), index)
@@ -148,14 +185,16 @@ def _streaming_newton_loop(fn, y, x, lower, upper, x_scale, gather_params, capac
         slot_done = tf.where(take, fresh[7], finished)
         slot_iterations = tf.where(take, 0, slot_iterations)
         return (next_index, index, slot_y, slot_x, slot_lo, slot_up, slot_steps, slot_scale,
-                slot_params, slot_done, slot_iterations, out_x, out_iterations)
+                slot_params, slot_done, slot_iterations, out_x, out_iterations, out_width)
 
     loop_vars = (tf.minimum(capacity, n), tf.where(index < n, index, n), slot_y, slot_x,
                  slot_lo, slot_up, slot_steps, slot_scale, slot_params, slot_done,
-                 slot_iterations, out_x, out_iterations)
+                 slot_iterations, out_x, out_iterations, out_width)
     result = tf.compat.v1.while_loop(cond, body, loop_vars, back_prop=False,
                                     return_same_structure=True)
-    return tf.reshape(result[-2][:-1], shape), tf.reshape(result[-1][:-1], shape)
+    out_x, out_iterations = (tf.reshape(t[:-1], shape) for t in result[-3:-1])
+    width = tf.reshape(result[-1][:-1], shape) if record_width else None
+    return RootSearchResult(out_x, tf.abs(out_iterations), out_iterations >= 0, width)
 
 
 def bracketed_newton(fn, y, lower, upper, initial, params=(), max_iterations=100,
@@ -175,6 +214,12 @@ def bracketed_newton(fn, y, lower, upper, initial, params=(), max_iterations=100
     a few ulps. The loop is a ``tf.while_loop`` and each element takes at most
     ``max_iterations`` steps, so it compiles under XLA and terminates.
 
+    Non-convergence is reported, not hidden: an element that reaches
+    ``max_iterations`` without meeting the test keeps its last iterate
+    (inside its bracket, so finite) and is marked ``converged = False``,
+    with its final ``bracket_width`` (the root lies in that bracket).
+    ``assert_converged`` turns that into an error.
+
     A vectorized loop evaluates ``fn`` on every element until the slowest one
     has converged. Given ``gather_params``, in a graph (``tf.function``,
     XLA) the iteration instead runs on a working set of ``capacity`` elements
@@ -191,7 +236,8 @@ def bracketed_newton(fn, y, lower, upper, initial, params=(), max_iterations=100
         ``fn(lower) <= y <= fn(upper)``.
       initial: starting point inside the bracket.
       params: extra tensors passed to ``fn``.
-      max_iterations: Python int, cap on the iterations of each element.
+      max_iterations: int (or int32 tensor), cap on the iterations of each
+        element.
       x_scale: positive tensor, the length scale over which ``fn``'s slope
         changes (for a mixture CDF, the smallest component scale); defaults
         to 1.
@@ -205,23 +251,37 @@ def bracketed_newton(fn, y, lower, upper, initial, params=(), max_iterations=100
         without ``gather_params``).
 
     Returns:
-      ``(x, num_iterations)``: the root and the per-element iteration count
-      (int32), both shaped like ``y``; with ``return_log_slope``, also the
-      log slope.
+      A ``RootSearchResult``: the root ``x``, the per-element iteration count
+      (int32), the ``converged`` mask and the final ``bracket_width``, all
+      shaped like ``y``; with ``return_log_slope``, also ``log_slope``.
+
+    #### Example
+
+    ```python
+    import tensorflow as tf
+    from tfp_gauss.math import root_finding
+
+    cube = lambda x: (x**3 + x, tf.math.log(3 * x**2 + 1))     # increasing
+    y = tf.constant([-30.0, 0.5, 10.0])
+    r = root_finding.bracketed_newton(cube, y, lower=-10.0, upper=10.0, initial=0.0)
+    r.x, r.num_iterations, r.converged       # roots, steps, all True
+    capped = root_finding.bracketed_newton(cube, y, -10.0, 10.0, 0.0, max_iterations=1)
+    capped.converged                         # False where one step was not enough
+    ```
     """
+    y = tf.convert_to_tensor(y)
     shape = tf.shape(y)
-    lower = tf.broadcast_to(lower, shape)
-    upper = tf.broadcast_to(upper, shape)
-    x = tf.clip_by_value(tf.broadcast_to(initial, shape), lower, upper)
+    lower, upper, initial = (tf.broadcast_to(tf.cast(t, y.dtype), shape)
+                             for t in (lower, upper, initial))
+    x = tf.clip_by_value(initial, lower, upper)
     x_scale = tf.ones_like(y) if x_scale is None else tf.broadcast_to(x_scale, shape)
     # Eagerly, each loop iteration costs a Python dispatch of every op, and
     # the vectorized loop needs far fewer iterations than the working set.
     if gather_params is None or return_log_slope or tf.executing_eagerly():
         # Elements whose bracket is empty from the start (all components agree)
         # are done, at the common endpoint.
-        x, num_iterations, log_slope = _newton_loop(fn, y, x, lower, upper, x_scale, params,
-                                                    max_iterations)
-        return (x, num_iterations, log_slope) if return_log_slope else (x, num_iterations)
+        result = _newton_loop(fn, y, x, lower, upper, x_scale, params, max_iterations)
+        return result if return_log_slope else result._replace(log_slope=None)
     size = tf.TensorShape(y.shape).num_elements()
     if capacity is None:
         capacity = (max(1024, size // 8) if size is not None else
@@ -232,7 +292,52 @@ def bracketed_newton(fn, y, lower, upper, initial, params=(), max_iterations=100
                                   max_iterations)
 
 
-def invert_increasing(fn, y, params, bracket_fn, max_iterations=100, solve_fn=None):
+def assert_converged(result, y, residual=None, what="root-find"):
+    """An assertion op: every element of ``result`` converged.
+
+    On failure it raises ``tf.errors.InvalidArgumentError`` saying how many
+    elements stopped at the iteration cap and, for the first of them (in
+    flat order), its index, target, last iterate, bracket width and, given
+    ``residual`` (``fn(x) - y`` for every element), its residual. In eager
+    mode and in graphs it raises; XLA has no assertions and compiles it
+    away (``invert_increasing(..., validate=True)`` then also returns NaN for
+    those elements).
+
+    Args:
+      result: a ``RootSearchResult``.
+      y: the targets it solved for.
+      residual: optional ``fn(result.x) - y``, shaped like ``y``.
+      what: the solver's name, for the message.
+
+    Returns:
+      The ``tf.debugging.Assert`` op (``None`` eagerly, where it has run).
+    """
+    failed = tf.reshape(tf.logical_not(result.converged), [-1])
+    first = tf.argmax(tf.cast(failed, tf.int32), output_type=tf.int32)
+
+    def at_first(t):
+        return tf.gather(tf.reshape(t, [-1]), tf.minimum(first, tf.maximum(tf.size(t) - 1, 0)))
+
+    pieces = [(f"{what}: did not converge for", tf.reduce_sum(tf.cast(failed, tf.int32))),
+              ("of", tf.size(failed)),
+              ("elements (stopped at the iteration cap); the first is at flat index", first),
+              ("with target", at_first(y)), ("last iterate", at_first(result.x)),
+              ("bracket width", at_first(result.bracket_width))]
+    if residual is not None:
+        pieces.append(("and residual fn(x) - y", at_first(residual)))
+    advice = ("Raise max_iterations, or check the parameters (scales spanning many orders "
+              "of magnitude need more bisection steps).")
+    if tf.executing_eagerly():
+        if bool(tf.reduce_any(failed)):
+            text = " ".join(f"{label} {value.numpy()}" for label, value in pieces)
+            raise tf.errors.InvalidArgumentError(None, None, f"{text}. {advice}")
+        return None
+    data = [t for piece in pieces for t in piece] + [advice]
+    return tf.debugging.Assert(tf.logical_not(tf.reduce_any(failed)), data, summarize=1)
+
+
+def invert_increasing(fn, y, params, bracket_fn, max_iterations=100, solve_fn=None,
+                      validate=False, what="root-find"):
     """Differentiable elementwise inverse of an increasing map ``fn``.
 
     Args:
@@ -247,6 +352,11 @@ def invert_increasing(fn, y, params, bracket_fn, max_iterations=100, solve_fn=No
       solve_fn: the same map for the loop, where it is never differentiated
         (e.g. without custom-gradient ops, which cost tracing and SavedModel
         export time); defaults to ``fn``, which the gradient uses.
+      validate: an element that stops at ``max_iterations`` is an error
+        (``assert_converged``; under XLA, where assertions compile away,
+        such an element is NaN instead). Otherwise it silently keeps its
+        last iterate (inside the bracket); ``bracketed_newton`` reports it.
+      what: the solver's name in the error message.
 
     Returns:
       ``x`` with ``fn(x) = y``. Gradients with respect to ``y`` and every
@@ -259,8 +369,14 @@ def invert_increasing(fn, y, params, bracket_fn, max_iterations=100, solve_fn=No
     def _inverse(y, *params):
         lower, upper, initial, x_scale, *options = bracket_fn(y, *params)
         options = options[0] if options else {}
-        x, _ = bracketed_newton(solve_fn or fn, y, lower, upper, initial, params,
-                                max_iterations=max_iterations, x_scale=x_scale, **options)
+        result = bracketed_newton(solve_fn or fn, y, lower, upper, initial, params,
+                                  max_iterations=max_iterations, x_scale=x_scale, **options)
+        x = result.x
+        if validate:
+            residual = (solve_fn or fn)(x, *params)[0] - y
+            check = assert_converged(result, y, residual, what)
+            with tf.control_dependencies([check] if check is not None else []):
+                x = tf.where(result.converged, x, tf.constant(np.nan, x.dtype))
 
         def grad(dx):
             with tf.GradientTape(watch_accessed_variables=False) as tape:
