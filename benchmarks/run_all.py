@@ -21,6 +21,7 @@ import _common
 import bench_compare
 import bench_defaults
 import bench_first_call
+import bench_information
 import bench_mixture_cdf
 import bench_rbig
 import bench_training
@@ -35,6 +36,7 @@ BENCHES = {
     "comparison": bench_compare,
     "defaults": bench_defaults,
     "first_call": bench_first_call,
+    "information": bench_information,
 }
 
 
