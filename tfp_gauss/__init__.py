@@ -7,6 +7,8 @@
   ``OneCycleCosine``; ``fit_gaussianization_flow``: the one-call trainer.
 - ``export_saved_model``: a TF SavedModel serving log_prob / sample /
   gaussianize / generate without tfp_gauss.
+- ``tfp_gauss.information``: entropy, total correlation, mutual information
+  and KL divergence estimated through Gaussianization.
 - ``tfp_gauss.sklearn``: ``GaussianizationDensity`` and
   ``GaussianizationTransformer``, scikit-learn estimators (imported on first use).
 """
@@ -19,12 +21,14 @@ from tfp_gauss import keras  # noqa: F401  (submodule only, see __all__)
 from tfp_gauss.keras import fit_gaussianization_flow
 from tfp_gauss.rbig import fit_rbig
 from tfp_gauss.export import export_saved_model
+from tfp_gauss import information  # noqa: F401  (after fit_rbig, which it uses)
 
 # `math` and `keras` stay importable as submodules (`tfp_gauss.keras`) but are
 # not exported: `from tfp_gauss import *` must not shadow the stdlib `math` or
 # the `keras` package.
 __all__ = ["__version__", "bijectors", "datasets", "export_saved_model",
-           "fit_gaussianization_flow", "fit_rbig", "flows", "gaussianization_flow"]
+           "fit_gaussianization_flow", "fit_rbig", "flows", "gaussianization_flow",
+           "information"]
 
 
 def __getattr__(name):
