@@ -5,6 +5,7 @@ import inspect
 import pytest
 
 import tfp_gauss
+from tfp_gauss import information
 from tfp_gauss.bijectors import HouseholderRotation, MixtureGaussianCDF
 from tfp_gauss.keras import GaussianizationFlowModel, OneCycleCosine
 from tfp_gauss.sklearn import GaussianizationDensity, GaussianizationTransformer
@@ -22,6 +23,11 @@ PUBLIC = {
     "flows.flow_from_stacked": tfp_gauss.flows.flow_from_stacked,
     "sklearn.GaussianizationDensity": GaussianizationDensity,
     "sklearn.GaussianizationTransformer": GaussianizationTransformer,
+    "information.entropy": information.entropy,
+    "information.total_correlation": information.total_correlation,
+    "information.mutual_information": information.mutual_information,
+    "information.kl_divergence": information.kl_divergence,
+    "information.marginal_entropy": information.marginal_entropy,
 }
 
 

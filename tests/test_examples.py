@@ -115,3 +115,19 @@ def test_sklearn_gaussianization_example(tmp_path, saved_figures):
         assert flow["max_abs_corr"] < res[marginal]["max_abs_corr"] / 2
         assert flow["gaussian_total_correlation"] < res[marginal]["gaussian_total_correlation"] / 4
         assert flow["anomaly_auc"] > res[marginal]["anomaly_auc"]
+
+
+def test_information_measures_example(tmp_path, saved_figures):
+    res = _load("information_measures").main(
+        ["--n", "600", "--dims", "2", "4", "--reference-rows", "100000",
+         "--out", str(tmp_path / "info.png")])
+    for row in res["rows"]:
+        assert abs(row["tc"] - row["true_tc"]) < 0.15
+        assert row["tc_mapped"] == row["tc"]  # rank-based: monotone maps change nothing
+    ax_h, ax_tc, ax_trace = saved_figures["info.png"].axes
+    assert ax_h.get_title() == "entropy of a Gaussian" and ax_tc.get_title() == "total correlation"
+    np.testing.assert_allclose(ax_tc.get_lines()[0].get_ydata(), [r["true_tc"] for r in res["rows"]])
+    np.testing.assert_allclose(ax_tc.get_lines()[1].get_ydata(), [r["tc"] for r in res["rows"]])
+    assert ax_trace.get_title().startswith("per-layer trace")
+    np.testing.assert_allclose([p.get_height() for p in ax_trace.patches], res["box"]["trace"])
+    np.testing.assert_allclose(ax_trace.get_lines()[0].get_ydata()[-1], res["box"]["tc"])

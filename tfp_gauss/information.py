@@ -65,9 +65,11 @@ _HALF_LOG_2PI_E = 0.5 * np.log(2.0 * np.pi * np.e)
 # standard error (the spread of the estimate over folds, divided by sqrt(folds)).
 _FOLDS = 8
 # fit_rbig settings for information estimates: one scale floor instead of
-# three candidates, and stopping two layers after the best held-out score.
-# On a 10-D Gaussian (N = 5000) they give the same estimates as fit_rbig's
-# defaults within 0.01 nats, three to five times faster.
+# three candidates (3x faster; on 10-D Gaussians with N = 5000 the estimates
+# moved by less than 0.02 nats) and stopping two layers after the best
+# held-out score. Slowly Gaussianized data would gain from more depth: on a
+# uniform 5-D rotated box (N = 5000) the entropy error falls from 0.29 to
+# 0.17 nats with fit_kwargs=dict(patience=4, n_layers=64), at 1.5x the time.
 _FIT_DEFAULTS = dict(bandwidth_factor=0.5, patience=2, max_em_iterations=100)
 
 
@@ -168,7 +170,7 @@ def marginal_entropy(x):
     ```python
     from tfp_gauss import information
     x = np.random.default_rng(0).normal(size=(5000, 2)) * [1.0, 3.0]
-    print(information.marginal_entropy(x))  # about [1.419, 2.518]
+    print(information.marginal_entropy(x))  # [1.426 2.508]; truth [1.419, 2.518]
     ```
     """
     x = _check(x, "x", min_rows=8)
@@ -388,7 +390,7 @@ def entropy(x, *, method="rbig", return_details=False, random_state=None, fit_kw
     from tfp_gauss import information
     cov = np.array([[1.0, 0.8], [0.8, 1.0]])
     x = np.random.default_rng(0).multivariate_normal([0, 0], cov, size=2000)
-    print(information.entropy(x))  # truth 0.5 log det(2 pi e cov) = 2.327
+    print(information.entropy(x))  # 2.332; truth 0.5 log det(2 pi e cov) = 2.327
     ```
     """
     _check_method(method)
@@ -413,7 +415,7 @@ def total_correlation(x, *, method="rbig", return_details=False, random_state=No
     cov = np.array([[1.0, 0.8], [0.8, 1.0]])
     x = np.random.default_rng(0).multivariate_normal([0, 0], cov, size=2000)
     tc = information.total_correlation(x, return_details=True)
-    print(tc.value, tc.standard_error, tc.trace)  # truth -0.5 log(1 - 0.64) = 0.511
+    print(tc.value, tc.standard_error, tc.trace)  # 0.509 0.020 (0.518, -0.012, ...); truth 0.511
     ```
     """
     _check_method(method)
@@ -457,7 +459,7 @@ def mutual_information(x, y, *, method="rbig", return_details=False, random_stat
     rng = np.random.default_rng(0)
     x = rng.normal(size=(2000, 1))
     y = 0.6 * x + 0.8 * rng.normal(size=(2000, 1))
-    print(information.mutual_information(x, np.exp(y)))  # truth -0.5 log(1 - 0.36) = 0.223
+    print(information.mutual_information(x, np.exp(y)))  # 0.214; truth -0.5 log(1 - 0.36) = 0.223
     ```
     """
     _check_method(method)
@@ -519,7 +521,7 @@ def kl_divergence(x, y, *, method="rbig", return_details=False, random_state=Non
     rng = np.random.default_rng(0)
     x = rng.normal(0.5, 1.0, size=(2000, 2))
     y = rng.normal(0.0, 1.0, size=(2000, 2))
-    print(information.kl_divergence(x, y))  # truth 2 * 0.5**2 / 2 = 0.25
+    print(information.kl_divergence(x, y))  # 0.242; truth 2 * 0.5**2 / 2 = 0.25
     ```
     """
     _check_method(method)
