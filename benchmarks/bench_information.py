@@ -105,7 +105,7 @@ def uniform_box_case(d, n, seed):
 def _knn(required=True):
     """The kNN estimators, or ``None`` without infomeasure when not ``required``."""
     try:
-        import infomeasure as im
+        import infomeasure as im  # noqa: PLC0415  (only the benchmark needs it)
     except ImportError:
         if required:
             raise ImportError("bench_information compares with infomeasure's kNN estimators: "
@@ -214,7 +214,7 @@ def run(quick=False, log=print):
 
 
 def _version(name):
-    from importlib import metadata
+    from importlib import metadata  # noqa: PLC0415
 
     return metadata.version(name)
 
@@ -266,7 +266,8 @@ def markdown(res):
         lines += ["", "10-D Gaussian, N = 5,000 (acceptance: |error| <= 5 % of TC and <= 0.1 "
                   "nats on entropy), over seeds:", ""]
         for measure, a in acc.items():
-            parts = [f"{m} mean |error| {a[m]['mean_abs_error']:.3f}, max {a[m]['max_abs_error']:.3f}"
+            parts = [f"{m} mean |error| {a[m]['mean_abs_error']:.3f}, "
+                     f"max {a[m]['max_abs_error']:.3f}"
                      f" ({100 * a[m]['max_relative_error']:.1f} % of truth)"
                      for m in ("rbig", "flow", "knn") if m in a]
             lines.append(f"- {measure} ({a['seeds']} seeds, mean truth {a['mean_truth']:.3f}): "

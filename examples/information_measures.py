@@ -72,9 +72,10 @@ def main(argv=None):
             true_tc=-0.5 * np.linalg.slogdet(r)[1], entropy=est.value,
             entropy_se=est.standard_error, tc=est.parts["total_correlation"],
             tc_mapped=information.total_correlation(mapped)))
-        print(f"D={d:3d}: entropy {rows[-1]['entropy']:8.3f} (truth {rows[-1]['true_entropy']:8.3f})"
-              f"   TC {rows[-1]['tc']:7.3f}, after monotone maps {rows[-1]['tc_mapped']:7.3f}"
-              f" (truth {rows[-1]['true_tc']:7.3f})")
+        r = rows[-1]
+        print(f"D={d:3d}: entropy {r['entropy']:8.3f} (truth {r['true_entropy']:8.3f})"
+              f"   TC {r['tc']:7.3f}, after monotone maps {r['tc_mapped']:7.3f}"
+              f" (truth {r['true_tc']:7.3f})")
 
     # --- 2. per-layer trace on a rotated box ------------------------------
     sides = np.array([2.0, 1.0, 0.5])
