@@ -2,7 +2,7 @@
 
 Tolerances are about three times the largest error measured over four seeds
 at these sizes (N = 2000, D = 3): entropy 0.02, TC 0.013, MI 0.019 and KL
-0.042 nats for ``method="rbig"``; entropy 0.09 for ``method="flow"``.
+0.042 nats for ``method="rbig"``; entropy 0.09 and KL 0.083 for ``method="flow"``.
 """
 
 import numpy as np
@@ -77,9 +77,13 @@ def test_kl_divergence_between_gaussians(gauss):
     y = rng.multivariate_normal(np.zeros(3), R, size=2000)
     shift = np.full(3, 0.5)
     truth = 0.5 * shift @ np.linalg.solve(R, shift)
-    assert abs(information.kl_divergence(gauss + shift, y) - truth) < 0.12
+    # The default, the plug-in, averages over 200 held-out rows: four seeds
+    # gave errors up to 0.083; the rbig estimate up to 0.042.
+    kl = information.kl_divergence(gauss + shift, y, return_details=True)
+    assert kl.method == "flow" and abs(kl.value - truth) < 0.2
+    assert abs(information.kl_divergence(gauss + shift, y, method="rbig") - truth) < 0.12
     # KL(p || p) from two samples of one distribution is about zero.
-    assert abs(information.kl_divergence(gauss, y)) < 0.1
+    assert abs(information.kl_divergence(gauss, y)) < 0.15
 
 
 def test_flow_plug_in(gauss):

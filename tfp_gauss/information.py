@@ -31,12 +31,30 @@ does not accumulate per-layer estimation bias. This is ``method="rbig"``.
 ``H(x) = -mean log q(x)`` over the held-out rows that chose its depth (not
 trained on), ``TC = sum_i H(x_i) - H(x)``.
 
-**The default is ``"rbig"``: it is the more accurate at every size measured**
-(``benchmarks/bench_information.py``; ``benchmarks/results/information.md``).
-On a 10-D Gaussian with random correlation and N = 5,000 (5 seeds), its
-absolute errors are <RBIG10> while the plug-in's are <FLOW10>; the
-plug-in averages over the 10 % held-out rows only and is biased upward by
-``KL(p || q)`` (cross-entropy >= entropy).
+**Defaults, measured** (``benchmarks/bench_information.py``, results in
+``benchmarks/results/information.md``; Gaussians with random correlation, the
+same after monotone maps of each coordinate, and rotated uniform boxes, D = 2
+to 50, N = 1,000 to 20,000):
+
+- entropy, total correlation, mutual information: ``"rbig"``. Mean absolute
+  error over the 18 / 14 / 14 single-seed cells: entropy 0.28 nats (plug-in
+  0.78), TC 0.032 (0.70), MI 0.039 (0.20). On a 10-D Gaussian with N = 5,000
+  (5 seeds): entropy 0.015 (max 0.028) against the plug-in's 0.084 (max
+  0.18); TC 0.022 (max 0.052, 2.2 % of the truth) against 0.107. The
+  plug-in averages over the 10 % held-out rows only, is biased upward by
+  ``KL(p || q)`` (cross-entropy >= entropy), and its marginal misfit after
+  ``exp``/``sinh``/``tanh`` maps costs it 0.5 to 5 nats of TC at D >= 10.
+- KL divergence: ``"flow"``, by a small margin: mean absolute error 0.043
+  against 0.054 over 11 cells, better in 7. ``"rbig"`` was the better at
+  D = 10, N = 5,000 (5 seeds: 0.016 against 0.029) and the plug-in at D = 20
+  and 50 and at N = 1,000 (one seed each: 0.023 / 0.186 / 0.080 against
+  0.047 / 0.257 / 0.169).
+- The defaults beat the kNN estimators (infomeasure's Kozachenko-Leonenko,
+  KSG and kNN KL) in every Gaussian and monotone cell at D >= 10; in TC and
+  MI ``"rbig"``'s error is 11 to several hundred times smaller (median 84x).
+  (``"rbig"`` KL lost to kNN once: D = 10, N = 1,000, 0.169 against 0.146.) None is good on uniform boxes at D >= 5
+  (entropy errors 0.3 to 2.6 nats; kNN 0.4 to 5.9): greedy Gaussianization
+  removes a box's dependence slowly and the held-out depth stops early.
 
 Results are in nats. Each function returns a ``float``; with
 ``return_details=True`` an ``InformationEstimate`` (value, standard error,
@@ -365,8 +383,8 @@ def entropy(x, *, method="rbig", return_details=False, random_state=None, fit_kw
     correlation summed over the layers of a greedy Gaussianization (module
     docstring). ``method="flow"``: the plug-in ``-mean log q(x)`` of the fitted
     flow on held-out rows. The default is the more accurate one measured: on
-    a 10-D Gaussian with N = 5,000, mean absolute error <ENT10>
-    (``benchmarks/results/information.md``).
+    a 10-D Gaussian with N = 5,000 (5 seeds), mean absolute error 0.015 nats
+    against the plug-in's 0.084 (module docstring, ``benchmarks/results/information.md``).
 
     Args:
       x: samples ``[N, D]``: array, DataFrame or tensor (a vector is one column).
@@ -487,14 +505,20 @@ def mutual_information(x, y, *, method="rbig", return_details=False, random_stat
     return _result(mi, se, hxy[4], method, hxy[5], len(x), parts, return_details)
 
 
-def kl_divergence(x, y, *, method="rbig", return_details=False, random_state=None,
+def kl_divergence(x, y, *, method="flow", return_details=False, random_state=None,
                   fit_kwargs=None):
     r"""Kullback–Leibler divergence ``KL(p_x || p_y)`` from samples of each, in nats.
 
     ``KL(p || q) = E_p[log p(x) - log q(x)] = -H(p) - E_p log q(x)``. A
     Gaussianization ``G`` with flow density ``q`` is fitted to ``y``.
 
-    ``method="rbig"`` (default): KL is invariant to the invertible map
+    ``method="flow"`` (default): ``mean log p̂(x) - mean log q(x)`` over the
+    held-out rows of ``x`` (not used to fit either flow), ``p̂`` a flow fitted
+    to ``x``. Measured the more accurate over all benchmark cells by a small
+    margin (mean absolute error 0.043 against 0.054 nats); ``"rbig"`` was the
+    better on 10-D Gaussians with N = 5,000 (0.016 against 0.029, 5 seeds).
+
+    ``method="rbig"``: KL is invariant to the invertible map
     ``G``, and ``G`` sends ``p_y`` to ``N(0, I)``, so with ``z = G(x)``
 
     $$KL(p_x \| p_y) = KL(p_z \| \mathcal N(0, I))
@@ -503,8 +527,7 @@ def kl_divergence(x, y, *, method="rbig", return_details=False, random_state=Non
     the total correlation of ``z`` (greedy RBIG, as in ``total_correlation``)
     plus one-dimensional divergences ``1/2 log 2 pi + 1/2 E z_i^2 - H(z_i)``
     (Laparra et al. 2020). The error then scales with the divergence, not
-    with the entropies. ``method="flow"``: ``mean log p̂(x) - mean log q(x)``
-    over held-out rows of ``x`` (not used to fit either flow).
+    with the entropies.
 
     Args:
       x: samples of ``p`` ``[N, D]``.
@@ -512,7 +535,8 @@ def kl_divergence(x, y, *, method="rbig", return_details=False, random_state=Non
       method, return_details, random_state, fit_kwargs: as for ``entropy``.
 
     Returns:
-      ``float`` in nats, or an ``InformationEstimate`` (``trace``: of the fit to ``z``).
+      ``float`` in nats, or an ``InformationEstimate`` (``trace``: of the fit
+      to ``x`` with ``"flow"``, to ``z`` with ``"rbig"``).
 
     #### Example
 
