@@ -52,9 +52,10 @@ to 50, N = 1,000 to 20,000):
 - The defaults beat the kNN estimators (infomeasure's Kozachenko-Leonenko,
   KSG and kNN KL) in every Gaussian and monotone cell at D >= 10; in TC and
   MI ``"rbig"``'s error is 11 to several hundred times smaller (median 84x).
-  (``"rbig"`` KL lost to kNN once: D = 10, N = 1,000, 0.169 against 0.146.) None is good on uniform boxes at D >= 5
-  (entropy errors 0.3 to 2.6 nats; kNN 0.4 to 5.9): greedy Gaussianization
-  removes a box's dependence slowly and the held-out depth stops early.
+  (``"rbig"`` KL lost to kNN once: D = 10, N = 1,000, 0.169 against 0.146.)
+- No method is good on uniform boxes at D >= 5 (entropy errors 0.3 to 2.6
+  nats; kNN 0.4 to 5.9): greedy Gaussianization removes a box's dependence
+  slowly and the held-out depth stops early.
 
 Results are in nats. Each function returns a ``float``; with
 ``return_details=True`` an ``InformationEstimate`` (value, standard error,
