@@ -27,6 +27,16 @@ dimension, by the m-spacing estimator (Vasicek 1976, with Ebrahimi, Pflughoeft
 bias on a standard normal sample of the same size; the sum of layer reductions
 does not accumulate per-layer estimation bias. This is ``method="rbig"``.
 
+Before the flow is fitted, ``method="rbig"`` replaces each column by its normal
+scores (``Phi^{-1}`` of its ranks): a marginal Gaussianization that leaves the
+total correlation unchanged and is exact where a fitted mixture CDF is not
+(bounded, skewed or heavy-tailed columns; on a 10-D Gaussian pushed through
+``exp``/``sinh``/``tanh`` it cut the TC error from 0.30 to 0.02 nats), and makes
+the TC and MI estimates exactly invariant to monotone maps of the columns. The
+flow's depth is chosen on 10 % held-out rows; the terms above are then
+evaluated on all rows, and ``H(x_i)`` of the original columns by the same
+one-dimensional estimator.
+
 ``method="flow"`` is the plug-in estimate from the same fitted flow ``q``:
 ``H(x) = -mean log q(x)`` over the held-out rows that chose its depth (not
 trained on), ``TC = sum_i H(x_i) - H(x)``.
