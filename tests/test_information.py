@@ -137,6 +137,10 @@ def test_other_bad_inputs(gauss):
         information.entropy(gauss, method="knn")
     with pytest.raises(ValueError, match="rank 2"):
         information.entropy(np.zeros((2, 3, 4)))
+    with pytest.raises(ValueError, match="leaves none"):
+        information.entropy(gauss, method="flow", fit_kwargs=dict(validation_split=0))
+    with pytest.raises(ValueError, match="validation_data is not accepted"):
+        information.entropy(gauss, fit_kwargs=dict(validation_data=gauss))
 
 
 def test_the_module_is_exported_without_rebinding_star_import_names():

@@ -296,7 +296,7 @@ def _normal_scores(x):
     return special.ndtri((ranks - 0.375) / (n + 0.25))  # Blom's plotting positions
 
 
-def _fit(x, rng, fit_kwargs, *, copula=False):
+def _fit(x, rng, fit_kwargs, *, copula=False, need_held_out=False):
     """Greedy RBIG of standardized ``x`` (float64), depth chosen on held-out rows.
 
     With ``copula``, the columns are first replaced by their normal scores
@@ -310,12 +310,18 @@ def _fit(x, rng, fit_kwargs, *, copula=False):
     h = (x - mean) / scale
     kwargs = dict(_FIT_DEFAULTS, random_state=rng)
     kwargs.update(fit_kwargs or {})
-    if "validation_data" not in kwargs:
-        h, held_out = _validation.holdout_split(
-            h, kwargs.pop("validation_split", 0.1), rng, name="information")
-        kwargs.update(validation_data=held_out)
-    flow = fit_rbig(h, **kwargs)
-    return _Fit(flows.flow_layers(flow), kwargs["validation_data"], mean, scale, copula)
+    if "validation_data" in kwargs:
+        raise ValueError(
+            "fit_kwargs: validation_data is not accepted (the held-out rows are standardized "
+            "and, for method='rbig', rank-transformed with the rest); use validation_split.")
+    h, held_out = _validation.holdout_split(
+        h, kwargs.pop("validation_split", 0.1), rng, name="information")
+    if need_held_out and held_out is None:
+        raise ValueError(
+            "method='flow' averages log q over held-out rows; fit_kwargs validation_split=0 "
+            "leaves none. Use a validation_split > 0 or method='rbig'.")
+    flow = fit_rbig(h, validation_data=held_out, validation_split=0.0, **kwargs)
+    return _Fit(flows.flow_layers(flow), held_out, mean, scale, copula)
 
 
 def _rbig_terms(fit, h):
@@ -378,7 +384,7 @@ def _joint_entropy_tc(x, method, rng, fit_kwargs):
                                         - _tc_of_rows(fit, fit.standardize(r))), x, rng)
         parts = dict(parts, total_correlation=tc, marginal_entropies=marg)
         return marg - tc, tc, se_h, se, trace, fit, parts
-    fit = _fit(x, rng, fit_kwargs)
+    fit = _fit(x, rng, fit_kwargs, need_held_out=True)
     h = fit.standardize(x)
     log_scale = float(np.sum(np.log(fit.scale)))
     held = fit.held_out
@@ -580,7 +586,7 @@ def kl_divergence(x, y, *, method="flow", return_details=False, random_state=Non
         kl = tc + float(np.sum(marg))
         parts = dict(parts, marginal_divergences=float(np.sum(marg)))
         return _result(kl, se, trace, method, fit, len(x), parts, return_details)
-    fit_x = _fit(x, rng, fit_kwargs)
+    fit_x = _fit(x, rng, fit_kwargs, need_held_out=True)
     held = fit_x.held_out * fit_x.scale + fit_x.mean
     log_p = fit_x.log_prob(fit_x.standardize(held)) - np.sum(np.log(fit_x.scale))
     log_q = fit_y.log_prob(fit_y.standardize(held)) - np.sum(np.log(fit_y.scale))
