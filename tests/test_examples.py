@@ -127,3 +127,20 @@ def test_variational_inference_example(tmp_path, saved_figures):
     assert [t.get_text() for t in funnel.get_legend().get_texts()] == list(res["ess_per_grad"])
     assert ess.get_ylabel() == "ESS / grad"
     assert all(np.isfinite(v).all() for v in res["ess_per_grad"].values())
+
+
+def test_information_measures_example(tmp_path, saved_figures):
+    res = _load("information_measures").main(
+        ["--n", "600", "--dims", "2", "4", "--reference-rows", "100000",
+         "--out", str(tmp_path / "info.png")])
+    for row in res["rows"]:
+        assert abs(row["tc"] - row["true_tc"]) < 0.15
+        assert row["tc_mapped"] == row["tc"]  # rank-based: monotone maps change nothing
+    ax_h, ax_tc, ax_trace = saved_figures["info.png"].axes
+    assert ax_h.get_title() == "entropy of a Gaussian" and ax_tc.get_title() == "total correlation"
+    truth, estimate = ax_tc.get_lines()[:2]
+    np.testing.assert_allclose(truth.get_ydata(), [r["true_tc"] for r in res["rows"]])
+    np.testing.assert_allclose(estimate.get_ydata(), [r["tc"] for r in res["rows"]])
+    assert ax_trace.get_title().startswith("per-layer trace")
+    np.testing.assert_allclose([p.get_height() for p in ax_trace.patches], res["box"]["trace"])
+    np.testing.assert_allclose(ax_trace.get_lines()[0].get_ydata()[-1], res["box"]["tc"])

@@ -10,6 +10,8 @@
 - ``tfp_gauss.vi``: ``gaussianization_surrogate``, a variational surrogate
   (closed-form sampling, path-derivative ELBO gradient) for
   ``tfp.vi.fit_surrogate_posterior`` and NeuTra.
+- ``tfp_gauss.information``: entropy, total correlation, mutual information
+  and KL divergence estimated through Gaussianization.
 - ``tfp_gauss.sklearn``: ``GaussianizationDensity`` and
   ``GaussianizationTransformer``, scikit-learn estimators (imported on first use).
 """
@@ -23,12 +25,14 @@ from tfp_gauss.keras import fit_gaussianization_flow
 from tfp_gauss.rbig import fit_rbig
 from tfp_gauss.export import export_saved_model
 from tfp_gauss import vi  # noqa: E402  (after flows: vi imports it)
+from tfp_gauss import information  # noqa: F401  (after fit_rbig, which it uses)
 
 # `math` and `keras` stay importable as submodules (`tfp_gauss.keras`) but are
 # not exported: `from tfp_gauss import *` must not shadow the stdlib `math` or
 # the `keras` package.
 __all__ = ["__version__", "bijectors", "datasets", "export_saved_model",
-           "fit_gaussianization_flow", "fit_rbig", "flows", "gaussianization_flow", "vi"]
+           "fit_gaussianization_flow", "fit_rbig", "flows", "gaussianization_flow",
+           "information", "vi"]
 
 
 def __getattr__(name):
