@@ -85,12 +85,14 @@ def _greedy_layers(x, val, n_layers, n_components, *, rotation, rng, patience, t
                    max_em_iterations, min_scale_ratio, tail_scale_ratio):
     """The greedy layer loop of ``fit_rbig`` for one scale floor; ``(layers, info)``."""
     dtype = x.dtype
-    h = tf.constant(x)
-    h_val = None if val is None else tf.constant(val)
+    # Training and held-out rows go through each layer as one batch: one
+    # compiled program per data shape (two shapes cost a second XLA compile).
+    n_train = len(x)
+    h = tf.constant(x if val is None else np.concatenate([x, val]))
     log_det_val = 0.0
     layers, reductions, em_iters, val_scores = [], [], [], []
     for _ in range(n_layers):
-        h_np = h.numpy()
+        h_np = h.numpy()[:n_train]
         fit = mixture_em.fit_mixture_em(h_np, n_components, seed=rng,
                                         max_iterations=max_em_iterations,
                                         min_scale_ratio=min_scale_ratio,
@@ -103,18 +105,19 @@ def _greedy_layers(x, val, n_layers, n_components, *, rotation, rng, patience, t
         params = (mixture.logits, mixture.locs, tf.convert_to_tensor(mixture.scales))
         var = h_np.astype(np.float64).var(axis=0)
         reduction = float(np.sum(0.5 * np.log(2 * np.pi * np.e * var) + fit["log_likelihood"]))
-        z = _marginal_forward(h, *params)
-        r = _rotation_matrix(z.numpy(), rotation, rng)
+        if val is None:
+            z = _marginal_forward(h, *params)
+        else:
+            z, log_det = _marginal_forward_log_det(h, *params)
+        r = _rotation_matrix(z.numpy()[:n_train], rotation, rng)
         rot = HouseholderRotation.from_matrix(r.astype(dtype))
         h = rot.forward(z)
         layers.append((mixture, rot))
         reductions.append(reduction)
         em_iters.append(int(fit["iterations"].max()))
-        if h_val is not None:
-            z_val, ld = _marginal_forward_log_det(h_val, *params)
-            h_val = rot.forward(z_val)
-            log_det_val = log_det_val + ld.numpy().astype(np.float64)
-            score = float(np.mean(_std_normal_log_prob(h_val.numpy()) + log_det_val))
+        if val is not None:
+            log_det_val = log_det_val + log_det.numpy()[n_train:].astype(np.float64)
+            score = float(np.mean(_std_normal_log_prob(h.numpy()[n_train:]) + log_det_val))
             # A non-finite held-out score is never the best.
             val_scores.append(score if np.isfinite(score) else -np.inf)
             if len(val_scores) - 1 - int(np.argmax(val_scores)) >= patience:

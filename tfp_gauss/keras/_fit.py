@@ -113,7 +113,8 @@ def fit_gaussianization_flow(x, n_layers=8, n_components=8, steps=None, batch_si
         model is not changed. ``n_layers`` and ``n_components`` are then
         taken from it.
       validation_data: optional held-out rows ``[M, D]``.
-      seed: int seed for the held-out split, initialisation and batch order.
+      seed: int seed for the held-out split, initialisation and batch order
+        (``None`` means ``0``: the fit is reproducible unless asked to vary).
       verbose: Keras verbosity (1: progress bar); ``>= 1`` also prints what
         was held out and the best step.
       validation_split: fraction of ``x`` held out when ``validation_data``
@@ -166,7 +167,7 @@ def fit_gaussianization_flow(x, n_layers=8, n_components=8, steps=None, batch_si
         raise ValueError(
             "init must be 'random', 'rbig', a GaussianizationFlowModel or a flow built by "
             f"tfp_gauss (to continue training it); got {init!r}.")
-    rng = np.random.default_rng(seed)
+    rng = _validation.as_rng(seed)
     if validation_data is not None:
         validation_data = _validation.check_data(
             validation_data, n_dims=n_dims, name="validation_data", dtype=np.dtype(dtype))
@@ -208,7 +209,7 @@ def fit_gaussianization_flow(x, n_layers=8, n_components=8, steps=None, batch_si
         stop = _KeepBest(val_ds, patience=max(1, -(-patience // steps_per_epoch)),
                          steps_per_epoch=steps_per_epoch)
         callbacks.append(stop)
-    batch_seed = None if seed is None else int(rng.integers(2**31))
+    batch_seed = int(rng.integers(2**31))
     history = model.fit(
         _batches(x, batch_size, batch_seed), epochs=epochs, steps_per_epoch=steps_per_epoch,
         validation_data=val_ds, callbacks=callbacks, verbose=verbose,
