@@ -366,10 +366,15 @@ class GaussianizationTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMix
 
     fit.__doc__ = _GaussianizationEstimator.fit.__doc__
 
+    def _gaussianizer(self):
+        from tfp_gauss import flows  # noqa: PLC0415  (TF loads on first use)
+
+        return flows.flow_gaussianizer(self._flow64)
+
     def transform(self, X):
         """``z = G((x - m)/s)``: ``[n_samples, D]`` -> ``[n_samples, D]`` float64."""
         y = self._standardized(X)
-        return self._flow64.bijector.bijector.forward(y).numpy()
+        return self._gaussianizer().forward(y).numpy()
 
     def inverse_transform(self, X):
         """``x = m + s G^{-1}(z)`` (the mixture root-find): ``[n_samples, D]`` float64."""
@@ -380,5 +385,5 @@ class GaussianizationTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMix
             raise ValueError(
                 f"X has {z.shape[1]} features, but {type(self).__name__} is expecting "
                 f"{self.n_features_in_} features as input.")
-        y = self._flow64.bijector.bijector.inverse(np.asarray(z, np.float64)).numpy()
+        y = self._gaussianizer().inverse(np.asarray(z, np.float64)).numpy()
         return self.mean_ + self.scale_ * y
