@@ -21,9 +21,10 @@ from tfp_gauss.bijectors import HouseholderRotation, MixtureGaussianCDF
 tfb = tfp.bijectors
 tfd = tfp.distributions
 
-__all__ = ["STACKED_PARAMETERS", "flow_from_layers", "flow_from_stacked", "flow_gaussianizer",
-           "flow_layers", "flow_values", "gaussianization_flow", "gaussianizer",
-           "random_flow_values", "softplus_inverse", "softplus_scales", "stack_flow_values"]
+__all__ = ["STACKED_PARAMETERS", "check_flow_arguments", "flow_from_layers", "flow_from_stacked",
+           "flow_gaussianizer", "flow_layers", "flow_values", "gaussianization_flow",
+           "gaussianizer", "random_flow_values", "softplus_inverse", "softplus_scales",
+           "stack_flow_values"]
 
 
 def gaussianizer(layers, name="gaussianizer"):
@@ -286,6 +287,21 @@ def random_flow_values(n_dims, n_layers, n_components, *, n_reflections=None, se
     return [{name: np.asarray(v, dtype) for name, v in layer.items()} for layer in values]
 
 
+def check_flow_arguments(dtype, **sizes):
+    """``tf.as_dtype(dtype)`` after checking it is float32/float64 and every size is >= 1.
+
+    Raises:
+      ValueError: another dtype, or a size below 1 (the message names them).
+    """
+    dtype = tf.as_dtype(dtype)
+    if dtype not in (tf.float32, tf.float64):
+        raise ValueError(f"dtype must be float32 or float64; got {dtype.name}.")
+    if min(sizes.values()) < 1:
+        raise ValueError(f"{', '.join(sizes)} must be >= 1; got "
+                         f"{', '.join(str(v) for v in sizes.values())}.")
+    return dtype
+
+
 def gaussianization_flow(n_dims, n_layers=8, n_components=8, *, dtype=tf.float32,
                          seed=None, initial_values=None, name="gaussianization_flow"):
     r"""A trainable Gaussianization flow as a ``tfd.TransformedDistribution``.
@@ -340,12 +356,8 @@ def gaussianization_flow(n_dims, n_layers=8, n_components=8, *, dtype=tf.float32
     samples = flow.sample(5, seed=1)          # [5, 2], via the root-find
     ```
     """
-    dtype = tf.as_dtype(dtype)
-    if dtype not in (tf.float32, tf.float64):
-        raise ValueError(f"dtype must be float32 or float64; got {dtype.name}.")
-    if min(n_dims, n_layers, n_components) < 1:
-        raise ValueError("n_dims, n_layers and n_components must be >= 1; got "
-                         f"{n_dims}, {n_layers}, {n_components}.")
+    dtype = check_flow_arguments(dtype, n_dims=n_dims, n_layers=n_layers,
+                                 n_components=n_components)
     if initial_values is None:
         initial_values = random_flow_values(n_dims, n_layers, n_components, seed=seed,
                                             dtype=dtype.as_numpy_dtype)

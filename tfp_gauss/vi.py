@@ -45,7 +45,7 @@ from tfp_gauss.bijectors.stacked_gaussianizer import (
     StackedGaussianizer,
     stacked_forward,
 )
-from tfp_gauss.flows import softplus_inverse
+from tfp_gauss.flows import check_flow_arguments, softplus_inverse
 
 tfb = tfp.bijectors
 tfd = tfp.distributions
@@ -206,12 +206,8 @@ def gaussianization_surrogate(event_size, n_layers=16, n_components=8, *, loc=No
     x, log_q = q.experimental_sample_and_log_prob(5, seed=1)   # [5, 2], [5]
     ```
     """
-    dtype = tf.as_dtype(dtype)
-    if dtype not in (tf.float32, tf.float64):
-        raise ValueError(f"dtype must be float32 or float64; got {dtype.name}.")
-    if min(event_size, n_layers, n_components) < 1:
-        raise ValueError("event_size, n_layers and n_components must be >= 1; got "
-                         f"{event_size}, {n_layers}, {n_components}.")
+    dtype = check_flow_arguments(dtype, event_size=event_size, n_layers=n_layers,
+                                 n_components=n_components)
     np_dtype = dtype.as_numpy_dtype
     batch_shape = tuple(int(b) for b in batch_shape)
     if affine is None:
