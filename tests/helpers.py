@@ -60,3 +60,51 @@ def flow_log_prob_reference(values, x):
         log_det += ld.sum(-1)
         h = h @ householder_reference(layer["vectors"]).T
     return -0.5 * np.sum(h**2, -1) - 0.5 * h.shape[1] * np.log(2 * np.pi) + log_det
+
+
+def conditioner_reference(h, mask, weights, n_components, bound=3.0):
+    """Float64 coupling parameters' offsets ``[N, D, 3, K]`` (numpy; exact GELU via erf)."""
+    out = np.where(np.asarray(mask) > 0, np.asarray(h, np.float64), 0.0)
+    weights = [np.asarray(w, np.float64) for w in weights]
+    n_dense = len(weights) // 2
+    for i in range(n_dense):
+        out = out @ weights[2 * i] + weights[2 * i + 1]
+        if i < n_dense - 1:
+            out = 0.5 * out * (1.0 + special.erf(out / np.sqrt(2.0)))
+    out = out.reshape(out.shape[0], -1, 3, n_components)
+    return out * (1.0 - np.asarray(mask, np.float64))[:, None, None]
+
+
+def coupling_flow_log_prob_reference(values, x, bound=3.0):
+    """Float64 log p(x) of a coupling flow from ``flows.flow_values`` (numpy/scipy).
+
+    Layer ``l``: offsets ``d = MLP(h * mask)`` (zero on the conditioning
+    coordinates), parameters ``logits + d_l``, ``locs + scales d_mu``,
+    ``scales exp(B tanh(d_s / B))`` per row, the mixture map of
+    ``mixture_reference``, then the rotation.
+    """
+    h = np.asarray(x, np.float64)
+    log_det = np.zeros(h.shape[0])
+    for layer in values:
+        logits, locs, scales = (np.asarray(layer[k], np.float64)
+                                for k in ("logits", "locs", "scales"))
+        d = conditioner_reference(h, layer["mask"], layer["conditioner"], locs.shape[-1], bound)
+        params = (logits + d[..., 0, :], locs + scales * d[..., 1, :],
+                  scales * np.exp(bound * np.tanh(d[..., 2, :] / bound)))
+        h, ld = mixture_reference(h, *params)
+        log_det += ld.sum(-1)
+        h = h @ householder_reference(layer["vectors"]).T
+    return -0.5 * np.sum(h**2, -1) - 0.5 * h.shape[1] * np.log(2 * np.pi) + log_det
+
+
+def coupling_flow_gaussianize_reference(values, x, bound=3.0):
+    """Float64 ``z = G(x)`` of a coupling flow (the map of ``coupling_flow_log_prob_reference``)."""
+    h = np.asarray(x, np.float64)
+    for layer in values:
+        logits, locs, scales = (np.asarray(layer[k], np.float64)
+                                for k in ("logits", "locs", "scales"))
+        d = conditioner_reference(h, layer["mask"], layer["conditioner"], locs.shape[-1], bound)
+        h, _ = mixture_reference(h, logits + d[..., 0, :], locs + scales * d[..., 1, :],
+                                 scales * np.exp(bound * np.tanh(d[..., 2, :] / bound)))
+        h = h @ householder_reference(layer["vectors"]).T
+    return h

@@ -339,12 +339,20 @@ def _fit(args):
     else:
         train, val = x, None
     init = args.init
+    if args.architecture == "coupling" and x.shape[1] < 2:
+        raise UsageError("--architecture coupling needs at least 2 columns (a coupling layer "
+                         f"conditions half of the columns on the other half); the data have "
+                         f"{x.shape[1]}. Use --architecture marginal.")
     if init in ("rbig", "random"):
         shift, scale = _standardization(train)
     else:
         # Continue a previous run: its model works in its own standardized
         # units, so its standardization is kept.
         init, shift, scale = _previous_run(init, x.shape[1])
+        if args.architecture not in (None, init.architecture):
+            raise UsageError(
+                f"--init {args.init} is a run with {init.architecture} layers; it continues "
+                f"with them, so --architecture {args.architecture} does not apply (leave it out).")
     if init == "rbig":
         # The greedy start fits a K-component mixture to every column by EM,
         # which needs K distinct values; said here in the command's terms
@@ -374,7 +382,9 @@ def _fit(args):
             batch_size=args.batch_size, peak_learning_rate=args.peak_lr,
             clip_norm=args.clip_norm, init=init,
             validation_data=None if val is None else std(val), validation_split=0.0,
-            seed=args.seed, verbose=verbose)
+            seed=args.seed, verbose=verbose,
+            **({} if args.architecture is None or not isinstance(init, str)
+               else dict(architecture=args.architecture)))
         fit_seconds = time.perf_counter() - fit_started
         log_det_scale = float(np.sum(np.log(scale)))
         train_nll = -float(np.mean(model.log_prob(std(train)))) + log_det_scale
@@ -389,6 +399,7 @@ def _fit(args):
             data=dict(source=source, rows=len(x), columns=int(x.shape[1]),
                       train_rows=len(train), validation_rows=0 if val is None else len(val)),
             config=dict(layers=model.n_layers, components=model.n_components,
+                        architecture=model.architecture,
                         steps=history.schedule_steps, batch_size=args.batch_size,
                         peak_learning_rate=args.peak_lr, clip_norm=args.clip_norm,
                         init=args.init, validation_split=args.validation_split, seed=args.seed),
@@ -686,9 +697,14 @@ def _log_prob_float64(directory, x):
             f"{len(x)} row(s) have log-densities beyond float32's range; scoring them in "
             f"float64 needs {directory}/report.json and model.keras as `tfp-gauss fit` wrote "
             f"them ({type(err).__name__}: {err}).") from None
-    values = [{k: np.asarray(v, np.float64) for k, v in layer.items()}
+    def as64(v):
+        return [np.asarray(w, np.float64) for w in v] if isinstance(v, list) else np.asarray(
+            v, np.float64)
+
+    values = [{k: as64(v) for k, v in layer.items()}
               for layer in flows.flow_values(model.distribution)]
-    dist = flows.gaussianization_flow(shift.size, dtype=tf.float64, initial_values=values)
+    dist = flows.gaussianization_flow(shift.size, dtype=tf.float64, initial_values=values,
+                                      architecture=model.architecture)
     return dist.log_prob((x - shift) / scale).numpy() - np.sum(np.log(scale))
 
 
@@ -721,6 +737,11 @@ def build_parser():
                      "continue training it with a fresh learning-rate schedule")
     fit.add_argument("--validation-split", type=float, default=0.1,
                      help="fraction of rows held out to choose the fit (0: none)")
+    fit.add_argument("--architecture", choices=("marginal", "coupling"), default=None,
+                     help="marginal: mixture CDF maps of each coordinate alone; coupling: "
+                     "half of the coordinates' mixture parameters depend on the other half "
+                     "(an MLP); for strongly dependent columns (default: the library's "
+                     "default, or the --init run's)")
     fit.add_argument("--seed", type=int, default=0)
     fit.add_argument("--verbose", type=int, default=None,
                      help="Keras verbosity (default: 1, a progress bar, on a terminal; "

@@ -17,7 +17,9 @@ signature       inputs                               outputs
 Every signature runs the stacked-layer maps of ``tfp_gauss.sampling`` (a
 graph loop over the layers; the root-find in one XLA kernel), so the export
 traces each layer's maths once, not once per layer, and a served model
-compiles the root-find once. ``generate`` keeps its
+compiles the root-find once. A coupling flow's conditioner MLP is saved as
+stacked weights that the same loop reads (``tfp_gauss.math.coupling``), so
+it serves without Keras either. ``generate`` keeps its
 implicit-function gradient, saved with it, so gradients flow through the
 reloaded function.
 """
@@ -53,6 +55,13 @@ class FlowModule(tf.Module):
         stacked = flows.stack_flow_values(values)
         self.stacked = [tf.Variable(stacked[p], dtype=self.dtype, trainable=False, name=p)
                         for p in flows.STACKED_PARAMETERS]
+        # A coupling flow: its masks (constants) and conditioner weights.
+        self.coupling = []
+        if "conditioner" in stacked:
+            self.coupling = [tf.Variable(stacked["masks"], dtype=self.dtype, trainable=False,
+                                         name="masks")] + [
+                tf.Variable(w, dtype=self.dtype, trainable=False, name=f"conditioner_{i}")
+                for i, w in enumerate(stacked["conditioner"])]
         d = self.n_dims
         shift = np.zeros(d) if shift is None else np.asarray(shift, np.float64).reshape(d)
         scale = np.ones(d) if scale is None else np.asarray(scale, np.float64).reshape(d)
@@ -78,8 +87,15 @@ class FlowModule(tf.Module):
 
     def _forward_and_log_det(self, x):
         y = (x - self.shift) / self.scale
-        z, log_det = sampling.gaussianize_stacked(y, *self._stacked_params())
+        z, log_det = sampling.gaussianize_stacked(y, *self._stacked_params(),
+                                                  **self._coupling_kwargs())
         return z, log_det - tf.reduce_sum(tf.math.log(self.scale))
+
+    def _coupling_kwargs(self):
+        if not self.coupling:
+            return {}
+        return dict(masks=tf.convert_to_tensor(self.coupling[0]),
+                    conditioner=[tf.convert_to_tensor(w) for w in self.coupling[1:]])
 
     def _stacked_params(self):
         """``logits, locs, scales, rotations`` stacked over the layers."""
@@ -99,11 +115,12 @@ class FlowModule(tf.Module):
         return {"z": self._forward_fn(x)[0]}
 
     def _generate(self, z):
-        x = sampling.invert_stacked(z, *self._stacked_params())
+        x = sampling.invert_stacked(z, *self._stacked_params(), **self._coupling_kwargs())
         return {"x": self.shift + self.scale * x}
 
     def _sample(self, n, seed):
-        x, _ = sampling.draw_stacked(n, seed, *self.stacked)
+        x, _ = sampling.draw_stacked(n, seed, *self.stacked, sampling._MAX_ITERATIONS,
+                                     *self.coupling)
         return {"x": self.shift + self.scale * x}
 
 

@@ -14,14 +14,21 @@ model all build exactly this structure, so their parameters are interchangeable.
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
+from tensorflow_probability.python.bijectors import invert as invert_lib
 
 from tfp_gauss import _validation
-from tfp_gauss.bijectors import HouseholderRotation, MixtureGaussianCDF
+from tfp_gauss.bijectors import (
+    HouseholderRotation,
+    MixtureCDFCoupling,
+    MixtureGaussianCDF,
+    MLPConditioner,
+)
+from tfp_gauss.math import coupling as coupling_math
 
 tfb = tfp.bijectors
 tfd = tfp.distributions
 
-__all__ = ["STACKED_PARAMETERS", "check_flow_arguments", "flow_from_layers", "flow_from_stacked",
+__all__ = ["ARCHITECTURES", "STACKED_PARAMETERS", "check_flow_arguments", "flow_from_layers", "flow_from_stacked",
            "flow_gaussianizer", "flow_layers", "flow_values", "gaussianization_flow",
            "gaussianizer", "random_flow_values", "softplus_inverse", "softplus_scales",
            "stack_flow_values"]
@@ -38,8 +45,9 @@ def flow_from_layers(layers, name="gaussianization_flow"):
     """``TransformedDistribution`` of a standard normal through ``Invert(gaussianizer)``.
 
     Args:
-      layers: list of ``(MixtureGaussianCDF, HouseholderRotation)`` pairs in
-        ``x -> z`` order, all with event size ``D`` and one dtype.
+      layers: list of ``(MixtureGaussianCDF or MixtureCDFCoupling,
+        HouseholderRotation)`` pairs in ``x -> z`` order, all with event size
+        ``D`` and one dtype.
 
     Returns:
       A ``tfd.TransformedDistribution`` with event shape ``[D]``.
@@ -47,6 +55,7 @@ def flow_from_layers(layers, name="gaussianization_flow"):
     if not layers:
         raise ValueError("A Gaussianization flow needs at least one layer.")
     mixture = layers[0][0]
+    mixture = getattr(mixture, "marginal", mixture)  # a coupling's base mixture
     dtype = mixture.dtype
     n_dims = tf.TensorShape(mixture.locs.shape)[-2]
     base = tfd.Sample(tfd.Normal(tf.zeros([], dtype), tf.ones([], dtype)), n_dims)
@@ -54,28 +63,35 @@ def flow_from_layers(layers, name="gaussianization_flow"):
 
 
 def flow_layers(dist):
-    """The ``[(MixtureGaussianCDF, HouseholderRotation), ...]`` layers of a flow.
+    """The ``[(marginal, HouseholderRotation), ...]`` layers of a flow.
+
+    ``marginal`` is a ``MixtureGaussianCDF`` or, in a coupling flow, a
+    ``MixtureCDFCoupling``.
 
     Raises:
       ValueError: ``dist`` is not a flow built by tfp_gauss (a
         ``TransformedDistribution`` over ``Invert(Chain)`` of alternating
-        mixture and rotation bijectors).
+        mixture (or coupling) and rotation bijectors).
     """
     bij = getattr(dist, "bijector", None)
     chain = getattr(bij, "bijector", None)
     parts = getattr(chain, "bijectors", None)
-    if not isinstance(bij, tfb.Invert) or parts is None:
+    # tfb.Invert of a bijector that is not a CompositeTensor (a coupling
+    # layer's Keras-free conditioner module is not) is the base class _Invert.
+    if not isinstance(bij, invert_lib._Invert) or parts is None:
         raise ValueError(
             "Expected a Gaussianization flow: TransformedDistribution(N(0, I), "
             f"Invert(Chain([...]))); got {type(dist).__name__} with bijector {bij!r}.")
     parts = list(parts)[::-1]
     ok = (len(parts) % 2 == 0
-          and all(isinstance(m, MixtureGaussianCDF) for m in parts[0::2])
+          and all(isinstance(m, (MixtureGaussianCDF, MixtureCDFCoupling))
+                  for m in parts[0::2])
           and all(isinstance(r, HouseholderRotation) for r in parts[1::2]))
     if not ok:
         kinds = [type(p).__name__ for p in parts]
         raise ValueError(
-            "Expected alternating MixtureGaussianCDF and HouseholderRotation layers "
+            "Expected alternating MixtureGaussianCDF (or MixtureCDFCoupling) and "
+            "HouseholderRotation layers "
             f"(x -> z order); got {kinds}.")
     return list(zip(parts[0::2], parts[1::2]))
 
@@ -148,6 +164,23 @@ def _layer_slice(stacked, index, softplus=False, name=None):
 # The stacked parameters of a trainable flow, in the order of its variables.
 STACKED_PARAMETERS = ("logits", "locs", "raw_scales", "vectors")
 
+# Kinds of layer a flow is made of: mixture CDF maps of each coordinate alone
+# ("marginal"), or coupling layers whose mixture parameters for half of the
+# coordinates depend on the other half through an MLP ("coupling",
+# ``MixtureCDFCoupling``); a rotation follows each.
+ARCHITECTURES = ("marginal", "coupling")
+
+
+def check_architecture(architecture, n_dims):
+    """``architecture`` after checking it is one of ``ARCHITECTURES`` and fits ``D``."""
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"architecture must be one of {ARCHITECTURES}; got {architecture!r}.")
+    if architecture == "coupling" and int(n_dims) < 2:
+        raise ValueError(
+            f"architecture='coupling' needs at least 2 dimensions (a coupling layer conditions "
+            f"half of the coordinates on the other half); got D = {n_dims}. Use 'marginal'.")
+    return architecture
+
 
 def stack_flow_values(values):
     """Per-layer parameter dicts (as from ``flow_values``) stacked over layers.
@@ -155,10 +188,15 @@ def stack_flow_values(values):
     Returns:
       dict of numpy arrays: ``logits``, ``locs``, ``raw_scales`` (``[L, D, K]``;
       the layers' exact ``raw_scales`` where given, else ``softplus^{-1}``
-      of their ``scales``) and ``vectors`` (``[L, M, D]``).
+      of their ``scales``) and ``vectors`` (``[L, M, D]``); for coupling
+      layers also ``masks`` (``[L, D]``, 1 on each layer's conditioning
+      coordinates) and ``conditioner`` (a list of the MLP's weights, each
+      ``[L, ...]``: ``tfp_gauss.math.coupling``).
 
     Raises:
-      ValueError: no layers, or layers that do not all share ``D``, ``K`` and ``M``.
+      ValueError: no layers, layers that do not all share ``D``, ``K`` and
+        ``M`` (and the conditioner's shapes), or coupling and marginal
+        layers mixed.
     """
     if not values:
         raise ValueError("A Gaussianization flow needs at least one layer; got no layer values.")
@@ -170,10 +208,37 @@ def stack_flow_values(values):
         raise ValueError(
             f"All layers must share D, K and M to be stacked; got shapes {shapes} "
             "(locs [D, K], vectors [M, D]).")
-    return {p: np.stack([np.asarray(v[p]) for v in raw]) for p in STACKED_PARAMETERS}
+    stacked = {p: np.stack([np.asarray(v[p]) for v in raw]) for p in STACKED_PARAMETERS}
+    couplings = ["conditioner" in v for v in values]
+    if any(couplings):
+        if not all(couplings):
+            raise ValueError("A flow's layers must be all coupling layers or all marginal ones "
+                             f"to be stacked; got coupling layers at {np.flatnonzero(couplings)} "
+                             f"of {len(values)}.")
+        cond_shapes = {tuple(np.shape(w) for w in v["conditioner"]) for v in values}
+        if len(cond_shapes) != 1:
+            raise ValueError("All coupling layers must share the conditioner's shapes to be "
+                             f"stacked; got {sorted(cond_shapes)}.")
+        stacked["masks"] = np.stack([np.asarray(v["mask"], np.float64) for v in values])
+        stacked["conditioner"] = [np.stack([np.asarray(v["conditioner"][i]) for v in values])
+                                  for i in range(len(values[0]["conditioner"]))]
+    return stacked
 
 
-def flow_from_stacked(logits, locs, raw_scales, vectors, name="gaussianization_flow"):
+def stacked_arguments(stacked):
+    """``(params, coupling)`` of a ``stack_flow_values`` dict for ``tfp_gauss.sampling``.
+
+    ``params`` is the ``STACKED_PARAMETERS`` arrays in order; ``coupling`` is
+    ``dict(masks=..., conditioner=...)`` for a coupling flow, else ``{}``.
+    """
+    params = [stacked[p] for p in STACKED_PARAMETERS]
+    coupling = ({} if "conditioner" not in stacked else
+                dict(masks=stacked["masks"], conditioner=list(stacked["conditioner"])))
+    return params, coupling
+
+
+def flow_from_stacked(logits, locs, raw_scales, vectors, name="gaussianization_flow", *,
+                      masks=None, conditioner=None):
     """A flow whose layer ``l`` reads slice ``l`` of stacked parameters.
 
     Args:
@@ -181,6 +246,11 @@ def flow_from_stacked(logits, locs, raw_scales, vectors, name="gaussianization_f
         ``l``'s mixture has ``scales = softplus(raw_scales[l])``.
       vectors: ``[L, M, D]``, layer ``l``'s Householder vectors.
       name: distribution name.
+      masks, conditioner: for a coupling flow, ``[L, D]`` masks (numpy; 1
+        on layer ``l``'s conditioning coordinates) and the conditioner MLP's
+        stacked weights (``[kernel, bias, ...]``, each ``[L, ...]``, tensors or
+        variables): layer ``l`` is then ``MixtureCDFCoupling`` with an
+        ``MLPConditioner`` reading slice ``l``.
 
     Returns:
       The flow of ``flow_from_layers``, bound to the stacked values: a
@@ -214,12 +284,25 @@ def flow_from_stacked(logits, locs, raw_scales, vectors, name="gaussianization_f
             "flow_from_stacked needs logits, locs and raw_scales of one static shape "
             "[L, D, K] and vectors of shape [L, M, D]; got shapes "
             f"{[s.as_list() if s.rank is not None else None for s in shapes]}.")
-    n_layers = mixture_shape[0]
+    n_layers, n_dims, n_components = mixture_shape.as_list()
+    if (conditioner is None) != (masks is None):
+        raise ValueError("A coupling flow needs both masks and conditioner weights.")
+    if masks is not None:
+        masks = np.asarray(masks)
+        if masks.shape != (n_layers, n_dims):
+            raise ValueError(f"masks must have shape [L, D] = [{n_layers}, {n_dims}]; got "
+                             f"{masks.shape}.")
     layers = []
     for i in range(n_layers):
         mixture = MixtureGaussianCDF(
             logits=_layer_slice(logits, i), locs=_layer_slice(locs, i),
             scales=_layer_slice(raw_scales, i, softplus=True), name=f"layer{i}_marginal")
+        if conditioner is not None:
+            dims = np.flatnonzero(masks[i])
+            net = MLPConditioner(conditioner, dims, n_dims, n_components, layer=i,
+                                 name=f"layer{i}_conditioner")
+            mixture = MixtureCDFCoupling(mixture.logits, mixture.locs, mixture.scales, net, dims,
+                                         name=f"layer{i}_coupling")
         rotation = HouseholderRotation(_layer_slice(vectors, i), name=f"layer{i}_rotation")
         layers.append((mixture, rotation))
     return flow_from_layers(layers, name=name)
@@ -247,16 +330,33 @@ def flow_values(dist):
 
     Keys: ``logits``, ``locs``, ``scales`` (``[D, K]``), ``vectors``
     (``[M, D]``) and, when the scales are ``softplus_scales``, ``raw_scales``
-    (their exact unconstrained values).
+    (their exact unconstrained values). A coupling layer also has ``mask``
+    (``[D]``, 1 on its conditioning coordinates) and ``conditioner`` (its
+    MLP's weights, ``tfp_gauss.math.coupling``).
+
+    Raises:
+      ValueError: not a tfp_gauss flow, or a coupling layer whose
+        conditioner is not an ``MLPConditioner`` (its weights cannot be read).
     """
     values = []
     for mixture, rotation in flow_layers(dist):
+        net = None
+        if isinstance(mixture, MixtureCDFCoupling):
+            net = mixture.conditioner
+            if not isinstance(net, MLPConditioner):
+                raise ValueError(
+                    "Only coupling layers whose conditioner is an MLPConditioner (the flows "
+                    f"of tfp_gauss) have parameter values; got {type(net).__name__}.")
+            mixture = mixture.marginal
         layer = {k: np.asarray(tf.convert_to_tensor(getattr(mixture, k)))
                  for k in ("logits", "locs", "scales")}
         layer["vectors"] = np.asarray(tf.convert_to_tensor(rotation.vectors))
         raw = _raw_scales(mixture.scales)
         if raw is not None:
             layer["raw_scales"] = raw
+        if net is not None:
+            layer["mask"] = np.array(net.mask)
+            layer["conditioner"] = [np.asarray(w) for w in net.layer_weights()]
         values.append(layer)
     return values
 
@@ -303,7 +403,9 @@ def check_flow_arguments(dtype, **sizes):
 
 
 def gaussianization_flow(n_dims, n_layers=8, n_components=8, *, dtype=tf.float32,
-                         seed=None, initial_values=None, name="gaussianization_flow"):
+                         seed=None, initial_values=None, architecture="marginal",
+                         conditioner_units=coupling_math.DEFAULT_UNITS,
+                         name="gaussianization_flow"):
     r"""A trainable Gaussianization flow as a ``tfd.TransformedDistribution``.
 
     The Gaussianizer is ``n_layers`` of ``[MixtureGaussianCDF -> HouseholderRotation]``
@@ -324,14 +426,23 @@ def gaussianization_flow(n_dims, n_layers=8, n_components=8, *, dtype=tf.float32
       dtype: ``tf.float32`` or ``tf.float64``.
       seed: int seed of the random initialisation (``None`` means ``0``).
       initial_values: optional per-layer dicts of initial values (as returned
-        by ``flow_values``), e.g. from a greedy RBIG fit; overrides ``seed``.
+        by ``flow_values``), e.g. from a greedy RBIG fit; overrides ``seed``
+        for the mixtures and rotations (and for the conditioners too when
+        the dicts carry them).
+      architecture: ``"marginal"`` (the layers above) or ``"coupling"``:
+        each mixture map becomes a ``MixtureCDFCoupling`` whose parameters
+        for half of the coordinates (alternating halves) are shifted by an
+        MLP of the other half (``tfp_gauss.math.coupling``); its last layer
+        starts at zero, so the flow starts equal to the marginal one.
+      conditioner_units: the coupling MLP's hidden widths.
       name: distribution name.
 
     Returns:
       ``tfd.TransformedDistribution`` with event shape ``[n_dims]``; its
       ``trainable_variables`` are four variables stacked over the layers:
       ``logits``, ``locs``, ``raw_scales`` (``[L, D, K]``) and ``vectors``
-      (``[L, M, D]``); layer ``l`` reads slice ``l`` (``flow_from_stacked``).
+      (``[L, M, D]``); layer ``l`` reads slice ``l`` (``flow_from_stacked``);
+      a coupling flow adds its conditioner's weights, also stacked.
       One update per parameter kind, not per layer, is what makes an
       optimizer step cheap: at ``D = 2`` it halves the time of an XLA
       training step with Adam.
@@ -358,9 +469,23 @@ def gaussianization_flow(n_dims, n_layers=8, n_components=8, *, dtype=tf.float32
     """
     dtype = check_flow_arguments(dtype, n_dims=n_dims, n_layers=n_layers,
                                  n_components=n_components)
+    check_architecture(architecture, n_dims)
+    rng = _validation.as_rng(seed)
     if initial_values is None:
-        initial_values = random_flow_values(n_dims, n_layers, n_components, seed=seed,
+        initial_values = random_flow_values(n_dims, n_layers, n_components, seed=rng,
                                             dtype=dtype.as_numpy_dtype)
     stacked = stack_flow_values(initial_values)
     variables = [tf.Variable(stacked[p], dtype=dtype, name=p) for p in STACKED_PARAMETERS]
-    return flow_from_stacked(*variables, name=name)
+    coupling = {}
+    if architecture == "coupling":
+        n_layers, n_dims, n_components = stacked["locs"].shape
+        if "conditioner" not in stacked:
+            stacked["masks"] = coupling_math.coupling_masks(n_dims, n_layers)
+            stacked["conditioner"] = coupling_math.initial_conditioner_weights(
+                n_dims, n_components, n_layers, conditioner_units, rng=rng)
+        coupling = dict(masks=stacked["masks"], conditioner=[
+            tf.Variable(w, dtype=dtype, name=f"conditioner_{i}")
+            for i, w in enumerate(stacked["conditioner"])])
+    elif "conditioner" in stacked:
+        raise ValueError("initial_values hold coupling layers; pass architecture='coupling'.")
+    return flow_from_stacked(*variables, name=name, **coupling)

@@ -32,6 +32,7 @@ import tensorflow_probability as tfp
 from tensorflow_probability.python.internal import samplers
 
 from tfp_gauss.bijectors import householder_rotation
+from tfp_gauss.math import coupling as coupling_math
 from tfp_gauss.math import mixture_cdf
 from tfp_gauss.math import root_finding
 
@@ -111,6 +112,94 @@ def _solve_flat(y, member, logits, locs, scales, table_x, table_m, use_table, ma
     return (tf.reshape(xs.stack(), [-1])[:n], tf.reshape(converged.stack(), [-1])[:n])
 
 
+def _solve_rows_chunk_impl(y, x_start, count, logits, locs, scales, max_iterations):
+    """Roots of ``T(x; params_i) = y_i`` for the first ``count`` of ``_CHUNK`` elements.
+
+    Each element has its own parameter row (``[_CHUNK, K]``): the coupling
+    layers' conditional mixtures. ``x_start`` is the start (the root under
+    the layer's base parameters, which the conditional ones shift), clipped
+    into the bracket ``mixture_bracket`` gives.
+    """
+    lower, upper, x_scale = mixture_cdf.mixture_bracket(y, locs, scales)
+    start = tf.where(tf.math.is_finite(x_start), x_start, 0.5 * (lower + upper))
+    x = tf.clip_by_value(start, lower, upper)
+
+    def gather_params(indices):
+        return tuple(tf.gather(p, indices) for p in (logits, locs, scales))
+
+    result = root_finding._streaming_newton_loop(
+        mixture_cdf.mixture_cdf_value, y, x, lower, upper, x_scale, gather_params, _CAPACITY,
+        max_iterations, size=count, record_width=False)
+    return result.x, result.converged
+
+
+# Traced once per dtype; XLA compiles once per (K, dtype): the shapes are fixed.
+_solve_rows_chunk = tf.function(_solve_rows_chunk_impl, jit_compile=True,
+                                reduce_retracing=True, autograph=False)
+
+
+def _solve_rows(y, x_start, logits, locs, scales, max_iterations):
+    """``_solve_rows_chunk`` over any number of elements (flat ``y``, params ``[n, K]``).
+
+    Returns ``(x, converged)``, flat.
+    """
+    n = tf.size(y)
+    n_chunks = (n + _CHUNK - 1) // _CHUNK
+    pad = n_chunks * _CHUNK - n
+
+    def chunked(t, value=0):
+        rows = tf.pad(t, [[0, pad]] + [[0, 0]] * (len(t.shape) - 1), constant_values=value)
+        return tf.reshape(rows, tf.concat([[n_chunks, _CHUNK], tf.shape(t)[1:]], 0))
+
+    y_c, x_c = chunked(y), chunked(x_start)
+    logits_c, locs_c, scales_c = chunked(logits), chunked(locs), chunked(scales, 1)
+
+    def body(i, xs, converged):
+        x, ok = _solve_rows_chunk(y_c[i], x_c[i], tf.minimum(_CHUNK, n - i * _CHUNK),
+                                  logits_c[i], locs_c[i], scales_c[i], max_iterations)
+        return i + 1, xs.write(i, x), converged.write(i, ok)
+
+    _, xs, converged = tf.compat.v1.while_loop(
+        lambda i, *_: i < n_chunks, body,
+        (tf.constant(0), tf.TensorArray(y.dtype, size=n_chunks, element_shape=[_CHUNK]),
+         tf.TensorArray(tf.bool, size=n_chunks, element_shape=[_CHUNK])),
+        back_prop=False, return_same_structure=True)
+    return (tf.reshape(xs.stack(), [-1])[:n], tf.reshape(converged.stack(), [-1])[:n])
+
+
+def _layer_conditioner(conditioner, layer):
+    return [w[layer] for w in conditioner]
+
+
+def _coupled(h, layer, logits, locs, scales, masks, conditioner):
+    """Layer ``layer``'s per-row mixture parameters ``[N, D, K]`` at input ``h``."""
+    offsets = coupling_math.conditioner_offsets(
+        h, masks[layer], _layer_conditioner(conditioner, layer), tf.shape(locs)[-1])
+    return coupling_math.coupled_parameters(logits[layer], locs[layer], scales[layer], offsets)
+
+
+def _coupling_solver(h, layer, logits, locs, scales, masks, conditioner, max_iterations):
+    """Root of a coupling layer's map for ``h`` ``[N, D]``: ``(x, converged)``.
+
+    The conditioning coordinates are solved with the base parameters (as a
+    marginal layer's); their roots give the other coordinates' parameters,
+    which are solved element by element from the base roots as starts.
+    """
+    x0, converged0 = _mixture_solver(h, logits[layer], locs[layer], scales[layer],
+                                     max_iterations)
+    params = _coupled(x0, layer, logits, locs, scales, masks, conditioner)
+    free = tf.reshape(tf.broadcast_to(tf.equal(masks[layer], 0), tf.shape(h)), [-1])
+    where = tf.where(free)
+    k = tf.shape(locs)[-1]
+    rows = [tf.gather_nd(tf.reshape(p, [-1, k]), where) for p in params]
+    x_free, converged_free = _solve_rows(
+        tf.gather_nd(tf.reshape(h, [-1]), where), tf.gather_nd(tf.reshape(x0, [-1]), where),
+        *rows, max_iterations)
+    x = tf.tensor_scatter_nd_update(tf.reshape(x0, [-1]), where, x_free)
+    converged = tf.tensor_scatter_nd_update(tf.reshape(converged0, [-1]), where, converged_free)
+    return tf.reshape(x, tf.shape(h)), tf.reshape(converged, tf.shape(h))
+
+
 def _mixture_solver(h, logits, locs, scales, max_iterations):
     """Root of one layer's mixture CDF map for ``h`` ``[N, D]`` (params ``[D, K]``).
 
@@ -136,8 +225,12 @@ def _mixture_solver(h, logits, locs, scales, max_iterations):
     return tf.reshape(x, tf.shape(h)), tf.reshape(converged, tf.shape(h))
 
 
-def _invert_layers(z, logits, locs, scales, rotations, max_iterations=_MAX_ITERATIONS):
+def _invert_layers(z, logits, locs, scales, rotations, max_iterations=_MAX_ITERATIONS,
+                   masks=None, conditioner=None):
     """The inverse over the layers, last layer first (a graph loop; no gradient).
+
+    With ``masks`` and ``conditioner`` the layers are couplings
+    (``_coupling_solver``).
 
     Returns ``(x, unconverged)``: ``[N, D]`` and ``[N]`` int32, each row's
     number of coordinate solves (over all layers) that stopped at
@@ -147,8 +240,12 @@ def _invert_layers(z, logits, locs, scales, rotations, max_iterations=_MAX_ITERA
 
     def body(layer, h, unconverged):
         h = tf.matmul(h, rotations[layer])  # the rotation's inverse: rows h -> h Q
-        h, converged = _mixture_solver(h, logits[layer], locs[layer], scales[layer],
-                                       max_iterations)
+        if conditioner is None:
+            h, converged = _mixture_solver(h, logits[layer], locs[layer], scales[layer],
+                                           max_iterations)
+        else:
+            h, converged = _coupling_solver(h, layer, logits, locs, scales, masks, conditioner,
+                                            max_iterations)
         unconverged += tf.reduce_sum(tf.cast(~converged, tf.int32), axis=-1)
         return layer - 1, h, unconverged
 
@@ -161,7 +258,7 @@ def _invert_layers(z, logits, locs, scales, rotations, max_iterations=_MAX_ITERA
     return x, unconverged
 
 
-def _implicit_vjp(x, dx, logits, locs, scales, rotations):
+def _implicit_vjp(x, dx, logits, locs, scales, rotations, masks=None, conditioner=None):
     """Gradients of ``x = G^{-1}(z)`` by the implicit-function rule, layer by layer.
 
     Layer ``l``'s inverse is ``h_l = T_l^{-1}(h_{l+1} Q_l)``: with
@@ -169,31 +266,61 @@ def _implicit_vjp(x, dx, logits, locs, scales, rotations):
     ``dtheta_l = -(dT_l/dtheta_l)^T dy``, ``dQ_l = h_{l+1}^T dy`` and
     ``dh_{l+1} = dy Q_l^T``: what ``root_finding.invert_increasing`` gives each
     layer, never differentiating a loop of the root-find.
+
+    A coupling layer ``y = F(h)`` has a block-triangular Jacobian ``J``
+    (``y_b`` depends on ``h_a`` through the conditioner), so
+    ``dy = J^{-T} dh`` is solved in two steps: ``dy_b = dh_b / T'(h_b)``, then
+    ``dy_a = (dh_a - (J^T dy_b)_a) / T'(h_a)``, with ``J^T dy_b`` one
+    vector-Jacobian product; the conditioner's weights get
+    ``-(dF/dW)^T dy``.
+
+    Returns ``(dz, d_logits, d_locs, d_scales, d_rotations, *d_conditioner)``.
     """
     n_layers = tf.shape(locs)[0]
+    conditioner = list(conditioner or [])
 
-    def body(layer, h, dh, d_logits, d_locs, d_scales, d_rotations):
-        params = (logits[layer], locs[layer], scales[layer])
-        with tf.GradientTape(watch_accessed_variables=False) as tape:
-            tape.watch(params)
-            y, log_slope = mixture_cdf.mixture_cdf_transform(h, *params)
-        dy = dh * tf.exp(-log_slope)
-        grads = tape.gradient(y, params, output_gradients=-dy,
-                              unconnected_gradients=tf.UnconnectedGradients.ZERO)
+    def body(layer, h, dh, d_logits, d_locs, d_scales, d_rotations, *d_conditioner):
+        params = [logits[layer], locs[layer], scales[layer]]
+        if not conditioner:
+            with tf.GradientTape(watch_accessed_variables=False) as tape:
+                tape.watch(params)
+                y, log_slope = mixture_cdf.mixture_cdf_transform(h, *params)
+            dy = dh * tf.exp(-log_slope)
+            grads = tape.gradient(y, params, output_gradients=-dy,
+                                  unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        else:
+            weights = _layer_conditioner(conditioner, layer)
+            with tf.GradientTape(watch_accessed_variables=False, persistent=True) as tape:
+                tape.watch([h] + params + weights)
+                offsets = coupling_math.conditioner_offsets(h, masks[layer], weights,
+                                                            tf.shape(locs)[-1])
+                y, log_slope = mixture_cdf.mixture_cdf_transform(
+                    h, *coupling_math.coupled_parameters(*params, offsets))
+            mask = tf.cast(masks[layer], h.dtype)
+            inv_slope = tf.exp(-log_slope)
+            dy_free = dh * inv_slope * (1.0 - mask)
+            through = tape.gradient(y, h, output_gradients=dy_free,
+                                    unconnected_gradients=tf.UnconnectedGradients.ZERO)
+            dy = dy_free + (dh - through) * inv_slope * mask
+            grads = tape.gradient(y, params + weights, output_gradients=-dy,
+                                  unconnected_gradients=tf.UnconnectedGradients.ZERO)
+            del tape
         q = rotations[layer]
         h_next = tf.matmul(y, q, transpose_b=True)
+        written = [a.write(layer, g) for a, g in zip(d_conditioner, grads[3:])]
         return (layer + 1, h_next, tf.matmul(dy, q, transpose_b=True),
                 d_logits.write(layer, grads[0]), d_locs.write(layer, grads[1]),
                 d_scales.write(layer, grads[2]),
-                d_rotations.write(layer, tf.matmul(h_next, dy, transpose_a=True)))
+                d_rotations.write(layer, tf.matmul(h_next, dy, transpose_a=True)), *written)
 
-    arrays = [tf.TensorArray(t.dtype, size=n_layers) for t in (logits, locs, scales, rotations)]
+    arrays = [tf.TensorArray(t.dtype, size=n_layers)
+              for t in (logits, locs, scales, rotations, *conditioner)]
     out = tf.while_loop(lambda layer, *_: layer < n_layers, body,
                         (tf.constant(0), x, dx, *arrays))
     return (out[2],) + tuple(a.stack() for a in out[3:])
 
 
-def gaussianize_stacked(x, logits, locs, scales, rotations):
+def gaussianize_stacked(x, logits, locs, scales, rotations, masks=None, conditioner=None):
     """The Gaussianizer ``z = G(x)`` and ``log|det dG/dx|`` as one loop over stacked layers.
 
     Layer ``l`` maps rows ``h -> T_l(h) Q_l^T`` (the mixture CDF map per
@@ -206,6 +333,9 @@ def gaussianize_stacked(x, logits, locs, scales, rotations):
     Args:
       x: ``[N, D]``.
       logits, locs, scales: ``[L, D, K]``; rotations: ``[L, D, D]``.
+      masks, conditioner: for coupling layers, ``[L, D]`` masks and the
+        conditioner's stacked weights (``tfp_gauss.math.coupling``): layer
+        ``l``'s parameters are then per row, shifted by the conditioner.
 
     Returns:
       ``(z, log_det)``: ``[N, D]`` and ``[N]``, what
@@ -214,7 +344,11 @@ def gaussianize_stacked(x, logits, locs, scales, rotations):
     """
 
     def body(layer, h, log_det):
-        y, ld = mixture_cdf.mixture_cdf_transform(h, logits[layer], locs[layer], scales[layer])
+        if conditioner is None:
+            params = (logits[layer], locs[layer], scales[layer])
+        else:
+            params = _coupled(h, layer, logits, locs, scales, masks, conditioner)
+        y, ld = mixture_cdf.mixture_cdf_transform(h, *params)
         return layer + 1, tf.matmul(y, rotations[layer], transpose_b=True), (
             log_det + tf.reduce_sum(ld, axis=-1))
 
@@ -224,10 +358,11 @@ def gaussianize_stacked(x, logits, locs, scales, rotations):
     return z, log_det
 
 
-def _log_prob_impl(x, logits, locs, raw_scales, vectors):
+def _log_prob_impl(x, logits, locs, raw_scales, vectors, *coupling):
     scales = tfb.Softplus().forward(raw_scales)
     rotations = householder_rotation.householder_product(vectors)
-    z, log_det = gaussianize_stacked(x, logits, locs, scales, rotations)
+    masks, conditioner = (coupling[0], coupling[1:]) if coupling else (None, None)
+    z, log_det = gaussianize_stacked(x, logits, locs, scales, rotations, masks, conditioner)
     # The flow's base, N(0, I_D).
     half_log_2pi = x.dtype.as_numpy_dtype(0.5 * np.log(2.0 * np.pi))
     return (-0.5 * tf.reduce_sum(tf.square(z), axis=-1)
@@ -237,7 +372,19 @@ def _log_prob_impl(x, logits, locs, raw_scales, vectors):
 _LOG_PROB_FNS = {}
 
 
-def log_prob_stacked(x, logits, locs, raw_scales, vectors):
+def _coupling_specs(dtype, conditioner):
+    """Input specs of ``masks`` and the conditioner's stacked weights (sizes unknown)."""
+    return [tf.TensorSpec([None, None], dtype)] + [
+        tf.TensorSpec([None] * (3 if i % 2 == 0 else 2), dtype) for i in range(len(conditioner))]
+
+
+def _coupling_args(dtype, masks, conditioner):
+    if conditioner is None:
+        return []
+    return [tf.convert_to_tensor(t, dtype) for t in [masks, *conditioner]]
+
+
+def log_prob_stacked(x, logits, locs, raw_scales, vectors, *, masks=None, conditioner=None):
     """``log p(x)`` of ``flow_from_stacked(logits, locs, raw_scales, vectors)``, one graph.
 
     The flow's ``log_prob`` (to rounding) from ``gaussianize_stacked``, in a
@@ -251,23 +398,28 @@ def log_prob_stacked(x, logits, locs, raw_scales, vectors):
       x: ``[N, D]``.
       logits, locs, raw_scales: ``[L, D, K]`` tensors or variables (scales
         are ``softplus(raw_scales)``); vectors: ``[L, M, D]``.
+      masks, conditioner: a coupling flow's ``[L, D]`` masks and stacked
+        conditioner weights (``flow_from_stacked``).
 
     Returns:
       ``[N]`` log densities. Differentiable (the mixture maps' analytic
       gradient).
     """
     x = tf.convert_to_tensor(x)
-    fn = _LOG_PROB_FNS.get(x.dtype)
+    key = (x.dtype, None if conditioner is None else len(conditioner))
+    fn = _LOG_PROB_FNS.get(key)
     if fn is None:
         spec = tf.TensorSpec([None, None, None], x.dtype)
-        fn = _LOG_PROB_FNS[x.dtype] = tf.function(
+        extra = [] if conditioner is None else _coupling_specs(x.dtype, conditioner)
+        fn = _LOG_PROB_FNS[key] = tf.function(
             _log_prob_impl, input_signature=[tf.TensorSpec([None, None], x.dtype), spec, spec,
-                                             spec, spec], autograph=False)
+                                             spec, spec, *extra], autograph=False)
     return fn(x, *(tf.convert_to_tensor(p, x.dtype)
-                   for p in (logits, locs, raw_scales, vectors)))
+                   for p in (logits, locs, raw_scales, vectors)),
+              *_coupling_args(x.dtype, masks, conditioner))
 
 
-def invert_stacked(z, logits, locs, scales, rotations):
+def invert_stacked(z, logits, locs, scales, rotations, masks=None, conditioner=None):
     """The Gaussianizer's inverse ``x = G^{-1}(z)`` for parameters stacked by layer.
 
     Args:
@@ -275,27 +427,35 @@ def invert_stacked(z, logits, locs, scales, rotations):
       logits, locs, scales: ``[L, D, K]`` (``scales`` positive).
       rotations: ``[L, D, D]``, layer ``l``'s orthogonal ``Q`` (its forward is
         ``x -> Q x``).
+      masks, conditioner: a coupling flow's ``[L, D]`` masks and stacked
+        conditioner weights.
 
     Returns:
       ``[N, D]``: what ``flow_from_stacked(...).bijector.forward(z)`` gives (to
       the root-find's tolerance), with the implicit-function gradient
       (``tf.custom_gradient``; no loop is differentiated).
     """
+    z = tf.convert_to_tensor(z)
+    conditioner = [] if conditioner is None else [tf.convert_to_tensor(w) for w in conditioner]
+    masks = tf.convert_to_tensor(masks, z.dtype) if conditioner else None
 
     @tf.custom_gradient
-    def _invert(z, logits, locs, scales, rotations):
-        x, _ = _invert_layers(
-            *(tf.stop_gradient(t) for t in (z, logits, locs, scales, rotations)))
+    def _invert(z, logits, locs, scales, rotations, *weights):
+        fixed = [tf.stop_gradient(t) for t in (z, logits, locs, scales, rotations)]
+        x, _ = _invert_layers(*fixed, masks=masks,
+                              conditioner=[tf.stop_gradient(w) for w in weights] or None)
 
         def grad(dx):
-            return _implicit_vjp(x, dx, logits, locs, scales, rotations)
+            return list(_implicit_vjp(x, dx, logits, locs, scales, rotations, masks,
+                                      list(weights)))
 
         return x, grad
 
-    return _invert(z, logits, locs, scales, rotations)
+    return _invert(z, logits, locs, scales, rotations, *conditioner)
 
 
-def draw_stacked(n, seed, logits, locs, raw_scales, vectors, max_iterations=_MAX_ITERATIONS):
+def draw_stacked(n, seed, logits, locs, raw_scales, vectors, max_iterations=_MAX_ITERATIONS,
+                 *coupling):
     """The graph of ``sample_stacked`` without its gradient, to embed in another graph.
 
     What a SavedModel's ``sample`` signature runs (``tfp_gauss.export``): the
@@ -307,6 +467,8 @@ def draw_stacked(n, seed, logits, locs, raw_scales, vectors, max_iterations=_MAX
       logits, locs, raw_scales: ``[L, D, K]`` tensors or variables;
         ``vectors``: ``[L, M, D]``.
       max_iterations: int32 scalar, the root-find's cap per element.
+      *coupling: for a coupling flow, ``masks`` ``[L, D]`` then the
+        conditioner's stacked weights.
 
     Returns:
       ``(x, unconverged)``: ``[n, D]`` draws and ``[n]`` int32 counts of
@@ -317,14 +479,20 @@ def draw_stacked(n, seed, logits, locs, raw_scales, vectors, max_iterations=_MAX
     z = samplers.normal([n, tf.shape(locs)[1]], seed=seed, dtype=locs.dtype)
     scales = tfb.Softplus().forward(raw_scales)
     rotations = householder_rotation.householder_product(vectors)
-    return _invert_layers(z, logits, locs, scales, rotations, max_iterations)
+    masks, conditioner = (coupling[0], list(coupling[1:])) if coupling else (None, None)
+    return _invert_layers(z, logits, locs, scales, rotations, max_iterations, masks, conditioner)
+
+
+def _draw(n, seed, logits, locs, raw_scales, vectors, max_iterations, *coupling):
+    # draw_stacked without defaults: what tf.function's input signature needs.
+    return draw_stacked(n, seed, logits, locs, raw_scales, vectors, max_iterations, *coupling)
 
 
 _SAMPLE_FNS = {}
 
 
 def sample_stacked(n, seed, logits, locs, raw_scales, vectors, *, max_iterations=_MAX_ITERATIONS,
-                   validate_args=False, return_diagnostics=False):
+                   validate_args=False, return_diagnostics=False, masks=None, conditioner=None):
     """``n`` draws of ``flow_from_stacked(logits, locs, raw_scales, vectors)``.
 
     Equal (to the root-find's tolerance) to that flow's ``sample(n, seed=seed)``:
@@ -348,6 +516,9 @@ def sample_stacked(n, seed, logits, locs, raw_scales, vectors, *, max_iterations
       validate_args: raise ``tf.errors.InvalidArgumentError`` if any solve
         stopped at the cap (the message says how many, in which draw).
       return_diagnostics: also return the counts.
+      masks, conditioner: a coupling flow's ``[L, D]`` masks and stacked
+        conditioner weights (``flows.flow_from_stacked``); the gradient then
+        reaches the conditioner too.
 
     Returns:
       ``[n, D]`` tensor; with ``return_diagnostics``, ``(x, unconverged)``
@@ -369,21 +540,25 @@ def sample_stacked(n, seed, logits, locs, raw_scales, vectors, *, max_iterations
     if int(max_iterations) < 1:
         raise ValueError(f"max_iterations must be an int >= 1; got {max_iterations!r}.")
     dtype = tf.as_dtype(getattr(locs, "dtype", None) or np.asarray(locs).dtype)
-    fn = _SAMPLE_FNS.get(dtype)
+    key = (dtype, None if conditioner is None else len(conditioner))
+    fn = _SAMPLE_FNS.get(key)
     if fn is None:
         spec = tf.TensorSpec([None, None, None], dtype)
         scalar = tf.TensorSpec([], tf.int32)
-        fn = _SAMPLE_FNS[dtype] = tf.function(
-            draw_stacked, input_signature=[scalar, tf.TensorSpec([2], tf.int32), spec, spec,
-                                           spec, spec, scalar], autograph=False)
+        extra = [] if conditioner is None else _coupling_specs(dtype, conditioner)
+        fn = _SAMPLE_FNS[key] = tf.function(
+            _draw, input_signature=[scalar, tf.TensorSpec([2], tf.int32), spec, spec,
+                                           spec, spec, scalar, *extra], autograph=False)
     seed = tfp.random.sanitize_seed(seed)
     params = [tf.convert_to_tensor(p, dtype) for p in (logits, locs, raw_scales, vectors)]
+    coupling = _coupling_args(dtype, masks, conditioner)
     # The compiled function is called on constants (no tape records it, so
     # TF builds no gradient bookkeeping inside it); the gradient is attached
     # below, from the samples.
     x, unconverged = fn(tf.constant(n, tf.int32), seed,
                         *(tf.stop_gradient(p) for p in params),
-                        tf.constant(int(max_iterations), tf.int32))
+                        tf.constant(int(max_iterations), tf.int32),
+                        *(tf.stop_gradient(t) for t in coupling))
     if validate_args:
         failed = tf.reduce_sum(tf.cast(unconverged > 0, tf.int32))
         check = tf.debugging.Assert(
@@ -397,22 +572,24 @@ def sample_stacked(n, seed, logits, locs, raw_scales, vectors, *, max_iterations
         with tf.control_dependencies([check] if check is not None else []):
             x = tf.identity(x)
 
+    masks = coupling[0] if coupling else None
+
     @tf.custom_gradient
-    def _attach_gradient(logits, locs, raw_scales, vectors):
+    def _attach_gradient(logits, locs, raw_scales, vectors, *weights):
         def grad(dx):
             with tf.GradientTape(watch_accessed_variables=False) as tape:
                 tape.watch([raw_scales, vectors])
                 scales = tfb.Softplus().forward(raw_scales)
                 rotations = householder_rotation.householder_product(vectors)
-            _, d_logits, d_locs, d_scales, d_rotations = _implicit_vjp(
-                x, dx, logits, locs, scales, rotations)
+            _, d_logits, d_locs, d_scales, d_rotations, *d_weights = _implicit_vjp(
+                x, dx, logits, locs, scales, rotations, masks, list(weights))
             d_raw, d_vectors = tape.gradient(
                 [scales, rotations], [raw_scales, vectors],
                 output_gradients=[d_scales, d_rotations],
                 unconnected_gradients=tf.UnconnectedGradients.ZERO)
-            return d_logits, d_locs, d_raw, d_vectors
+            return [d_logits, d_locs, d_raw, d_vectors, *d_weights]
 
         return tf.identity(x), grad
 
-    x = _attach_gradient(*params)
+    x = _attach_gradient(*params, *coupling[1:])
     return (x, unconverged) if return_diagnostics else x

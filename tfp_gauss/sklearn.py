@@ -40,7 +40,7 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 __all__ = ["GaussianizationDensity", "GaussianizationTransformer"]
 
 # Attributes rebuilt from the stored parameters: not pickled (TF objects).
-_DERIVED = ("distribution_", "_flow64", "_params64")
+_DERIVED = ("distribution_", "_flow64", "_params64", "_coupling64")
 
 
 def _distinct_per_column(x):
@@ -53,7 +53,7 @@ class _GaussianizationEstimator(BaseEstimator):
 
     def __init__(self, n_layers=8, n_components=8, max_steps=None, init="rbig",
                  validation_fraction=0.1, learning_rate=3e-3, batch_size=512,
-                 random_state=None, verbose=0, fit_kwargs=None):
+                 random_state=None, verbose=0, fit_kwargs=None, architecture="marginal"):
         self.n_layers = n_layers
         self.n_components = n_components
         self.max_steps = max_steps
@@ -64,6 +64,7 @@ class _GaussianizationEstimator(BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
         self.fit_kwargs = fit_kwargs
+        self.architecture = architecture
 
     # -- fitting -----------------------------------------------------------------------
 
@@ -78,6 +79,9 @@ class _GaussianizationEstimator(BaseEstimator):
             raise ValueError(
                 f"{name}: max_steps must be None (the default length), 0 (greedy fit only) "
                 f"or an int >= 1; got {self.max_steps!r}.")
+        if self.architecture not in ("marginal", "coupling"):
+            raise ValueError(f"{name}: architecture must be 'marginal' or 'coupling'; got "
+                             f"{self.architecture!r}.")
         if self.init not in ("rbig", "random"):
             raise ValueError(f"{name}: init must be 'rbig' or 'random'; got {self.init!r}.")
         if self.max_steps == 0 and self.init != "rbig":
@@ -156,7 +160,8 @@ class _GaussianizationEstimator(BaseEstimator):
                 train, n_layers=self.n_layers, n_components=n_components,
                 steps=self.max_steps, batch_size=self.batch_size,
                 peak_learning_rate=self.learning_rate, init=self.init,
-                validation_data=val, seed=seed, validation_split=0.0, **kwargs)
+                validation_data=val, seed=seed, validation_split=0.0,
+                architecture=self.architecture if x64.shape[1] > 1 else "marginal", **kwargs)
             values = flows.flow_values(model.distribution)
             history = {k: [float(v) for v in vs] for k, vs in hist.history.items()}
             n_iter = len(hist.epoch) * hist.steps_per_epoch
@@ -180,9 +185,13 @@ class _GaussianizationEstimator(BaseEstimator):
         from tfp_gauss import flows  # noqa: PLC0415
 
         tfb, tfd = tfp.bijectors, tfp.distributions
-        self._params64 = [tf.constant(self.flow_parameters_[p], tf.float64)
-                          for p in flows.STACKED_PARAMETERS]
-        self._flow64 = flows.flow_from_stacked(*self._params64)
+        params, coupling = flows.stacked_arguments(self.flow_parameters_)
+        self._params64 = [tf.constant(p, tf.float64) for p in params]
+        self._coupling64 = {}
+        if coupling:
+            self._coupling64 = dict(masks=coupling["masks"], conditioner=[
+                tf.constant(w, tf.float64) for w in coupling["conditioner"]])
+        self._flow64 = flows.flow_from_stacked(*self._params64, **self._coupling64)
         self.distribution_ = tfd.TransformedDistribution(
             self._flow64,
             tfb.Chain([tfb.Shift(tf.constant(self.mean_, tf.float64)),
@@ -216,7 +225,8 @@ class _GaussianizationEstimator(BaseEstimator):
         if not isinstance(n_samples, numbers.Integral) or n_samples < 1:
             raise ValueError(f"n_samples must be an int >= 1; got {n_samples!r}.")
         seed = check_random_state(random_state).randint(0, 2**31 - 1, size=2).astype(np.int32)
-        y = sampling.sample_stacked(int(n_samples), seed, *self._params64).numpy()
+        y = sampling.sample_stacked(int(n_samples), seed, *self._params64,
+                                    **self._coupling64).numpy()
         return self.mean_ + self.scale_ * y
 
     def __sklearn_tags__(self):
@@ -250,6 +260,9 @@ _PARAMS_DOC = r"""
       verbose: Keras verbosity during ``fit``.
       fit_kwargs: extra arguments for ``tfp_gauss.fit_gaussianization_flow``
         (e.g. ``dict(patience=300, jit_compile=False)``).
+      architecture: ``"marginal"`` or ``"coupling"`` layers
+        (``fit_gaussianization_flow``'s argument; one-column data and
+        ``max_steps=0`` always give marginal layers).
 
     Attributes:
       n_features_in_: ``D``.
@@ -260,7 +273,9 @@ _PARAMS_DOC = r"""
         ``x = mean_ + scale_ * y``.
       flow_parameters_: dict of numpy arrays ``logits``, ``locs``,
         ``raw_scales`` ``[L, D, K]`` and ``vectors`` ``[L, M, D]`` (what
-        ``tfp_gauss.flows.flow_from_stacked`` takes).
+        ``tfp_gauss.flows.flow_from_stacked`` takes), and for coupling
+        layers ``masks`` ``[L, D]`` and ``conditioner`` (a list of stacked
+        MLP weights; ``flows.stack_flow_values``).
       n_layers_, n_components_: the flow's ``L`` and ``K``.
       n_iter_: optimizer steps run (0 for ``max_steps=0``).
       best_step_: the step whose weights were kept.

@@ -2,8 +2,12 @@
 also ``CompositeTensor``s."""
 
 from tfp_gauss.bijectors.householder_rotation import HouseholderRotation
-from tfp_gauss.bijectors.mixture_cdf_coupling import MixtureCDFCoupling, mixture_cdf_conditioner
+from tfp_gauss.bijectors.mixture_cdf_coupling import (
+    MixtureCDFCoupling,
+    MLPConditioner,
+    mixture_cdf_conditioner,
+)
 from tfp_gauss.bijectors.mixture_gaussian_cdf import MixtureGaussianCDF
 
-__all__ = ["HouseholderRotation", "MixtureCDFCoupling", "MixtureGaussianCDF",
+__all__ = ["HouseholderRotation", "MLPConditioner", "MixtureCDFCoupling", "MixtureGaussianCDF",
            "mixture_cdf_conditioner"]

@@ -7,15 +7,11 @@ import tensorflow_probability as tfp
 from tensorflow_probability.python.internal import cache_util
 
 from tfp_gauss.bijectors.mixture_gaussian_cdf import MixtureGaussianCDF
+from tfp_gauss.math import coupling as coupling_math
 
 tfb = tfp.bijectors
 
-__all__ = ["MixtureCDFCoupling", "mixture_cdf_conditioner"]
-
-# Bound on the conditioner's log-scale offset: scales change by at most a
-# factor e^3 either way, so a conditioner output cannot make a component
-# collapse or explode in one step.
-_LOG_SCALE_BOUND = 3.0
+__all__ = ["MLPConditioner", "MixtureCDFCoupling", "mixture_cdf_conditioner"]
 
 
 def _split_dims(conditioning_dims, n_dims):
@@ -188,15 +184,11 @@ class MixtureCDFCoupling(tfb.Bijector):
 
     def _conditional(self, x_a):
         """``x_b``'s mixture map given ``x_a`` (parameters ``[..., D_b, K]``)."""
-        logits, locs, scales = self._base(self._b)
         out = tf.cast(self._conditioner(x_a), self.dtype)
         out = tf.reshape(out, tf.concat(
             [tf.shape(x_a)[:-1], [len(self._b), 3, self._n_components]], 0))
-        bound = tf.constant(_LOG_SCALE_BOUND, self.dtype)
-        return MixtureGaussianCDF(
-            logits + out[..., 0, :], locs + scales * out[..., 1, :],
-            scales * tf.exp(bound * tf.tanh(out[..., 2, :] / bound)),
-            validate_args=self.validate_args)
+        return MixtureGaussianCDF(*coupling_math.coupled_parameters(*self._base(self._b), out),
+                                  validate_args=self.validate_args)
 
     def _split(self, x):
         return tf.gather(x, self._a, axis=-1), tf.gather(x, self._b, axis=-1)
@@ -226,3 +218,68 @@ class MixtureCDFCoupling(tfb.Bijector):
         y_a, y_b = self._split(y)
         x_a = self._fixed().inverse(y_a)
         return self._join(x_a, self._conditional(x_a).inverse(y_b))
+
+
+class MLPConditioner(tf.Module):
+    """The conditioner of the coupling layers of tfp_gauss's flows, on given weights.
+
+    ``x_a`` ``[..., D_a]`` is placed in its columns of a ``D``-wide input
+    (zeros elsewhere) and run through the MLP of
+    ``tfp_gauss.math.coupling.conditioner_offsets`` (GELU hidden layers);
+    the output is the transformed coordinates' offsets,
+    ``[..., D_b * 3 * K]``, as ``MixtureCDFCoupling`` expects. This is the
+    form the stacked maps of ``tfp_gauss.sampling``, the Keras model and the
+    SavedModel export understand: layer ``l`` of a flow reads slice ``l`` of
+    weights stacked over the layers.
+
+    Args:
+      weights: ``[kernel_1, bias_1, ..., kernel_out, bias_out]`` tensors or
+        variables, each with a leading ``[L]`` axis when ``layer`` is given
+        (read at every call, so variables stay live).
+      conditioning_dims: the ``D_a`` coordinates it sees.
+      n_dims: ``D``; n_components: ``K``.
+      layer: index into stacked weights, or ``None`` for one layer's weights.
+
+    #### Example
+
+    ```python
+    import numpy as np
+    from tfp_gauss.bijectors import MLPConditioner
+    from tfp_gauss.math import coupling
+
+    w = coupling.initial_conditioner_weights(4, 3, n_layers=1, units=(8,),
+                                             rng=np.random.default_rng(0))
+    net = MLPConditioner([v[0] for v in w], conditioning_dims=[0, 1], n_dims=4, n_components=3)
+    net(np.ones([5, 2], np.float32)).shape                  # [5, 2 * 3 * 3]
+    ```
+    """
+
+    def __init__(self, weights, conditioning_dims, n_dims, n_components, layer=None,
+                 name="mlp_conditioner"):
+        super().__init__(name=name)
+        self.weights = list(weights)
+        self.n_dims, self.n_components = int(n_dims), int(n_components)
+        self.layer = None if layer is None else int(layer)
+        a, b = _split_dims(conditioning_dims, self.n_dims)
+        self.conditioning_dims = tuple(int(i) for i in a)
+        self._b = b
+        self._merge = np.argsort(np.concatenate([a, b])).astype(np.int32)
+        mask = np.zeros(self.n_dims)
+        mask[a] = 1.0
+        self.mask = mask
+
+    def layer_weights(self):
+        """This layer's weights as tensors (slice ``layer`` of stacked weights)."""
+        ws = [tf.convert_to_tensor(w) for w in self.weights]
+        return ws if self.layer is None else [w[self.layer] for w in ws]
+
+    def __call__(self, x_a):
+        x_a = tf.convert_to_tensor(x_a)
+        batch = tf.shape(x_a)[:-1]
+        flat = tf.reshape(x_a, [-1, len(self.conditioning_dims)])
+        zeros = tf.zeros([tf.shape(flat)[0], len(self._b)], flat.dtype)
+        h = tf.gather(tf.concat([flat, zeros], -1), self._merge, axis=-1)
+        out = coupling_math.conditioner_offsets(h, self.mask, self.layer_weights(),
+                                                self.n_components)
+        out = tf.gather(out, self._b, axis=1)
+        return tf.reshape(out, tf.concat([batch, [len(self._b) * 3 * self.n_components]], 0))

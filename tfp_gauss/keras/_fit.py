@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfp_gauss import _validation
+from tfp_gauss import _validation, flows
 from tfp_gauss.keras._model import GaussianizationFlowModel
 from tfp_gauss.keras._schedules import LearningRateLogger, OneCycleCosine
 
@@ -76,7 +76,8 @@ def fit_gaussianization_flow(x, n_layers=8, n_components=8, steps=None, batch_si
                              validation_data=None, seed=None, verbose=1, *,
                              validation_split=0.1, early_stopping=True, patience=600,
                              steps_per_epoch=50, jit_compile=True, dtype="float32",
-                             callbacks=None, rbig_kwargs=None):
+                             callbacks=None, rbig_kwargs=None, architecture="marginal",
+                             conditioner_units=None):
     """Fits a Gaussianization flow to ``x`` by maximum likelihood with Keras.
 
     Adam with a one-cycle cosine learning rate (``OneCycleCosine``: warm-up to
@@ -129,6 +130,14 @@ def fit_gaussianization_flow(x, n_layers=8, n_components=8, steps=None, batch_si
       dtype: ``"float32"`` or ``"float64"``.
       callbacks: extra Keras callbacks.
       rbig_kwargs: extra arguments for ``fit_rbig`` when ``init="rbig"``.
+      architecture: ``"marginal"`` or ``"coupling"`` (``flows.ARCHITECTURES``):
+        with coupling layers each mixture map's parameters for half of the
+        coordinates are shifted by an MLP of the other half; the greedy
+        warm start then seeds the mixtures and the MLP starts at zero, so
+        training starts from the greedy flow exactly. Taken from ``init``
+        when it is a model or flow.
+      conditioner_units: the coupling MLP's hidden widths (default
+        ``tfp_gauss.math.coupling.DEFAULT_UNITS``).
 
     Returns:
       ``(model, history)``: the trained ``GaussianizationFlowModel`` and the
@@ -156,6 +165,10 @@ def fit_gaussianization_flow(x, n_layers=8, n_components=8, steps=None, batch_si
     """
     x = _validation.check_data(x, name="x", dtype=np.dtype(dtype))
     n_dims = x.shape[1]
+    flows.check_architecture(architecture, n_dims)
+    arch = dict(architecture=architecture)
+    if conditioner_units is not None:
+        arch["conditioner_units"] = tuple(conditioner_units)
     if (steps is not None and steps < 1) or batch_size < 1 or steps_per_epoch < 1 or patience < 1:
         raise ValueError(
             f"steps, batch_size, steps_per_epoch and patience must be >= 1; got {steps}, "
@@ -184,7 +197,8 @@ def fit_gaussianization_flow(x, n_layers=8, n_components=8, steps=None, batch_si
         if model.n_dims != n_dims:
             raise ValueError(f"init is a flow of {model.n_dims} dimensions; x has {n_dims}.")
     elif init == "random":
-        model = GaussianizationFlowModel(n_dims, n_layers, n_components, seed=seed, dtype=dtype)
+        model = GaussianizationFlowModel(n_dims, n_layers, n_components, seed=seed, dtype=dtype,
+                                         **arch)
     else:
         from tfp_gauss.rbig import fit_rbig  # noqa: PLC0415  (rbig builds on this module)
 
@@ -192,7 +206,7 @@ def fit_gaussianization_flow(x, n_layers=8, n_components=8, steps=None, batch_si
                       validation_data=validation_data, validation_split=0.0)
         kwargs.update(rbig_kwargs or {})
         rbig = fit_rbig(x, **kwargs)
-        model = GaussianizationFlowModel.from_distribution(rbig, seed=seed, dtype=dtype)
+        model = GaussianizationFlowModel.from_distribution(rbig, seed=seed, dtype=dtype, **arch)
 
     schedule = OneCycleCosine(steps, peak_learning_rate)
     optimizer = keras.optimizers.Adam(schedule, global_clipnorm=clip_norm)

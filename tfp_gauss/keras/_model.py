@@ -5,6 +5,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfp_gauss import _validation, flows, sampling
+from tfp_gauss.math import coupling as coupling_math
 
 __all__ = ["GaussianizationFlowModel"]
 
@@ -108,7 +109,12 @@ class GaussianizationFlowModel(keras.Model):
     ``scales = softplus(raw_scales)``, all ``[L, D, K]``, and the rotations'
     ``vectors`` ``[L, M, D]``; layer ``l`` reads slice ``l``) and builds the
     TFP distribution from the live weights on every call, so every weight
-    trains:
+    trains. With ``architecture="coupling"`` each mixture map is a
+    ``MixtureCDFCoupling`` whose parameters for half of the coordinates
+    depend on the other half through an MLP (its weights stacked over the
+    layers too, ``tfp_gauss.math.coupling``; the last layer starts at zero, so
+    a coupling model starts equal to the marginal one with the same
+    mixtures):
 
     $$\mathrm{loss} = -\frac1N \sum_i \log p(x_i), \qquad
       \log p(x) = \log \mathcal N(G(x); 0, I) + \log|\det \partial G / \partial x|.$$
@@ -129,6 +135,9 @@ class GaussianizationFlowModel(keras.Model):
       n_components: mixture components ``K``.
       n_reflections: Householder vectors per rotation ``M`` (default ``D``).
       seed: int seed of the random initialisation (``None`` means ``0``).
+      architecture: ``"marginal"`` or ``"coupling"`` (``flows.ARCHITECTURES``;
+        coupling needs ``D >= 2``).
+      conditioner_units: hidden widths of the coupling MLP.
       **kwargs: ``keras.Model`` arguments (``name``, ``dtype`` such as
         ``"float64"``).
 
@@ -149,6 +158,7 @@ class GaussianizationFlowModel(keras.Model):
     """
 
     def __init__(self, n_dims, n_layers=8, n_components=8, *, n_reflections=None, seed=None,
+                 architecture="marginal", conditioner_units=coupling_math.DEFAULT_UNITS,
                  **kwargs):
         super().__init__(**kwargs)
         self.n_dims = int(n_dims)
@@ -160,9 +170,14 @@ class GaussianizationFlowModel(keras.Model):
             raise ValueError(
                 "n_dims, n_layers and n_components must be >= 1 and n_reflections >= 0; got "
                 f"{n_dims}, {n_layers}, {n_components}, {n_reflections}.")
+        self.architecture = flows.check_architecture(architecture, self.n_dims)
+        self.conditioner_units = tuple(int(u) for u in conditioner_units)
+        if any(u < 1 for u in self.conditioner_units):
+            raise ValueError(f"conditioner_units must be >= 1; got {conditioner_units}.")
+        rng = _validation.as_rng(seed)
         values = flows.random_flow_values(
             self.n_dims, self.n_layers, self.n_components, n_reflections=self.n_reflections,
-            seed=seed, dtype=np.dtype(self.variable_dtype))
+            seed=rng, dtype=np.dtype(self.variable_dtype))
         init = flows.stack_flow_values(values)
         # One weight per parameter kind, stacked over the layers (see
         # `flows.flow_from_stacked`): the optimizer then updates four weights
@@ -171,12 +186,38 @@ class GaussianizationFlowModel(keras.Model):
             self.add_weight(shape=init[p].shape, name=p,
                             initializer=keras.initializers.Zeros(), trainable=True)
             for p in flows.STACKED_PARAMETERS]
+        self._masks, self._conditioner_weights = None, []
+        if self.architecture == "coupling":
+            self._masks = coupling_math.coupling_masks(self.n_dims, self.n_layers)
+            start = coupling_math.initial_conditioner_weights(
+                self.n_dims, self.n_components, self.n_layers, self.conditioner_units, rng=rng,
+                dtype=np.dtype(self.variable_dtype))
+            self._conditioner_weights = [
+                self.add_weight(shape=w.shape, name=f"conditioner_{i}",
+                                initializer=keras.initializers.Zeros(), trainable=True)
+                for i, w in enumerate(start)]
+            for w, v in zip(self._conditioner_weights, start):
+                w.assign(v)
         self.set_flow_values(values)
-        self._last_finite = _LastFinite(self._flow_weights)
+        self._last_finite = _LastFinite(self._all_weights())
         self.built = True  # every weight exists already: no input-dependent build
 
+    def _all_weights(self):
+        return list(self._flow_weights) + list(self._conditioner_weights)
+
+    def _coupling_kwargs(self):
+        """``masks`` and live ``conditioner`` weights for the stacked maps ({} if marginal)."""
+        if self.architecture != "coupling":
+            return {}
+        return dict(masks=self._masks, conditioner=[w.value for w in self._conditioner_weights])
+
     def set_flow_values(self, values):
-        """Assigns parameter values (per-layer dicts as from ``flows.flow_values``)."""
+        """Assigns parameter values (per-layer dicts as from ``flows.flow_values``).
+
+        Values of a marginal flow set a coupling model's mixtures and
+        rotations and leave its conditioner as it is (a fresh model's
+        conditioner outputs zero: the warm start from a greedy fit).
+        """
         if len(values) != self.n_layers:
             raise ValueError(f"Expected values for {self.n_layers} layers; got {len(values)}.")
         stacked = flows.stack_flow_values(values)  # checks the layers agree with each other
@@ -185,15 +226,28 @@ class GaussianizationFlowModel(keras.Model):
                 raise ValueError(
                     f"`{p}` stacked over the layers: expected shape {tuple(w.shape)} "
                     f"(this model's [L, D, K] / [L, M, D]), got {stacked[p].shape}.")
+        if "conditioner" in stacked:
+            if self.architecture != "coupling":
+                raise ValueError("These values are a coupling flow's; this model's architecture "
+                                 "is 'marginal'.")
+            shapes = [tuple(w.shape) for w in self._conditioner_weights]
+            if ([v.shape for v in stacked["conditioner"]] != shapes
+                    or not np.array_equal(stacked["masks"], self._masks)):
+                raise ValueError(
+                    f"Conditioner weights of shapes {[v.shape for v in stacked['conditioner']]} "
+                    f"do not fit this model's {shapes} (and its masks).")
         for w, p in zip(self._flow_weights, flows.STACKED_PARAMETERS):
             w.assign(stacked[p].astype(w.dtype))
+        for w, v in zip(self._conditioner_weights, stacked.get("conditioner", [])):
+            w.assign(v.astype(w.dtype))
 
     @property
     def distribution(self):
         """The flow as a ``tfd.TransformedDistribution`` on the live weights."""
         # `.value` is the backing tf.Variable: the bijectors read it on every
         # use, so the distribution stays bound to the live weights.
-        return flows.flow_from_stacked(*(w.value for w in self._flow_weights))
+        return flows.flow_from_stacked(*(w.value for w in self._flow_weights),
+                                       **self._coupling_kwargs())
 
     @property
     def gaussianizer(self):
@@ -211,7 +265,8 @@ class GaussianizationFlowModel(keras.Model):
         # Inference (`predict`, `evaluate`, `model(x)`): one graph shared by
         # every batch size and model, so a new batch size does not retrace
         # the layers (`sampling.log_prob_stacked`).
-        return sampling.log_prob_stacked(x, *(w.value for w in self._flow_weights))
+        return sampling.log_prob_stacked(x, *(w.value for w in self._flow_weights),
+                                         **self._coupling_kwargs())
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         del x, y, training
@@ -234,7 +289,7 @@ class GaussianizationFlowModel(keras.Model):
             self._loss_tracker.update_state(
                 loss * tf.cast(replicas, loss.dtype), sample_weight=tf.shape(x)[0])
             scaled = self.optimizer.scale_loss(loss)
-        variables = list(self._flow_weights)
+        variables = self._all_weights()
         grads = tape.gradient(scaled, variables)
         _apply_if_finite(self.optimizer, loss, grads, variables, self._last_finite)
         return self.compute_metrics(x, None, log_prob, sample_weight=sample_weight)
@@ -313,13 +368,14 @@ class GaussianizationFlowModel(keras.Model):
         ``sampling.sample_stacked(..., return_diagnostics=True)`` counts them.
         """
         return sampling.sample_stacked(int(n), seed, *(w.value for w in self._flow_weights),
-                                       validate_args=validate_args)
+                                       validate_args=validate_args, **self._coupling_kwargs())
 
     def get_config(self):
         config = super().get_config()
         config.update(n_dims=self.n_dims, n_layers=self.n_layers,
                       n_components=self.n_components, n_reflections=self.n_reflections,
-                      seed=self.seed)
+                      seed=self.seed, architecture=self.architecture,
+                      conditioner_units=list(self.conditioner_units))
         return config
 
     @classmethod
@@ -334,8 +390,15 @@ class GaussianizationFlowModel(keras.Model):
         Args:
           dist: the flow.
           **kwargs: ``keras.Model`` arguments; the dtype defaults to the flow's.
+            ``architecture="coupling"`` with a marginal flow (e.g. a greedy
+            fit) gives coupling layers that start exactly at that flow; a
+            coupling flow gives a coupling model with its conditioner.
         """
         values = flows.flow_values(dist)
+        if "conditioner" in values[0]:
+            kwargs.setdefault("architecture", "coupling")
+            kwargs.setdefault("conditioner_units", tuple(
+                w.shape[-1] for w in values[0]["conditioner"][0:-2:2]))
         shapes = {(v["locs"].shape, v["vectors"].shape) for v in values}
         if len(shapes) != 1:
             raise ValueError(
