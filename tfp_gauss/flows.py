@@ -28,10 +28,10 @@ from tfp_gauss.math import coupling as coupling_math
 tfb = tfp.bijectors
 tfd = tfp.distributions
 
-__all__ = ["ARCHITECTURES", "STACKED_PARAMETERS", "check_flow_arguments", "flow_from_layers", "flow_from_stacked",
-           "flow_gaussianizer", "flow_layers", "flow_values", "gaussianization_flow",
-           "gaussianizer", "random_flow_values", "softplus_inverse", "softplus_scales",
-           "stack_flow_values"]
+__all__ = ["ARCHITECTURES", "STACKED_PARAMETERS", "check_architecture", "check_flow_arguments",
+           "flow_from_layers", "flow_from_stacked", "flow_gaussianizer", "flow_layers",
+           "flow_values", "gaussianization_flow", "gaussianizer", "random_flow_values",
+           "softplus_inverse", "softplus_scales", "stack_flow_values", "stacked_arguments"]
 
 
 def gaussianizer(layers, name="gaussianizer"):
