@@ -18,12 +18,12 @@ entropy, KSG mutual information and multi-information, kNN KL divergence;
   entropy ``sum_i log a_i``.
 
 Grid: D in {2, 5, 10, 20, 50} x N in {1,000, 5,000, 20,000} for every case
-(the uniform box only where ``NOT_RUN`` does not say why not), one seed per
-cell; the acceptance case (10-D Gaussian, N = 5,000) is repeated over 5
-seeds. The whole grid is hours on two shared cores, so it runs in pieces:
-every cell is saved as its own file under ``results/information_parts/``
-and each run (and ``--report-only``) merges all of them into
-``results/information.{json,md}``.
+(``NOT_RUN`` would name a cell left out, and the table would show why), one
+seed per cell; the acceptance case (10-D Gaussian, N = 5,000) is repeated
+over 5 seeds. The whole grid takes over an hour on two shared cores, so it
+can run in pieces: every cell is saved as its own file under
+``results/information_parts/`` as soon as it finishes, and each run (and
+``--report-only``) merges all of them into ``results/information.{json,md}``.
 
     python benchmarks/bench_information.py --quick          # smoke test, nothing written
     python benchmarks/bench_information.py                  # the whole grid, one process
@@ -391,7 +391,8 @@ def _coverage(res):
             for n in SIZES:
                 r = runs.get((f, d, n))
                 if r is None:
-                    cells.append("not run: " + NOT_RUN[(f, d, n)] if (f, d, n) in NOT_RUN else "not run yet")
+                    reason = NOT_RUN.get((f, d, n))
+                    cells.append(f"not run: {reason}" if reason else "not run yet")
                 elif "seconds" in r:
                     cells.append(f"{r['date']}, {r['seconds']:.0f} s, load "
                                  f"{r['load_before']:.1f}/{r['load_after']:.1f}")
