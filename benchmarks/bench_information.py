@@ -366,11 +366,12 @@ def markdown(res):
         lines += ["", "Mean absolute error over the one-seed cells above (every D and N); "
                   "the default of each function was chosen as the method with the smaller "
                   "mean:", ""] + _summary(rows)
-        lines += ["", "Gaussian and monotone cells at D >= 10 (seeds included) where the "
-                  f"default has a smaller error than kNN: {_wins(rows)}."]
-        losses = _losses(rows)
-        lines += [""] + (["Cells at D >= 10 where the default does not beat kNN:", ""] + losses
-                         if losses else ["No cell at D >= 10 where the default loses to kNN."])
+        wins, losses = _wins(rows), _losses(rows)
+        if wins:
+            lines += ["", "Gaussian and monotone cells at D >= 10 (seeds included) where the "
+                      f"default has a smaller error than kNN: {wins}.", ""]
+            lines += (["Cells at D >= 10 where the default does not beat kNN:", ""] + losses
+                      if losses else ["No cell at D >= 10 where the default loses to kNN."])
     return "\n".join(lines)
 
 
