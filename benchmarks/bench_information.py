@@ -17,14 +17,27 @@ entropy, KSG mutual information and multi-information, kNN KL divergence;
 - ``uniform_box``: uniform on a randomly rotated box with sides in [0.5, 2]:
   entropy ``sum_i log a_i``.
 
-Grid (two shared cores): every D in {2, 5, 10, 20, 50} at N = 5,000 and
-N in {1,000, 20,000} at D = 10; the uniform box at D <= 20. One seed per cell;
-the acceptance case (10-D Gaussian, N = 5,000) is repeated over 5 seeds.
+Grid: D in {2, 5, 10, 20, 50} x N in {1,000, 5,000, 20,000} for every case
+(``NOT_RUN`` would name a cell left out, and the table would show why), one
+seed per cell; the acceptance case (10-D Gaussian, N = 5,000) is repeated
+over 5 seeds. The whole grid takes over an hour on two shared cores, so it
+can run in pieces: every cell is saved as its own file under
+``results/information_parts/`` as soon as it finishes, and each run (and
+``--report-only``) merges all of them into ``results/information.{json,md}``.
 
-    python benchmarks/bench_information.py [--quick]
+    python benchmarks/bench_information.py --quick          # smoke test, nothing written
+    python benchmarks/bench_information.py                  # the whole grid, one process
+    python benchmarks/bench_information.py --dims 20 50 --sizes 1000 --cases gaussian monotone
+    python benchmarks/bench_information.py --report-only    # merge results/information_parts/
+
+``--knn-max-rows M`` gives the kNN estimators only the first ``M`` rows of a
+larger sample (their cost grows about as N^2 at high D); capped cells are
+marked in the table.
 """
 
 import argparse
+import json
+import os
 import time
 
 import _common
@@ -147,10 +160,14 @@ def _gauss_estimates(method, x, a, p_sample=None, truth_keys=()):
     return out
 
 
-def _knn_estimates(knn, x, a, p_sample=None, truth_keys=()):
+def _knn_estimates(knn, x, a, p_sample=None, truth_keys=(), max_rows=None):
+    """``{measure: (value, seconds)}`` by the kNN estimators, on at most ``max_rows`` rows."""
     out = {}
     if knn is None:
         return out
+    if max_rows is not None and x.shape[0] > max_rows:
+        x = x[:max_rows]
+        p_sample = None if p_sample is None else p_sample[:max_rows]
     if "entropy" in truth_keys:
         out["entropy"] = _timed(knn["entropy"], x)
     if "total_correlation" in truth_keys:
@@ -174,7 +191,7 @@ def _rows(family, d, n, seed, truth, estimates):
     return rows
 
 
-def _one(family, d, n, seed, knn, log):
+def _one(family, d, n, seed, knn, log, knn_max_rows=None):
     if family == "gaussian":
         x, a, p_sample, truth = gaussian_case(d, n, seed)
     elif family == "monotone":
@@ -183,34 +200,83 @@ def _one(family, d, n, seed, knn, log):
         (x, truth), a, p_sample = uniform_box_case(d, n, seed), None, None
     keys = tuple(truth)
     estimates = {m: _gauss_estimates(m, x, a, p_sample, keys) for m in ("rbig", "flow")}
-    estimates["knn"] = _knn_estimates(knn, x, a, p_sample, keys)
+    estimates["knn"] = _knn_estimates(knn, x, a, p_sample, keys, knn_max_rows)
     rows = _rows(family, d, n, seed, truth, estimates)
+    knn_rows = n if knn_max_rows is None else min(n, knn_max_rows)
     for r in rows:
+        if "knn" in r:
+            r["knn"]["rows"] = knn_rows
         log(f"{family} D={d} N={n} seed={seed} {r['measure']}: truth {r['truth']:.3f} " + " ".join(
             f"{k} {r[k]['estimate']:.3f} ({r[k]['seconds']:.1f}s)"
             for k in ("rbig", "flow", "knn") if k in r))
     return rows
 
 
-def run(quick=False, log=print):
+FAMILIES = ("gaussian", "monotone", "uniform_box")
+DIMS = (2, 5, 10, 20, 50)
+SIZES = (1000, 5000, 20000)
+ACCEPTANCE_SEEDS = (1, 2, 3, 4)  # extra seeds of the 10-D Gaussian at N = 5,000
+# Cells of the grid deliberately left out, with the reason shown in the table.
+NOT_RUN = {}
+PARTS = _common.RESULTS / "information_parts"
+
+
+def grid_cells(families=FAMILIES, dims=DIMS, sizes=SIZES, seeds=(0,)):
+    """The ``(family, D, N, seed)`` cells of the grid restricted to the arguments."""
+    cells = [(f, d, n, s) for d in dims for f in families for n in sizes for s in seeds
+             if (f, d, n) not in NOT_RUN]
+    if 0 in seeds and "gaussian" in families and 10 in dims and 5000 in sizes:
+        cells += [("gaussian", 10, 5000, s) for s in ACCEPTANCE_SEEDS if s not in seeds]
+    return cells
+
+
+def _part_path(cell):
+    family, d, n, seed = cell
+    return PARTS / f"{family}-d{d}-n{n}-s{seed}.json"
+
+
+def run(quick=False, log=print, cells=None, knn_max_rows=None, save_parts=False):
+    """Estimates every cell (default: the whole grid); with ``save_parts`` one file per cell."""
     knn = _knn(required=not quick)
     if quick:
         cells = [("gaussian", 2, 500, 0), ("monotone", 2, 500, 0), ("uniform_box", 2, 500, 0)]
-    else:
-        cells = []
-        for d in (2, 5, 10, 20, 50):
-            cells += [("gaussian", d, 5000, 0), ("monotone", d, 5000, 0)]
-            if d <= 20:
-                cells.append(("uniform_box", d, 5000, 0))
-        for n in (1000, 20000):
-            cells += [("gaussian", 10, n, 0), ("monotone", 10, n, 0)]
-        cells += [("gaussian", 10, 5000, s) for s in range(1, 5)]
+    elif cells is None:
+        cells = grid_cells()
+    config = dict(k_neighbours=K_NEIGHBOURS, quick=quick, knn_max_rows=knn_max_rows,
+                  infomeasure=None if knn is None else _version("infomeasure"))
     rows = []
     for cell in cells:
-        rows += _one(*cell, knn, log)
-    return dict(config=dict(k_neighbours=K_NEIGHBOURS, quick=quick, cells=[list(c) for c in cells],
-                            infomeasure=None if knn is None else _version("infomeasure")),
-                rows=rows)
+        load_before = os.getloadavg()[0]
+        start = time.perf_counter()
+        cell_rows = _one(*cell, knn, log, knn_max_rows)
+        rows += cell_rows
+        if save_parts:
+            PARTS.mkdir(parents=True, exist_ok=True)
+            part = dict(config=config, cell=list(cell), rows=cell_rows,
+                        run=dict(seconds=time.perf_counter() - start,
+                                 load_before=load_before, load_after=os.getloadavg()[0]),
+                        environment=_common.environment())
+            _part_path(cell).write_text(json.dumps(part, indent=2, default=float) + "\n")
+    return dict(config=dict(config, cells=[list(c) for c in cells]), rows=rows)
+
+
+def merge_parts():
+    """All of ``results/information_parts/*.json`` as one result, in grid order."""
+    parts = [json.loads(p.read_text()) for p in sorted(PARTS.glob("*.json"))]
+    if not parts:
+        raise SystemExit(f"no results in {PARTS}; run some cells first.")
+    order = {f: i for i, f in enumerate(FAMILIES)}
+    parts.sort(key=lambda p: (p["cell"][1], order[p["cell"][0]], p["cell"][2], p["cell"][3]))
+    versions = sorted({str(p["config"]["infomeasure"]) for p in parts})
+    dates = sorted({p["environment"]["date"] for p in parts})
+    config = dict(k_neighbours=parts[0]["config"]["k_neighbours"], quick=False,
+                  infomeasure=", ".join(versions), cells=[p["cell"] for p in parts],
+                  dates=dates)
+    runs = [dict(cell=p["cell"], date=p["environment"]["date"], **p.get("run", {}))
+            for p in parts]
+    env = max(parts, key=lambda p: p["environment"]["date"])["environment"]
+    return dict(config=config, rows=[r for p in parts for r in p["rows"]], runs=runs,
+                environment=env)
 
 
 def _version(name):
@@ -237,8 +303,15 @@ def _acceptance(rows):
     return out
 
 
+def _mark(r, m):
+    """A dagger after kNN figures computed on fewer rows than the cell has."""
+    return "\u2020" if m == "knn" and r[m].get("rows", r["n"]) < r["n"] else ""
+
+
 def markdown(res):
     rows = res["rows"]
+    capped = sorted({(r["d"], r["n"], r["knn"]["rows"]) for r in rows
+                     if "knn" in r and r["knn"].get("rows", r["n"]) < r["n"]})
     lines = [
         "### Information measures: absolute error (nats) against closed-form truth",
         "",
@@ -246,14 +319,23 @@ def markdown(res):
         f"(plug-in) against kNN estimators (infomeasure {res['config']['infomeasure']}, "
         f"k = {res['config']['k_neighbours']}: Kozachenko-Leonenko entropy, KSG MI and "
         "multi-information, kNN KL). Entropy and TC by `rbig`/`flow` come from one fit, "
-        "so they share a time. Seconds per estimate on two cores shared with other jobs "
-        "(load 5-8), including XLA compilation the first time a shape is met (the "
-        "first estimate of a cell, usually `rbig`'s, pays it). "
-        "Best error in bold. Grid: every D at N = 5,000, and N = 1,000 and 20,000 at D = 10 "
-        "(the full D x N grid is too slow on two shared cores; this run took 30 minutes); "
-        "the uniform box at D <= 20; one seed per row, the 10-D N = 5,000 Gaussian also "
-        "with 4 more seeds (summarized below the table).",
-        "",
+        "so they share a time. Seconds per estimate on two cores shared with other jobs, "
+        "including XLA compilation the first time a shape is met (the first estimate of a "
+        "cell, usually `rbig`'s, pays it); the load average of each cell's run is in the "
+        "coverage table below. Best error in bold. Grid: D in {2, 5, 10, 20, 50} x N in "
+        "{1,000, 5,000, 20,000}, one seed per row, the 10-D N = 5,000 Gaussian also with 4 "
+        "more seeds (summarized below the table). Cells run in separate processes "
+        "(`bench_information.py --dims ... --sizes ... --cases ...`, one file per cell in "
+        "`results/information_parts/`) and merged here"
+        + (f", measured on {', '.join(res['config']['dates'])}" if res["config"].get("dates")
+           else "") + ".",
+        ""]
+    if capped:
+        lines += ["\u2020 kNN estimators given only the first rows of the sample (their cost "
+                  "grows about as N^2 at high D): "
+                  + "; ".join(f"D = {d}, N = {n}: first {m:,} rows" for d, n, m in capped)
+                  + ". `rbig` and `flow` use all N rows.", ""]
+    lines += [
         "| case | D | N | measure | truth | rbig | flow | kNN | s rbig | s flow | s kNN |",
         "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -261,11 +343,14 @@ def markdown(res):
             continue
         errs = {m: r[m]["abs_error"] for m in ("rbig", "flow", "knn") if m in r}
         best = min(errs.values())
-        cells = [("-" if m not in errs else f"**{errs[m]:.3f}**" if errs[m] == best
-                  else f"{errs[m]:.3f}") for m in ("rbig", "flow", "knn")]
-        secs = [f"{r[m]['seconds']:.1f}" if m in r else "-" for m in ("rbig", "flow", "knn")]
+        cells = [("-" if m not in errs else f"**{errs[m]:.3f}**{_mark(r, m)}" if errs[m] == best
+                  else f"{errs[m]:.3f}{_mark(r, m)}") for m in ("rbig", "flow", "knn")]
+        secs = [f"{r[m]['seconds']:.1f}{_mark(r, m)}" if m in r else "-"
+                for m in ("rbig", "flow", "knn")]
         lines.append(f"| {r['family']} | {r['d']} | {r['n']} | {r['measure']} | "
                      f"{r['truth']:.3f} | " + " | ".join(cells + secs) + " |")
+    coverage = _coverage(res)
+    lines += [""] + coverage if coverage else []
     acc = _acceptance(rows)
     if acc:
         lines += ["", "10-D Gaussian, N = 5,000 (acceptance: |error| <= 5 % of TC and <= 0.1 "
@@ -278,11 +363,44 @@ def markdown(res):
             lines.append(f"- {measure} ({a['seeds']} seeds, mean truth {a['mean_truth']:.3f}): "
                          + "; ".join(parts))
     if all("knn" in r for r in rows):
-        lines += ["", "Mean absolute error over the one-seed cells above; the default of each "
-                  "function is the method with the smaller mean:", ""] + _summary(rows)
-        lines += ["", "Gaussian and monotone cells at D >= 10 (seeds included) where the "
-                  f"default has a smaller error than kNN: {_wins(rows)}."]
+        lines += ["", "Mean absolute error over the one-seed cells above (every D and N); "
+                  "the default of each function was chosen as the method with the smaller "
+                  "mean:", ""] + _summary(rows)
+        wins, losses = _wins(rows), _losses(rows)
+        if wins:
+            lines += ["", "Gaussian and monotone cells at D >= 10 (seeds included) where the "
+                      f"default has a smaller error than kNN: {wins}.", ""]
+            lines += (["Cells at D >= 10 where the default does not beat kNN:", ""] + losses
+                      if losses else ["No cell at D >= 10 where the default loses to kNN."])
     return "\n".join(lines)
+
+
+def _coverage(res):
+    """Markdown: which (case, D, N) cells were run, when and under what load; why not if not."""
+    runs = {(r["cell"][0], r["cell"][1], r["cell"][2]): r for r in res.get("runs", [])
+            if r["cell"][3] == 0}
+    if not runs:
+        return []
+    lines = ["Coverage of the grid (seed 0): date, wall time of the cell (all three methods, "
+             "compilation included) and the 1-minute load average before/after it; "
+             "the reason where a cell was not run.", "",
+             "| case | D | " + " | ".join(f"N = {n:,}" for n in SIZES) + " |",
+             "|---|---|" + "---|" * len(SIZES)]
+    for d in DIMS:
+        for f in FAMILIES:
+            cells = []
+            for n in SIZES:
+                r = runs.get((f, d, n))
+                if r is None:
+                    reason = NOT_RUN.get((f, d, n))
+                    cells.append(f"not run: {reason}" if reason else "not run yet")
+                elif "seconds" in r:
+                    cells.append(f"{r['date']}, {r['seconds']:.0f} s, load "
+                                 f"{r['load_before']:.1f}/{r['load_after']:.1f}")
+                else:
+                    cells.append(f"{r['date']} (earlier one-process run, no per-cell record)")
+            lines.append(f"| {f} | {d} | " + " | ".join(cells) + " |")
+    return lines
 
 
 DEFAULTS = dict(entropy="rbig", total_correlation="rbig", mutual_information="rbig",
@@ -291,8 +409,8 @@ DEFAULTS = dict(entropy="rbig", total_correlation="rbig", mutual_information="rb
 
 def _summary(rows):
     """Markdown rows: mean |error| per measure and method over the seed-0 cells."""
-    lines = ["| measure | cells | rbig | flow | kNN | rbig better than flow | default |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| measure | cells | rbig | flow | kNN | rbig better than flow | smaller mean "
+             "| default |", "|---|---|---|---|---|---|---|---|"]
     for measure, default in DEFAULTS.items():
         sel = [r for r in rows if r["measure"] == measure and r["seed"] == 0 and "knn" in r]
         if not sel:
@@ -300,7 +418,8 @@ def _summary(rows):
         mean = {m: np.mean([r[m]["abs_error"] for r in sel]) for m in ("rbig", "flow", "knn")}
         better = sum(r["rbig"]["abs_error"] < r["flow"]["abs_error"] for r in sel)
         lines.append(f"| {measure} | {len(sel)} | {mean['rbig']:.3f} | {mean['flow']:.3f} | "
-                     f"{mean['knn']:.3f} | {better} of {len(sel)} | `{default}` |")
+                     f"{mean['knn']:.3f} | {better} of {len(sel)} | "
+                     f"`{min(('rbig', 'flow'), key=mean.get)}` | `{default}` |")
     return lines
 
 
@@ -316,11 +435,42 @@ def _wins(rows):
     return ", ".join(out)
 
 
+def _losses(rows):
+    """Markdown bullets: Gaussian/monotone cells at D >= 10 where the default is not better."""
+    out = []
+    for r in rows:
+        default = DEFAULTS[r["measure"]]
+        if (r["d"] >= 10 and r["family"] != "uniform_box" and "knn" in r
+                and r[default]["abs_error"] >= r["knn"]["abs_error"]):
+            out.append(f"- {r['family']} D = {r['d']} N = {r['n']} seed {r['seed']} "
+                       f"{r['measure']}: truth {r['truth']:.3f}, `{default}` error "
+                       f"{r[default]['abs_error']:.3f}, kNN error {r['knn']['abs_error']:.3f}")
+    return out
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="tiny cells, nothing written")
+    parser.add_argument("--cases", nargs="+", choices=FAMILIES, default=list(FAMILIES))
+    parser.add_argument("--dims", nargs="+", type=int, default=list(DIMS))
+    parser.add_argument("--sizes", nargs="+", type=int, default=list(SIZES))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0],
+                        help="seed 0 (default) also adds the acceptance seeds of the 10-D "
+                             "Gaussian at N = 5,000")
+    parser.add_argument("--knn-max-rows", type=int, default=None,
+                        help="give the kNN estimators at most this many rows")
+    parser.add_argument("--report-only", action="store_true",
+                        help="rebuild information.{json,md} from results/information_parts/")
     args = parser.parse_args(argv)
-    return _common.report("information", run(quick=args.quick), markdown, write=not args.quick)
+    if args.report_only:
+        return _common.report("information", merge_parts(), markdown, write=True)
+    if args.quick:
+        return _common.report("information", run(quick=True), markdown, write=False)
+    cells = grid_cells(tuple(args.cases), tuple(args.dims), tuple(args.sizes), tuple(args.seeds))
+    run(cells=cells, knn_max_rows=args.knn_max_rows, save_parts=True,
+        log=lambda m: print(m, flush=True))
+    # Each cell is saved as it finishes; the report is the merge of every part so far.
+    return _common.report("information", merge_parts(), markdown, write=True)
 
 
 if __name__ == "__main__":
