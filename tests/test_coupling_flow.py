@@ -217,3 +217,22 @@ def test_cli_fits_a_coupling_flow_and_records_it(tmp_path, capsys):
     assert cli.main(["fit", str(one_column), "--out", str(tmp_path / "r2"),
                      "--architecture", "coupling"]) == 2
     assert "needs at least 2 columns" in capsys.readouterr().err
+
+
+def test_auto_architecture_follows_the_training_rows(moons):
+    from tfp_gauss.keras import COUPLING_MIN_ROWS, PEAK_LEARNING_RATE, default_architecture
+
+    assert default_architecture(COUPLING_MIN_ROWS, 2) == "coupling"
+    assert default_architecture(COUPLING_MIN_ROWS - 1, 2) == "marginal"
+    assert default_architecture(10**6, 1) == "marginal"
+    kwargs = dict(n_layers=1, n_components=2, steps=2, steps_per_epoch=1, verbose=0,
+                  validation_split=0.0, jit_compile=False)
+    small, h_small = tfp_gauss.fit_gaussianization_flow(moons[:999], **kwargs)
+    large, h_large = tfp_gauss.fit_gaussianization_flow(moons[:1000], **kwargs)
+    assert (small.architecture, large.architecture) == ("marginal", "coupling")
+    assert h_large.architecture == "coupling"
+    assert h_small.peak_learning_rate == PEAK_LEARNING_RATE["marginal"] == 3e-3
+    assert h_large.peak_learning_rate == PEAK_LEARNING_RATE["coupling"] == 1e-3
+    # continuing a fit keeps its architecture, whatever the rows
+    more, h_more = tfp_gauss.fit_gaussianization_flow(moons[:100], init=large, **kwargs)
+    assert more.architecture == h_more.architecture == "coupling"

@@ -52,8 +52,8 @@ class _GaussianizationEstimator(BaseEstimator):
     """What the density estimator and the transformer share: fit and the fitted flow."""
 
     def __init__(self, n_layers=8, n_components=8, max_steps=None, init="rbig",
-                 validation_fraction=0.1, learning_rate=3e-3, batch_size=512,
-                 random_state=None, verbose=0, fit_kwargs=None, architecture="marginal"):
+                 validation_fraction=0.1, learning_rate=None, batch_size=512,
+                 random_state=None, verbose=0, fit_kwargs=None, architecture="auto"):
         self.n_layers = n_layers
         self.n_components = n_components
         self.max_steps = max_steps
@@ -79,9 +79,9 @@ class _GaussianizationEstimator(BaseEstimator):
             raise ValueError(
                 f"{name}: max_steps must be None (the default length), 0 (greedy fit only) "
                 f"or an int >= 1; got {self.max_steps!r}.")
-        if self.architecture not in ("marginal", "coupling"):
-            raise ValueError(f"{name}: architecture must be 'marginal' or 'coupling'; got "
-                             f"{self.architecture!r}.")
+        if self.architecture not in ("auto", "marginal", "coupling"):
+            raise ValueError(f"{name}: architecture must be 'auto', 'marginal' or 'coupling'; "
+                             f"got {self.architecture!r}.")
         if self.init not in ("rbig", "random"):
             raise ValueError(f"{name}: init must be 'rbig' or 'random'; got {self.init!r}.")
         if self.max_steps == 0 and self.init != "rbig":
@@ -161,7 +161,7 @@ class _GaussianizationEstimator(BaseEstimator):
                 steps=self.max_steps, batch_size=self.batch_size,
                 peak_learning_rate=self.learning_rate, init=self.init,
                 validation_data=val, seed=seed, validation_split=0.0,
-                architecture=self.architecture if x64.shape[1] > 1 else "marginal", **kwargs)
+                architecture="marginal" if x64.shape[1] == 1 else self.architecture, **kwargs)
             values = flows.flow_values(model.distribution)
             history = {k: [float(v) for v in vs] for k, vs in hist.history.items()}
             n_iter = len(hist.epoch) * hist.steps_per_epoch
@@ -253,14 +253,16 @@ _PARAMS_DOC = r"""
         ``random_state``) to choose the depth and the best step, in
         ``[0, 1)``; ``0`` or too few rows (fewer than 2 on either side):
         no selection.
-      learning_rate: peak of the one-cycle cosine learning rate.
+      learning_rate: peak of the one-cycle cosine learning rate (``None``:
+        ``fit_gaussianization_flow``'s default for the architecture).
       batch_size: rows per step.
       random_state: int, ``np.random.RandomState`` or ``None``: the split,
         initialisation and batch order.
       verbose: Keras verbosity during ``fit``.
       fit_kwargs: extra arguments for ``tfp_gauss.fit_gaussianization_flow``
         (e.g. ``dict(patience=300, jit_compile=False)``).
-      architecture: ``"marginal"`` or ``"coupling"`` layers
+      architecture: ``"auto"`` (coupling layers from 1,000 training rows,
+        marginal ones below), ``"marginal"`` or ``"coupling"``
         (``fit_gaussianization_flow``'s argument; one-column data and
         ``max_steps=0`` always give marginal layers).
 

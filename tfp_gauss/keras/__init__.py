@@ -1,6 +1,12 @@
 """Keras 3 face of tfp_gauss: the trainable model, the schedule, the trainer."""
 
-from tfp_gauss.keras._fit import default_steps, fit_gaussianization_flow
+from tfp_gauss.keras._fit import (
+    COUPLING_MIN_ROWS,
+    PEAK_LEARNING_RATE,
+    default_architecture,
+    default_steps,
+    fit_gaussianization_flow,
+)
 from tfp_gauss.keras._model import GaussianizationFlowModel
 from tfp_gauss.keras._schedules import (
     LearningRateLogger,
@@ -10,5 +16,6 @@ from tfp_gauss.keras._schedules import (
 )
 
 __all__ = ["GaussianizationFlowModel", "LearningRateLogger", "OneCycleCosine",
-           "OneCycleCosineCallback", "default_steps", "fit_gaussianization_flow",
+           "OneCycleCosineCallback", "COUPLING_MIN_ROWS", "PEAK_LEARNING_RATE",
+           "default_architecture", "default_steps", "fit_gaussianization_flow",
            "one_cycle_cosine"]

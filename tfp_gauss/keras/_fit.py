@@ -8,7 +8,28 @@ from tfp_gauss import _validation, flows
 from tfp_gauss.keras._model import GaussianizationFlowModel
 from tfp_gauss.keras._schedules import LearningRateLogger, OneCycleCosine
 
-__all__ = ["default_steps", "fit_gaussianization_flow"]
+__all__ = ["COUPLING_MIN_ROWS", "PEAK_LEARNING_RATE", "default_architecture", "default_steps",
+           "fit_gaussianization_flow"]
+
+# Training rows from which architecture="auto" chooses coupling layers, and the
+# default peak learning rate of each architecture: chosen on the validation
+# splits of the benchmark datasets (BENCHMARKS.md, "Candidate defaults";
+# `benchmarks/bench_variants.py`).
+COUPLING_MIN_ROWS = 1000
+PEAK_LEARNING_RATE = {"marginal": 3e-3, "coupling": 1e-3}
+
+
+def default_architecture(n_rows, n_dims):
+    """What ``architecture="auto"`` fits for ``n_rows`` training rows of ``n_dims`` columns.
+
+    ``"coupling"`` from ``COUPLING_MIN_ROWS`` rows and 2 columns, else
+    ``"marginal"``.
+
+    Measured on validation splits: coupling layers beat marginal ones with
+    1,258 rows or more (digits, two-moons, diamonds) and lose with 125-309
+    (wine, faithful, diabetes), whose conditioners overfit within 100 steps.
+    """
+    return "coupling" if n_dims >= 2 and n_rows >= COUPLING_MIN_ROWS else "marginal"
 
 
 def _batches(x, batch_size, seed):
@@ -72,11 +93,11 @@ def default_steps(n_rows, batch_size=512):
 
 
 def fit_gaussianization_flow(x, n_layers=8, n_components=8, steps=None, batch_size=512,
-                             peak_learning_rate=3e-3, clip_norm=1.0, init="rbig",
+                             peak_learning_rate=None, clip_norm=1.0, init="rbig",
                              validation_data=None, seed=None, verbose=1, *,
                              validation_split=0.1, early_stopping=True, patience=600,
                              steps_per_epoch=50, jit_compile=True, dtype="float32",
-                             callbacks=None, rbig_kwargs=None, architecture="marginal",
+                             callbacks=None, rbig_kwargs=None, architecture="auto",
                              conditioner_units=None):
     """Fits a Gaussianization flow to ``x`` by maximum likelihood with Keras.
 
@@ -103,7 +124,10 @@ def fit_gaussianization_flow(x, n_layers=8, n_components=8, steps=None, batch_si
         default ``default_steps(N)``: 100 passes over the training rows,
         within [3000, 10000].
       batch_size: rows per step (capped at the training rows).
-      peak_learning_rate: the schedule's peak.
+      peak_learning_rate: the schedule's peak; default
+        ``PEAK_LEARNING_RATE[architecture]`` (3e-3 for marginal layers, 1e-3
+        for coupling layers, whose conditioners overfit or destabilize at
+        3e-3).
       clip_norm: global gradient-norm clip (``None`` to disable).
       init: ``"rbig"`` to warm-start from a greedy RBIG fit of the training
         rows (``tfp_gauss.fit_rbig``), ``"random"``, or a trained
@@ -130,12 +154,14 @@ def fit_gaussianization_flow(x, n_layers=8, n_components=8, steps=None, batch_si
       dtype: ``"float32"`` or ``"float64"``.
       callbacks: extra Keras callbacks.
       rbig_kwargs: extra arguments for ``fit_rbig`` when ``init="rbig"``.
-      architecture: ``"marginal"`` or ``"coupling"`` (``flows.ARCHITECTURES``):
-        with coupling layers each mixture map's parameters for half of the
-        coordinates are shifted by an MLP of the other half; the greedy
-        warm start then seeds the mixtures and the MLP starts at zero, so
-        training starts from the greedy flow exactly. Taken from ``init``
-        when it is a model or flow.
+      architecture: ``"auto"`` (default), ``"marginal"`` or ``"coupling"``
+        (``flows.ARCHITECTURES``): with coupling layers each mixture map's
+        parameters for half of the coordinates are shifted by an MLP of the
+        other half; the greedy warm start then seeds the mixtures and the
+        MLP starts at zero, so training starts from the greedy flow exactly.
+        ``"auto"`` is ``default_architecture(training rows, D)``: coupling
+        layers from 1,000 training rows and 2 columns, marginal ones below.
+        Taken from ``init`` when it is a model or flow.
       conditioner_units: the coupling MLP's hidden widths (default
         ``tfp_gauss.math.coupling.DEFAULT_UNITS``).
 
@@ -143,10 +169,11 @@ def fit_gaussianization_flow(x, n_layers=8, n_components=8, steps=None, batch_si
       ``(model, history)``: the trained ``GaussianizationFlowModel`` and the
       Keras ``History`` (``loss``, ``learning_rate``, ``val_loss``), one
       record per ``steps_per_epoch`` steps; its attributes
-      ``steps_per_epoch``, ``schedule_steps`` and ``validation_rows`` say how
-      it was run. With selection, the history also
-      has ``best_step`` and ``best_val_loss`` attributes (the step whose
-      weights the model holds and its validation NLL) and ``validation_rows``.
+      ``steps_per_epoch``, ``schedule_steps``, ``validation_rows``,
+      ``architecture`` and ``peak_learning_rate`` say how it was run. With
+      selection, the history also has ``best_step`` and ``best_val_loss``
+      attributes (the step whose weights the model holds and its validation
+      NLL).
 
     Raises:
       ValueError: bad data (shape, NaN/inf rows, empty), a bad
@@ -165,10 +192,8 @@ def fit_gaussianization_flow(x, n_layers=8, n_components=8, steps=None, batch_si
     """
     x = _validation.check_data(x, name="x", dtype=np.dtype(dtype))
     n_dims = x.shape[1]
-    flows.check_architecture(architecture, n_dims)
-    arch = dict(architecture=architecture)
-    if conditioner_units is not None:
-        arch["conditioner_units"] = tuple(conditioner_units)
+    if architecture != "auto":
+        flows.check_architecture(architecture, n_dims)
     if (steps is not None and steps < 1) or batch_size < 1 or steps_per_epoch < 1 or patience < 1:
         raise ValueError(
             f"steps, batch_size, steps_per_epoch and patience must be >= 1; got {steps}, "
@@ -189,8 +214,18 @@ def fit_gaussianization_flow(x, n_layers=8, n_components=8, steps=None, batch_si
             x, validation_split, rng, name="fit_gaussianization_flow")
     if steps is None:
         steps = default_steps(len(x), batch_size)
+    if start_from is not None:
+        architecture = ("coupling" if "conditioner" in flows.flow_values(start_from)[0]
+                        else "marginal")
+    elif architecture == "auto":
+        architecture = default_architecture(len(x), n_dims)
+    arch = dict(architecture=architecture)
+    if conditioner_units is not None:
+        arch["conditioner_units"] = tuple(conditioner_units)
+    if peak_learning_rate is None:
+        peak_learning_rate = PEAK_LEARNING_RATE[architecture]
     if verbose and validation_data is not None:
-        print(f"fit_gaussianization_flow: training on {len(x)} rows; "
+        print(f"fit_gaussianization_flow: {architecture} layers, training on {len(x)} rows; "
               f"{len(validation_data)} held-out rows choose the fit.")
     if start_from is not None:
         model = GaussianizationFlowModel.from_distribution(start_from, seed=seed, dtype=dtype)
@@ -229,6 +264,8 @@ def fit_gaussianization_flow(x, n_layers=8, n_components=8, steps=None, batch_si
         validation_data=val_ds, callbacks=callbacks, verbose=verbose,
         shuffle=False)  # the dataset is shuffled already
     history.validation_rows = 0 if validation_data is None else len(validation_data)
+    history.architecture = architecture
+    history.peak_learning_rate = peak_learning_rate
     history.steps_per_epoch = steps_per_epoch
     history.schedule_steps = steps
     if stop is not None and stop.best_weights is not None:
