@@ -54,7 +54,7 @@ tfb, tfd = tfp.bijectors, tfp.distributions
 # ------------------------------------------------------------------------------ data
 
 SEEDS = {"two-moons": (0, 1, 2), "faithful": (0, 1, 2), "wine": (0, 1, 2),
-         "diabetes": (0, 1, 2), "digits": (0,), "diamonds": (0,)}
+         "diabetes": (0, 1, 2), "digits": (0,), "diamonds": (0,), "manifold8": (0,)}
 
 
 def load(name, seed, quick):
@@ -190,7 +190,7 @@ MODELS = {
     "sklearn KernelDensity": fit_kde,
 }
 OURS = "tfp_gauss default"
-DATASETS = tuple(SEEDS)
+DATASETS = _datasets.NAMES  # the default run; _datasets.EXTRA_NAMES only by --datasets
 
 
 def run(quick=False, names=DATASETS):
@@ -289,7 +289,7 @@ PARTS = _common.RESULTS / "comparison_parts"
 def merge_parts():
     """The comparison over every dataset from ``results/comparison_parts/*.json``."""
     parts = {}
-    for name in DATASETS:
+    for name in _datasets.ALL_NAMES:
         path = PARTS / f"{name}.json"
         if path.exists():
             parts[name] = json.loads(path.read_text())
@@ -302,7 +302,8 @@ def merge_parts():
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--datasets", nargs="+", choices=DATASETS, default=list(DATASETS))
+    parser.add_argument("--datasets", nargs="+", choices=_datasets.ALL_NAMES,
+                        default=list(DATASETS))
     parser.add_argument("--report-only", action="store_true",
                         help="rebuild comparison.{json,md} from results/comparison_parts/")
     args = parser.parse_args(argv)

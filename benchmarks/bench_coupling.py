@@ -134,7 +134,7 @@ def markdown(res):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--datasets", nargs="+", choices=_datasets.NAMES,
+    parser.add_argument("--datasets", nargs="+", choices=_datasets.ALL_NAMES,
                         default=["two-moons", "diamonds"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--steps", type=int, default=4000)
