@@ -147,7 +147,7 @@ def _train_maf(data, cfg, hidden):
 def fit_maf(data, cfg):
     """TFP MAF: 5 MADE layers (log-scales bounded), hidden width chosen on validation."""
     d = data["train"].shape[1]
-    candidates = sorted({min(128, max(32, 4 * d)), 128})
+    candidates = cfg.get("maf_hidden") or sorted({min(128, max(32, 4 * d)), 128})
 
     def run():
         best = None

@@ -165,24 +165,26 @@ def train(name, seed, coupling, steps, lr, quick=False, hidden=(64, 64), n_layer
     return out
 
 
-def baseline(name, seed, which, quick=False):
+def baseline(name, seed, which, quick=False, maf_steps=3000, maf_hidden=None, maf_patience=10):
     """Validation log-likelihood (standardized units) of bench_compare's MAF or GMM."""
     import bench_compare  # noqa: PLC0415
 
     data = bench_compare.load(name, seed, quick)
-    cfg = dict(quick=quick, seed=seed, steps=60 if quick else 3000, patience=3 if quick else 10,
+    cfg = dict(quick=quick, seed=seed, steps=60 if quick else maf_steps,
+               patience=3 if quick else maf_patience, maf_hidden=maf_hidden,
                gmm_components=(1, 2, 4) if quick else (1, 2, 4, 8, 16, 32, 64, 128))
     fit = bench_compare.fit_maf if which == "maf" else bench_compare.fit_gmm
     res = fit(data, cfg)
     log_prob = res.pop("log_prob")
     val_ll = float(np.mean(log_prob(data["val"])))
-    return dict(dataset=name, seed=seed, kind=which, val_log_lik=val_ll,
+    extra = dict(maf_steps=cfg["steps"], maf_patience=cfg["patience"]) if which == "maf" else {}
+    return dict(dataset=name, seed=seed, kind=which, val_log_lik=val_ll, **extra,
                 **{k: v for k, v in res.items() if k != "val_log_lik"},
                 seconds=res["train_seconds"])
 
 
 def run(names, seeds, steps, lr, quick=False, kinds=("marginal", "coupling"), baselines=(),
-        **kw):
+        maf_steps=3000, maf_hidden=None, maf_patience=10, **kw):
     out = {}
     for name in names:
         out[name] = {}
@@ -199,7 +201,7 @@ def run(names, seeds, steps, lr, quick=False, kinds=("marginal", "coupling"), ba
         for which in baselines:
             runs = []
             for s in seeds:
-                r = baseline(name, s, which, quick)
+                r = baseline(name, s, which, quick, maf_steps, maf_hidden, maf_patience)
                 runs.append(r)
                 if not quick:
                     _log_run(r)
@@ -265,6 +267,10 @@ def main(argv=None):
     parser.add_argument("--kinds", nargs="*", choices=("marginal", "coupling"),
                         default=["marginal", "coupling"])
     parser.add_argument("--baselines", nargs="*", choices=("maf", "gmm"), default=[])
+    parser.add_argument("--maf-steps", type=int, default=3000)
+    parser.add_argument("--maf-hidden", nargs="+", type=int, default=None,
+                        help="MAF widths to choose from (default: bench_compare's)")
+    parser.add_argument("--maf-patience", type=int, default=10)
     parser.add_argument("--sample-time", action="store_true")
     parser.add_argument("--no-report", action="store_true")
     parser.add_argument("--table", action="store_true",
@@ -279,7 +285,8 @@ def main(argv=None):
         res = run(["two-moons"], [0], 20, args.lr, quick=True, baselines=args.baselines, **kw)
     else:
         res = run(args.datasets, args.seeds, args.steps, args.lr, kinds=args.kinds,
-                  baselines=args.baselines, **kw)
+                  baselines=args.baselines, maf_steps=args.maf_steps, maf_hidden=args.maf_hidden,
+                  maf_patience=args.maf_patience, **kw)
     if args.no_report or not set(args.kinds) >= {"marginal", "coupling"}:
         return res
     return _common.report("coupling", res, markdown, write=not args.quick)
