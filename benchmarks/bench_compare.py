@@ -14,9 +14,10 @@ Every model is selected on the same validation split and scored once on test:
   seed=s)`` with every other argument at its default (greedy warm start with
   depth chosen on validation, best-validation weights kept);
 - tfp_gauss greedy RBIG alone: ``fit_rbig(train, validation_data=val)``;
-- TFP ``MaskedAutoregressiveFlow`` (4 MADE layers of two hidden layers of
-  ``min(128, max(32, 4 D))`` units, Adam 1e-3 with cosine decay, global-norm
-  clip 1, batch 512): best-validation weights over up to 3000 steps;
+- TFP ``MaskedAutoregressiveFlow`` (5 MADE layers of two hidden layers of
+  ``min(128, max(32, 4 D))`` or 128 units, chosen on validation; each layer's
+  log-scale bounded to ``5 tanh(s / 5)``; Adam 1e-3 with cosine decay,
+  global-norm clip 1, batch 512): best-validation weights over up to 3000 steps;
 - scikit-learn ``GaussianMixture``: covariance type and component count
   chosen on validation;
 - scikit-learn ``KernelDensity``: Gaussian kernel, bandwidth chosen on
@@ -54,7 +55,7 @@ tfb, tfd = tfp.bijectors, tfp.distributions
 # ------------------------------------------------------------------------------ data
 
 SEEDS = {"two-moons": (0, 1, 2), "faithful": (0, 1, 2), "wine": (0, 1, 2),
-         "diabetes": (0, 1, 2), "digits": (0,), "diamonds": (0,)}
+         "diabetes": (0, 1, 2), "digits": (0,), "diamonds": (0,), "manifold8": (0,)}
 
 
 def load(name, seed, quick):
@@ -102,10 +103,15 @@ def fit_default(data, cfg):
                 steps_run=int(model.optimizer.iterations.numpy()))
 
 
-def fit_maf(data, cfg):
+MAF_LAYERS = 5
+MAF_LOG_SCALE_BOUND = 5.0
+
+
+def _train_maf(data, cfg, hidden):
+    """One MAF trained with best-validation weights kept: ``(dist, variables, info)``."""
     d = data["train"].shape[1]
-    hidden = min(128, max(32, 4 * d))
-    dist, variables = bench_training.maf(d, hidden)
+    dist, variables = bench_training.maf(d, hidden, n_layers=MAF_LAYERS,
+                                         log_scale_bound=MAF_LOG_SCALE_BOUND)
     schedule = tf_keras.optimizers.schedules.CosineDecay(1e-3, cfg["steps"])
     opt = tf_keras.optimizers.Adam(schedule, global_clipnorm=1.0)
     train = tf.constant(data["train"])
@@ -120,26 +126,44 @@ def fit_maf(data, cfg):
 
     val_nll = tf.function(lambda: -tf.reduce_mean(dist.log_prob(val)), jit_compile=True)
     rng = np.random.default_rng(0)
+    best, best_values, best_step, bad = float(val_nll()), None, 0, 0
+    if not np.isfinite(best):
+        best = np.inf
+    for i in range(cfg["steps"]):
+        step(tf.constant(rng.integers(0, len(data["train"]), min(512, len(data["train"])))))
+        if (i + 1) % 50 == 0:
+            v = float(val_nll())
+            if np.isfinite(v) and v < best:
+                best, best_values, best_step, bad = v, [w.numpy() for w in variables], i + 1, 0
+            else:
+                bad += 1
+                if bad > cfg["patience"]:
+                    break
+    for w, value in zip(variables, best_values or []):
+        w.assign(value)
+    return dist, variables, dict(val_log_lik=-best, best_step=best_step, steps_run=i + 1)
+
+
+def fit_maf(data, cfg):
+    """TFP MAF: 5 MADE layers (log-scales bounded), hidden width chosen on validation."""
+    d = data["train"].shape[1]
+    candidates = cfg.get("maf_hidden") or sorted({min(128, max(32, 4 * d)), 128})
 
     def run():
-        best, best_values, bad = np.inf, None, 0
-        for i in range(cfg["steps"]):
-            step(tf.constant(rng.integers(0, len(data["train"]), min(512, len(data["train"])))))
-            if (i + 1) % 50 == 0:
-                v = float(val_nll())
-                if np.isfinite(v) and v < best:
-                    best, best_values, bad = v, [w.numpy() for w in variables], 0
-                else:
-                    bad += 1
-                    if bad > cfg["patience"]:
-                        break
-        for w, value in zip(variables, best_values or []):
-            w.assign(value)
+        best = None
+        for hidden in candidates:
+            dist, _, info = _train_maf(data, cfg, hidden)
+            print(f"  MAF hidden {hidden}: validation {info['val_log_lik']:.4f} "
+                  f"(best step {info['best_step']})", file=sys.stderr, flush=True)
+            if best is None or info["val_log_lik"] > best[2]["val_log_lik"]:
+                best = (dist, hidden, info)
+        return best
 
-    _, secs = _timed(run)
+    (dist, hidden, info), secs = _timed(run)
     sampler = tf.function(lambda: dist.sample(10_000, seed=1), jit_compile=True)
     return dict(log_prob=lambda x: dist.log_prob(x).numpy(), train_seconds=secs,
-                sample_seconds=_sample_seconds(sampler), chosen=f"hidden {hidden}")
+                sample_seconds=_sample_seconds(sampler),
+                chosen=f"{MAF_LAYERS} x hidden {hidden}, best step {info['best_step']}", **info)
 
 
 def fit_gmm(data, cfg):
@@ -190,7 +214,7 @@ MODELS = {
     "sklearn KernelDensity": fit_kde,
 }
 OURS = "tfp_gauss default"
-DATASETS = tuple(SEEDS)
+DATASETS = _datasets.NAMES  # the default run; _datasets.EXTRA_NAMES only by --datasets
 
 
 def run(quick=False, names=DATASETS):
@@ -289,7 +313,7 @@ PARTS = _common.RESULTS / "comparison_parts"
 def merge_parts():
     """The comparison over every dataset from ``results/comparison_parts/*.json``."""
     parts = {}
-    for name in DATASETS:
+    for name in _datasets.ALL_NAMES:
         path = PARTS / f"{name}.json"
         if path.exists():
             parts[name] = json.loads(path.read_text())
@@ -302,7 +326,8 @@ def merge_parts():
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--datasets", nargs="+", choices=DATASETS, default=list(DATASETS))
+    parser.add_argument("--datasets", nargs="+", choices=_datasets.ALL_NAMES,
+                        default=list(DATASETS))
     parser.add_argument("--report-only", action="store_true",
                         help="rebuild comparison.{json,md} from results/comparison_parts/")
     args = parser.parse_args(argv)

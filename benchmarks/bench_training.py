@@ -38,22 +38,34 @@ def n_params(variables):
     return int(sum(np.prod(v.shape) for v in variables))
 
 
-def maf(n_dims, hidden, n_layers=4, seed=0):
+def maf(n_dims, hidden, n_layers=4, seed=0, log_scale_bound=None):
     """TFP MaskedAutoregressiveFlow stack (MADE with two hidden layers, reversing
-    permutations between layers); returns ``(distribution, trainable variables)``."""
-    bijectors = []
+    permutations between layers); returns ``(distribution, trainable variables)``.
+
+    ``log_scale_bound``: if set, each layer's log-scale ``s`` becomes
+    ``b tanh(s / b)`` (identity near 0, ``|s| < b``), so that no layer can
+    scale by more than ``e^b``: an unbounded MADE log-scale extrapolates
+    linearly (ReLU) to rows outside the training range and can send their
+    log-density to ``-1e30``."""
+    bijectors, nets = [], []
     for i in range(n_layers):
         made = tfb.AutoregressiveNetwork(params=2, hidden_units=[hidden, hidden],
                                          activation="relu",
                                          kernel_initializer=tf_keras.initializers.GlorotUniform(
                                              seed=seed + i))
         made.build((None, n_dims))
-        bijectors.append(tfb.MaskedAutoregressiveFlow(shift_and_log_scale_fn=made))
+        nets.append(made)
+        fn = made
+        if log_scale_bound is not None:
+            def fn(x, made=made, b=float(log_scale_bound)):
+                shift, log_scale = tf.unstack(made(x), num=2, axis=-1)
+                return shift, b * tf.tanh(log_scale / b)
+        bijectors.append(tfb.MaskedAutoregressiveFlow(shift_and_log_scale_fn=fn))
         if i < n_layers - 1:
             bijectors.append(tfb.Permute(list(range(n_dims))[::-1]))
     base = tfd.Sample(tfd.Normal(0.0, 1.0), n_dims)
     dist = tfd.TransformedDistribution(base, tfb.Chain(bijectors))
-    variables = [v for b in bijectors for v in getattr(b, "trainable_variables", ())]
+    variables = [v for net in nets for v in net.trainable_variables]
     return dist, variables
 
 
