@@ -78,8 +78,19 @@ def collect(rows):
 def markdown(res):
     lines = ["### Candidate defaults (best validation log-likelihood per split seed, "
              "standardized units; test never read)", "",
-             "`{}` is the shipped default; other rows change only the arguments shown. "
-             "Produced by `python benchmarks/bench_variants.py` (see its docstring).", ""]
+             "Each row changes only the arguments shown from the default of its time; "
+             "`{\"architecture\": \"marginal\"}` rows were recorded when marginal layers "
+             "with peak learning rate 3e-3 were the default (`{}`). Produced by "
+             "`python benchmarks/bench_variants.py` (see its docstring).", "",
+             "**The architecture rule** (`fit_gaussianization_flow(architecture=\"auto\")`): "
+             "coupling layers beat marginal ones on validation with 1,258 training rows or more "
+             "(digits +0.19, two-moons +0.014 mean of 3 seeds, diamonds +0.16 at peak 1e-3) and "
+             "lose with 125-309 (diabetes -0.34 mean, faithful -0.03; wine mixed), where the "
+             "conditioners overfit within 50-350 steps. So `auto` fits coupling layers from "
+             "1,000 training rows (and 2 columns), marginal ones below. At peak 3e-3 the "
+             "coupling fit of diamonds was unstable (5.79, stopped at step 3,268); at 1e-3 it "
+             "reached 6.06 and is no worse on two-moons or digits: 1e-3 is the coupling "
+             "default.", ""]
     for name, ds in res.items():
         seeds = sorted({int(s) for v in ds["variants"].values() for s in v}
                        | {int(s) for s in ds["yardsticks"]})
