@@ -234,20 +234,26 @@ def markdown(res):
 def exploration_table(path=RUNS):
     """Markdown table of every run in ``coupling_runs.jsonl`` (validation, standardized units)."""
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    lines = ["| data | model | hidden | lr | steps (max) | layers | best step / run | "
+    lines = ["| data | model | hidden | lr | steps (max) | patience | layers | best step / run | "
              "val log-lik | fit s | 10k samples s |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in sorted(rows, key=lambda r: (r["dataset"], r["kind"], -r["val_log_lik"])):
         sample = r.get("sample_10k_seconds", r.get("sample_seconds"))
         if r["kind"] in ("marginal", "coupling"):
             lines.append(
                 f"| {r['dataset']} | {r['kind']} | {'x'.join(map(str, r['hidden'] or [])) or '-'} "
-                f"| {r['lr']:g} | {r['steps']} | {r['layers']} | {r['best_step']} / "
+                f"| {r['lr']:g} | {r['steps']} | {r['patience'] * 50} | {r['layers']} | "
+                f"{r['best_step']} / "
                 f"{r['steps_run']} | {r['val_log_lik']:.3f} | {r['seconds']:.0f} | "
                 f"{'-' if sample is None else f'{sample:.2f}'} |")
         else:
-            lines.append(f"| {r['dataset']} | {r['kind'].upper()} ({r.get('chosen', '')}) | - | - "
-                         f"| - | - | - | {r['val_log_lik']:.3f} | {r['seconds']:.0f} | "
+            steps = r.get("maf_steps", "-")
+            pat = r["maf_patience"] * 50 if "maf_patience" in r else "-"
+            if r["kind"] == "maf" and "maf_steps" not in r:
+                steps, pat = 3000, 500
+            lines.append(f"| {r['dataset']} | {r['kind'].upper()} ({r.get('chosen', '')}) | - | "
+                         f"{'0.001' if r['kind'] == 'maf' else '-'} | {steps} | {pat} | - | - | "
+                         f"{r['val_log_lik']:.3f} | {r['seconds']:.0f} | "
                          f"{'-' if sample is None else f'{sample:.2f}'} |")
     return "\n".join(lines)
 
