@@ -96,7 +96,7 @@ def stacked_forward(z, logits, locs, scales, rotations, score=False):
     z = tf.broadcast_to(z, tf.broadcast_dynamic_shape(
         tf.shape(z), tf.concat([batch_shape, tf.shape(z)[-1:]], 0)))
     if score:
-        x, fldj, s = _stacked_forward_with_score(z, *params)
+        x, fldj, s = _traced_forward_with_score(z, *params)
         return x, fldj, tf.stop_gradient(s)
     return _stacked_forward(z, *params)
 
@@ -271,6 +271,14 @@ def _stacked_forward_with_score(z, logits, locs, scales, rotations):
         return _path_backward(saved, dx, *params)
 
     return (x, fldj, score), grad
+
+
+# A graph function: TFP's `minimize` traces its step three times (the first
+# step, and the loop body twice), and a process fitting several surrogates of
+# one shape traces it once per fit; this traces the layer loop once per input
+# signature (an XLA compilation inlines it). Banana benchmark (16 layers):
+# tracing a fit 1.2-1.5 s CPU -> 1.1 s for the first fit, 0.6 s for later ones.
+_traced_forward_with_score = tf.function(_stacked_forward_with_score, autograph=False)
 
 
 @_composite.register
