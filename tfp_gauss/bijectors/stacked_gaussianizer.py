@@ -1,5 +1,6 @@
 """The Gaussianizer over parameters stacked by layer, one loop instead of L bijectors."""
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 from tensorflow_probability.python.internal import (
@@ -31,11 +32,13 @@ def _layer(t, index, event_ndims):
     return tf.gather(t, index, axis=tf.rank(t) - event_ndims)
 
 
-def _stack_layers(array, like):
-    """``TensorArray`` of per-layer gradients -> ``like``'s ``[..., L, ...]`` layout."""
+def _stack_layers(array, like, event=2):
+    """``TensorArray`` of per-layer gradients -> ``like``'s ``[..., L, ...]`` layout.
+
+    ``event``: the number of trailing axes after ``L`` (``[D, K]`` or ``[D, D]``: 2).
+    """
     stacked = array.stack()  # [L, *batch, ...]
     rank = tf.TensorShape(like.shape).rank
-    event = 2  # the trailing [D, K] or [D, D]
     batch = rank - 1 - event
     if batch == 0:
         return stacked
@@ -70,14 +73,18 @@ def stacked_forward(z, logits, locs, scales, rotations, score=False):
       \nabla \ell_l = Q_l\, \frac{\nabla \ell_{l-1} - \nabla s_l}{T_l'}\Big|_{h_{l-1}},$$
 
     (``\nabla s_l`` from ``mixture_cdf_transform``'s analytic gradient): no
-    root-find, and no pass beyond the forward one. The score is returned as
-    a constant (no gradient flows back through it).
+    root-find, and no pass beyond the forward one. With ``score``, ``fldj``
+    and ``s`` are returned as constants and the gradient flows back through
+    ``x`` alone (what the path derivative needs, ``GaussianizationSurrogate``):
+    the forward keeps each layer's partials of ``y`` (one mixture evaluation
+    per layer, with the kernel's analytic formulas, ``_sample_partials``) and
+    the backward loop is sums of products, with no mixture evaluation.
 
     Args:
       z: ``[..., D]``.
       logits, locs, scales: ``[*batch, L, D, K]`` (``scales`` positive).
       rotations: ``[*batch, L, D, D]``, orthogonal.
-      score: also return ``s``.
+      score: also return ``s`` (``fldj`` and ``s`` then carry no gradient).
 
     Returns:
       ``(x, fldj)`` (and ``s``) of shapes ``[..., *batch, D]`` (broadcast),
@@ -89,7 +96,7 @@ def stacked_forward(z, logits, locs, scales, rotations, score=False):
     z = tf.broadcast_to(z, tf.broadcast_dynamic_shape(
         tf.shape(z), tf.concat([batch_shape, tf.shape(z)[-1:]], 0)))
     if score:
-        x, fldj, s = _stacked_forward_with_score(z, *params)
+        x, fldj, s = _traced_forward_with_score(z, *params)
         return x, fldj, tf.stop_gradient(s)
     return _stacked_forward(z, *params)
 
@@ -154,51 +161,55 @@ def _sum_to_shape(grad, shape):
     return tf.reshape(tf.reduce_sum(grad, axis=axes), shape)
 
 
-def _layer_partials(h, layer_params):
-    """One layer's values and every per-element partial derivative it has.
+def _sample_partials(h, logits, locs, scales):
+    """One layer's values and the partials of ``y`` that the path gradient needs.
 
-    The mixture map is elementwise: ``y_e`` and ``log T'_e`` depend on ``h_e``
-    and on the parameters of ``e``'s coordinate only. So with the parameters
-    broadcast to one copy per element, a single vector-Jacobian product of
-    ``mixture_cdf_transform`` (on two copies of the elements: one seeded
-    with ``dy = 1``, one with ``dlog T' = 1``) gives every partial
-    derivative, and the backward pass needs no mixture evaluation at all:
-    it is sums of products (``_linear_backward``).
+    From one forward evaluation (``mixture_cdf_parts`` with its
+    responsibilities, component-major ``[..., K, D]``) and the kernel's own
+    gradient formulas (``mixture_cdf_transform``): with ``T' = dy/dh``,
+    ``H`` the hazard at ``s y``, ``r_k``, ``q_k`` the CDF and density
+    responsibilities and ``u_k = (h - mu_k) / sigma_k``,
+
+      dy/dmu_k = -q_k T',  dy/dsigma_k = u_k dy/dmu_k,  dy/dlogit_k = s (r_k - w_k) / H,
+      dlog T'/dh = y T' - sum_k q_k u_k / sigma_k.
 
     Returns:
-      ``y``, ``log_slope`` (``[..., D]``), ``dlog_slope/dh`` (``[..., D]``)
-      and the partials of ``y`` and of ``log_slope`` with respect to the
-      logits, locs and scales (six ``[..., D, K]`` tensors).
+      ``y``, ``log T'``, ``dlog T'/dh`` (``[..., D]``) and the three partials
+      stacked as ``[..., 3, K, D]`` (logits, locs, scales).
     """
-    k = tf.shape(layer_params[0])[-1]
-    full = tf.concat([tf.shape(h), [k]], 0)
-    both = [tf.stack([tf.broadcast_to(p, full)] * 2) for p in layer_params]
-    h2 = tf.stack([h, h])
-    with tf.GradientTape(watch_accessed_variables=False) as tape:
-        tape.watch([h2] + both)
-        y2, log_slope2 = mixture_cdf.mixture_cdf_transform(h2, *both)
-    ones, zeros = tf.ones_like(h), tf.zeros_like(h)
-    grads = tape.gradient([y2, log_slope2], [h2] + both,
-                          output_gradients=[tf.stack([ones, zeros]), tf.stack([zeros, ones])])
-    partials = [g[0] for g in grads[1:]] + [g[1] for g in grads[1:]]
-    return y2[0], log_slope2[0], grads[0][1], partials
+    dtype = h.dtype.as_numpy_dtype
+    parts = mixture_cdf.mixture_cdf_parts(h, logits, locs, scales, responsibilities=True)
+    y, log_slope = parts.z, parts.log_det
+    locs_t, scales_t = (tf.linalg.matrix_transpose(p) for p in (locs, scales))
+    inv_scales = tf.minimum(tf.math.reciprocal(scales_t), dtype(np.finfo(dtype).max))
+    w = tf.math.softmax(tf.linalg.matrix_transpose(logits), axis=-2)
+    u = (h[..., tf.newaxis, :] - locs_t) * inv_scales
+    inv_hazard = tf.exp(-parts.log_hazard_zeta)
+    slope = inv_hazard * parts.f_over_tail
+    q = parts.q
+    d_locs = -q * slope[..., tf.newaxis, :]
+    signed = tf.where(parts.lower, inv_hazard, -inv_hazard)
+    d_logits = signed[..., tf.newaxis, :] * (parts.r - w)
+    dlog_slope = y * slope - tf.reduce_sum(q * u * inv_scales, axis=-2)
+    return y, log_slope, dlog_slope, tf.stack([d_logits, d_locs, u * d_locs], axis=-3)
 
 
-def _forward_with_partials(z, logits, locs, scales, rotations):
-    """The forward loop keeping what ``_linear_backward`` needs, and the score.
+def _forward_for_path(z, logits, locs, scales, rotations):
+    """The forward loop keeping what ``_path_backward`` needs, and the score.
 
-    Per layer it saves ``[y, T', dlog T'/dh]`` as one ``[..., 3, D]`` tensor
-    and the six parameter partials as one ``[..., 6, D, K]`` tensor.
+    Per layer it saves ``[y, T']`` as one ``[..., 2, D]`` tensor and the three
+    partials of ``y`` as one ``[..., 3, K, D]`` tensor.
     """
     n_layers = tf.shape(locs)[-3]
 
     def body(layer, h, fldj, g, values, partials):
         layer_params = [_layer(p, layer, 3) for p in (logits, locs, scales)]
         q = _layer(rotations, layer, 3)
-        y, log_slope, dlog_slope, layer_partials = _layer_partials(h, layer_params)
-        g = _rotate((g - dlog_slope) * tf.exp(-log_slope), q)
-        values = values.write(layer, tf.stack([y, tf.exp(log_slope), dlog_slope], axis=-2))
-        partials = partials.write(layer, tf.stack(layer_partials, axis=-3))
+        y, log_slope, dlog_slope, layer_partials = _sample_partials(h, *layer_params)
+        inv_slope = tf.exp(-log_slope)
+        g = _rotate((g - dlog_slope) * inv_slope, q)
+        values = values.write(layer, tf.stack([y, tf.math.reciprocal(inv_slope)], axis=-2))
+        partials = partials.write(layer, layer_partials)
         fldj = fldj + tf.reduce_sum(log_slope, axis=-1)
         return layer + 1, _rotate(y, q), fldj, g, values, partials
 
@@ -210,35 +221,33 @@ def _forward_with_partials(z, logits, locs, scales, rotations):
     return x, fldj, g, (values.stack(), partials.stack())
 
 
-def _linear_backward(saved, dx, dfldj, logits, locs, scales, rotations):
-    """Vector-Jacobian product of ``(x, fldj)`` from the saved partials, layers reversed."""
+def _path_backward(saved, dx, logits, locs, scales, rotations):
+    """Vector-Jacobian product of ``x`` alone from the saved partials, layers reversed."""
     values, partials = saved
     n_layers = tf.shape(locs)[-3]
     dx = tf.zeros_like(values[0, ..., 0, :]) if dx is None else dx
-    dfldj = tf.zeros_like(dx[..., 0]) if dfldj is None else dfldj
-    dfldj_d = tf.broadcast_to(dfldj[..., tf.newaxis], tf.shape(dx))[..., tf.newaxis]
     param_shape = tf.shape(locs)[:-3]
-    mix_shape = tf.concat([param_shape, tf.shape(locs)[-2:]], 0)
+    mix_shape = tf.concat([param_shape, [3], tf.shape(locs)[-1:], tf.shape(locs)[-2:-1]], 0)
     rot_shape = tf.concat([param_shape, tf.shape(rotations)[-2:]], 0)
 
-    def back(layer, dh, *arrays):
-        y, slope, dlog_slope = tf.unstack(values[layer], 3, axis=-2)
-        layer_partials = tf.unstack(partials[layer], 6, axis=-3)
+    def back(layer, dh, d_mix, d_rot):
+        y, slope = tf.unstack(values[layer], 2, axis=-2)
         q = _layer(rotations, layer, 3)
         # out = Q y: dy = Q^T dh and dQ = dh y^T (summed over the samples).
         dy = _rotate(dh, q, transpose=True)
-        dq = _sum_to_shape(dh[..., :, tf.newaxis] * y[..., tf.newaxis, :], rot_shape)
-        dy_k = dy[..., tf.newaxis]
-        grads = [_sum_to_shape(dy_k * layer_partials[i] + dfldj_d * layer_partials[i + 3],
-                               mix_shape) for i in range(3)]
-        dh_in = dy * slope + dfldj_d[..., 0] * dlog_slope
-        return (layer - 1, dh_in) + tuple(a.write(layer, g) for a, g in
-                                          zip(arrays, grads + [dq]))
+        d_rot = d_rot.write(layer, _sum_to_shape(dh[..., :, tf.newaxis] * y[..., tf.newaxis, :],
+                                                 rot_shape))
+        d_mix = d_mix.write(layer, _sum_to_shape(dy[..., tf.newaxis, tf.newaxis, :]
+                                                 * partials[layer], mix_shape))
+        return layer - 1, dy * slope, d_mix, d_rot
 
-    params = (logits, locs, scales, rotations)
-    arrays = [tf.TensorArray(p.dtype, size=n_layers) for p in params]
-    out = tf.while_loop(lambda layer, *_: layer >= 0, back, (n_layers - 1, dx, *arrays))
-    return (out[1],) + tuple(_stack_layers(a, p) for a, p in zip(out[2:], params))
+    arrays = [tf.TensorArray(locs.dtype, size=n_layers) for _ in range(2)]
+    _, dz, d_mix, d_rot = tf.while_loop(lambda layer, *_: layer >= 0, back,
+                                        (n_layers - 1, dx, *arrays))
+    # [L, *batch, 3, K, D] -> three [*batch, L, D, K]; [L, *batch, D, D] -> [*batch, L, D, D].
+    d_mix = tf.linalg.matrix_transpose(_stack_layers(d_mix, locs[..., tf.newaxis], event=3))
+    d_logits, d_locs, d_scales = tf.unstack(d_mix, 3, axis=-3)
+    return dz, d_logits, d_locs, d_scales, _stack_layers(d_rot, rotations)
 
 
 @tf.custom_gradient
@@ -255,13 +264,21 @@ def _stacked_forward(z, logits, locs, scales, rotations):
 @tf.custom_gradient
 def _stacked_forward_with_score(z, logits, locs, scales, rotations):
     params = (logits, locs, scales, rotations)
-    x, fldj, score, saved = _forward_with_partials(z, *params)
+    x, fldj, score, saved = _forward_for_path(z, *params)
 
     def grad(dx, dfldj, dscore):
-        del dscore  # the score is a constant
-        return _linear_backward(saved, dx, dfldj, *params)
+        del dfldj, dscore  # constants
+        return _path_backward(saved, dx, *params)
 
     return (x, fldj, score), grad
+
+
+# A graph function: TFP's `minimize` traces its step three times (the first
+# step, and the loop body twice), and a process fitting several surrogates of
+# one shape traces it once per fit; this traces the layer loop once per input
+# signature (an XLA compilation inlines it). Banana benchmark (16 layers):
+# tracing a fit 1.2-1.5 s CPU -> 1.1 s for the first fit, 0.6 s for later ones.
+_traced_forward_with_score = tf.function(_stacked_forward_with_score, autograph=False)
 
 
 @_composite.register
