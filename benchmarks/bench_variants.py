@@ -116,7 +116,8 @@ def markdown(res):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--datasets", nargs="+", choices=_datasets.NAMES, default=["two-moons"])
+    parser.add_argument("--datasets", nargs="+", choices=_datasets.ALL_NAMES,
+                        default=["two-moons"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--variant", default="{}", help="fit_gaussianization_flow kwargs, JSON")
     parser.add_argument("--yardsticks", action="store_true")
