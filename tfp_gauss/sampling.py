@@ -87,21 +87,23 @@ _solve_chunk = tf.function(_solve_chunk_impl, jit_compile=True, reduce_retracing
                            autograph=False)
 
 
-def _solve_flat(y, member, logits, locs, scales, table_x, table_m, use_table, max_iterations):
-    """``_solve_chunk`` over any number of elements (flat ``y``, ``member``).
+def _chunks(t, n_chunks, value=0):
+    """``t`` (``[n, ...]``) padded with ``value`` and split into ``[n_chunks, _CHUNK, ...]``."""
+    pad = [[0, n_chunks * _CHUNK - tf.shape(t)[0]]] + [[0, 0]] * (len(t.shape) - 1)
+    return tf.reshape(tf.pad(t, pad, constant_values=value),
+                      tf.concat([[n_chunks, _CHUNK], tf.shape(t)[1:]], 0))
 
-    Returns ``(x, converged)``, flat.
+
+def _over_chunks(y, solve_chunk):
+    """``solve_chunk(i, count) -> (x, converged)`` over every ``_CHUNK`` of flat ``y``.
+
+    Returns ``(x, converged)``, flat, the padding dropped.
     """
     n = tf.size(y)
     n_chunks = (n + _CHUNK - 1) // _CHUNK
-    pad = [[0, n_chunks * _CHUNK - n]]
-    y_chunks = tf.reshape(tf.pad(y, pad), [n_chunks, _CHUNK])
-    member_chunks = tf.reshape(tf.pad(member, pad), [n_chunks, _CHUNK])
 
     def body(i, xs, converged):
-        x, _, ok = _solve_chunk(y_chunks[i], member_chunks[i],
-                                tf.minimum(_CHUNK, n - i * _CHUNK), logits, locs, scales,
-                                table_x, table_m, use_table, max_iterations)
+        x, ok = solve_chunk(i, tf.minimum(_CHUNK, n - i * _CHUNK))
         return i + 1, xs.write(i, x), converged.write(i, ok)
 
     _, xs, converged = tf.compat.v1.while_loop(
@@ -110,6 +112,22 @@ def _solve_flat(y, member, logits, locs, scales, table_x, table_m, use_table, ma
          tf.TensorArray(tf.bool, size=n_chunks, element_shape=[_CHUNK])),
         back_prop=False, return_same_structure=True)
     return (tf.reshape(xs.stack(), [-1])[:n], tf.reshape(converged.stack(), [-1])[:n])
+
+
+def _solve_flat(y, member, logits, locs, scales, table_x, table_m, use_table, max_iterations):
+    """``_solve_chunk`` over any number of elements (flat ``y``, ``member``).
+
+    Returns ``(x, converged)``, flat.
+    """
+    n_chunks = (tf.size(y) + _CHUNK - 1) // _CHUNK
+    y_chunks, member_chunks = _chunks(y, n_chunks), _chunks(member, n_chunks)
+
+    def solve_chunk(i, count):
+        x, _, ok = _solve_chunk(y_chunks[i], member_chunks[i], count, logits, locs, scales,
+                                table_x, table_m, use_table, max_iterations)
+        return x, ok
+
+    return _over_chunks(y, solve_chunk)
 
 
 def _solve_rows_chunk_impl(y, x_start, count, logits, locs, scales, max_iterations):
@@ -143,28 +161,16 @@ def _solve_rows(y, x_start, logits, locs, scales, max_iterations):
 
     Returns ``(x, converged)``, flat.
     """
-    n = tf.size(y)
-    n_chunks = (n + _CHUNK - 1) // _CHUNK
-    pad = n_chunks * _CHUNK - n
+    n_chunks = (tf.size(y) + _CHUNK - 1) // _CHUNK
+    y_c, x_c = _chunks(y, n_chunks), _chunks(x_start, n_chunks)
+    logits_c, locs_c = _chunks(logits, n_chunks), _chunks(locs, n_chunks)
+    scales_c = _chunks(scales, n_chunks, 1)  # positive padding: no 0/0 in the bracket
 
-    def chunked(t, value=0):
-        rows = tf.pad(t, [[0, pad]] + [[0, 0]] * (len(t.shape) - 1), constant_values=value)
-        return tf.reshape(rows, tf.concat([[n_chunks, _CHUNK], tf.shape(t)[1:]], 0))
+    def solve_chunk(i, count):
+        return _solve_rows_chunk(y_c[i], x_c[i], count, logits_c[i], locs_c[i], scales_c[i],
+                                 max_iterations)
 
-    y_c, x_c = chunked(y), chunked(x_start)
-    logits_c, locs_c, scales_c = chunked(logits), chunked(locs), chunked(scales, 1)
-
-    def body(i, xs, converged):
-        x, ok = _solve_rows_chunk(y_c[i], x_c[i], tf.minimum(_CHUNK, n - i * _CHUNK),
-                                  logits_c[i], locs_c[i], scales_c[i], max_iterations)
-        return i + 1, xs.write(i, x), converged.write(i, ok)
-
-    _, xs, converged = tf.compat.v1.while_loop(
-        lambda i, *_: i < n_chunks, body,
-        (tf.constant(0), tf.TensorArray(y.dtype, size=n_chunks, element_shape=[_CHUNK]),
-         tf.TensorArray(tf.bool, size=n_chunks, element_shape=[_CHUNK])),
-        back_prop=False, return_same_structure=True)
-    return (tf.reshape(xs.stack(), [-1])[:n], tf.reshape(converged.stack(), [-1])[:n])
+    return _over_chunks(y, solve_chunk)
 
 
 def _layer_conditioner(conditioner, layer):
