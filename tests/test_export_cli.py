@@ -136,7 +136,7 @@ def cli_run(tmp_path_factory):
     stdout = io.StringIO()
     with contextlib.redirect_stdout(stdout):
         rc = cli.main(["fit", "--out", str(out), "--steps", "20", "--layers", "2",
-                       "--components", "3", "--overwrite"])
+                       "--components", "3", "--noise", "0.05", "--overwrite"])
     assert rc == 0
     return out, stdout.getvalue(), user_files
 
@@ -165,6 +165,7 @@ def test_cli_fit_sample_score(cli_run, tmp_path):
         assert (out / name).exists(), name
     report = json.loads((out / "report.json").read_text())
     assert report["config"]["init"] == "rbig" and report["data"]["train_rows"] == 2700
+    assert report["config"]["noise"] == 0.05
     assert np.isfinite(report["results"]["validation_nll"])
     # the weights kept are those of the best validation evaluation (the warm start
     # at step 0 or the one after the 20 steps): its NLL is the least in the history

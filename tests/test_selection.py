@@ -194,3 +194,30 @@ def test_tail_component_keeps_deep_greedy_tails_sane():
     fit = tfp_gauss.math.mixture_em.fit_mixture_em(x, 4, tail_scale_ratio=1.0)
     assert (fit["scales"][:, -1] >= x.std(0) * (1 - 1e-5)).all()
     assert (fit["scales"][:, :-1] < x.std(0)[:, None]).all()
+
+
+def test_training_noise_has_the_asked_scale_and_is_reproducible():
+    from tfp_gauss.keras._fit import _batches  # noqa: PLC0415
+
+    x = np.random.default_rng(3).normal(size=(500, 2)).astype(np.float32) * [1.0, 4.0]
+    scale = np.array([0.05, 0.2], np.float32)
+
+    def take(noise, seed, n=60):
+        return np.stack([b.numpy() for b in _batches(x, 250, seed, noise).take(n)])
+
+    clean, noisy = take(None, 5), take(scale, 5)
+    # same shuffling with and without noise: the difference is the noise alone
+    eps = (noisy - clean).reshape(-1, 2).astype(np.float64)
+    n = len(eps)
+    assert np.all(np.abs(eps.mean(axis=0)) < 5 * scale / np.sqrt(n)), eps.mean(axis=0)
+    # sample std within 5 standard errors of the asked scale (se ~ scale / sqrt(2n))
+    np.testing.assert_allclose(eps.std(axis=0), scale, rtol=5 / np.sqrt(2 * n))
+    assert abs(np.corrcoef(eps.T)[0, 1]) < 5 / np.sqrt(n)
+    np.testing.assert_array_equal(noisy, take(scale, 5))        # reproducible from the seed
+    assert not np.allclose(noisy, take(scale, 6))
+
+
+@pytest.mark.parametrize("noise", [-0.1, float("nan"), float("inf"), "0.1", [0.1]])
+def test_bad_noise_is_a_clear_error(moons, noise):
+    with pytest.raises(ValueError, match="noise must be a finite number >= 0"):
+        tfp_gauss.fit_gaussianization_flow(moons[:100], steps=1, verbose=0, noise=noise)

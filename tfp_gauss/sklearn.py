@@ -260,7 +260,7 @@ _PARAMS_DOC = r"""
         initialisation and batch order.
       verbose: Keras verbosity during ``fit``.
       fit_kwargs: extra arguments for ``tfp_gauss.fit_gaussianization_flow``
-        (e.g. ``dict(patience=300, jit_compile=False)``).
+        (e.g. ``dict(patience=300, noise=0.05)``).
       architecture: ``"auto"`` (coupling layers from 1,000 training rows,
         marginal ones below), ``"marginal"`` or ``"coupling"``
         (``fit_gaussianization_flow``'s argument; one-column data and
