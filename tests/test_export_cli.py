@@ -166,6 +166,8 @@ def test_cli_fit_sample_score(cli_run, tmp_path):
     report = json.loads((out / "report.json").read_text())
     assert report["config"]["init"] == "rbig" and report["data"]["train_rows"] == 2700
     assert report["config"]["noise"] == 0.05
+    # 2,700 training rows: `auto` fits coupling layers, and the report says so
+    assert report["config"]["architecture"] == "coupling"
     assert np.isfinite(report["results"]["validation_nll"])
     # the weights kept are those of the best validation evaluation (the warm start
     # at step 0 or the one after the 20 steps): its NLL is the least in the history

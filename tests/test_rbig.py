@@ -92,14 +92,14 @@ def test_warm_start_model_equals_rbig_before_training(moons, rbig_moons):
 
 
 def test_fit_with_rbig_init_starts_at_the_rbig_fit(moons):
-    x = moons[:1500]
+    x = moons[:900]  # marginal layers (`auto`); the coupling warm start: test_coupling_flow
     rbig_nll = -tfp_gauss.fit_rbig(x, n_layers=2, n_components=4, seed=3,
                                    validation_split=0).log_prob(x)
     _, warm = tfp_gauss.fit_gaussianization_flow(
-        x, n_layers=2, n_components=4, steps=10, batch_size=1500, init="rbig", seed=3,
+        x, n_layers=2, n_components=4, steps=10, batch_size=900, init="rbig", seed=3,
         verbose=0, steps_per_epoch=1, peak_learning_rate=1e-5, validation_split=0)
     _, cold = tfp_gauss.fit_gaussianization_flow(
-        x, n_layers=2, n_components=4, steps=10, batch_size=1500, init="random", seed=3,
+        x, n_layers=2, n_components=4, steps=10, batch_size=900, init="random", seed=3,
         verbose=0, steps_per_epoch=1, peak_learning_rate=1e-5, validation_split=0)
     # the first step's loss is the NLL at initialisation (full batch)
     np.testing.assert_allclose(warm.history["loss"][0], float(np.mean(rbig_nll)), rtol=1e-4)
