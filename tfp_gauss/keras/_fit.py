@@ -184,7 +184,8 @@ def fit_gaussianization_flow(x, n_layers=8, n_components=8, steps=None, batch_si
         default: on validation it helps continuous data (two-moons 2,100
         rows: +0.017 nats at ``0.02``-``0.05``; wine: +0.63 at ``0.2``) and
         hurts data with discrete columns (diabetes, whose ``sex`` column is
-        binary: -0.6 at ``0.05``) and faithful (-0.02); see
+        binary: -0.6 at ``0.05``), columns that are nearly functions of each
+        other (diamonds: -2.15 at ``0.03``) and faithful (-0.02); see
         ``benchmarks/results/variants.md``.
 
     Returns:
