@@ -2,6 +2,7 @@
 
 import importlib.util
 import pathlib
+import sys
 
 import matplotlib.figure
 import numpy as np
@@ -67,16 +68,23 @@ def test_nll_training_example(tmp_path, saved_figures):
     assert _labels(latent)[1:] == ("$z_0$", "$z_1$") and len(latent.collections[0].get_offsets())
 
 
-def test_rbig_warm_start_example(tmp_path, saved_figures):
-    res = _load("rbig_warm_start").main(["--steps", "40", "--layers", "2", "--components", "3",
-                                         "--out-prefix", str(tmp_path / "ws")])
+def test_rbig_warm_start_example(saved_figures):
+    # Run through bench_warm_start --quick (the example with 40 steps, 2 layers of
+    # 3 components, figures to a temporary directory), so that this one run also
+    # covers the benchmark's report (test_benchmarks.py leaves warm_start to it).
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import bench_warm_start  # noqa: PLC0415
+
+    res = bench_warm_start.main(["--quick"])
+    assert bench_warm_start.markdown(res).startswith("### ")
+    assert res["steps"] == 40 and res["curves"]["rbig"]["steps"][-1] == 40
     warm, cold = res["curves"]["rbig"]["nll"], res["curves"]["random"]["nll"]
     assert warm[0] < cold[0]  # the warm start starts where RBIG ended, far below random
-    (curves,) = saved_figures["ws_curves.png"].axes
+    (curves,) = saved_figures["warm_start_curves.png"].axes
     assert curves.get_xscale() == "log" and curves.get_ylabel() == "training NLL"
     np.testing.assert_allclose(curves.get_lines()[0].get_ydata(), cold)
     np.testing.assert_allclose(curves.get_lines()[1].get_ydata(), warm)
-    densities = saved_figures["ws_densities.png"].axes
+    densities = saved_figures["warm_start_densities.png"].axes
     assert len(densities) == 3
     for ax, (name, value) in zip(densities, res["held_out"].items()):
         assert ax.get_title() == f"{name}\nheld-out mean log p = {value:.3f}"
