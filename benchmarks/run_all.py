@@ -21,6 +21,7 @@ import _common
 import bench_compare
 import bench_coupling
 import bench_defaults
+import bench_fit_speed
 import bench_first_call
 import bench_information
 import bench_mixture_cdf
@@ -39,6 +40,7 @@ BENCHES = {
     "comparison": bench_compare,
     "defaults": bench_defaults,
     "first_call": bench_first_call,
+    "fit_speed": bench_fit_speed,
     "variants": bench_variants,
     "coupling": bench_coupling,
     "vi": bench_vi,
