@@ -261,8 +261,9 @@ class GaussianizationFlowModel(keras.Model):
     def call(self, x, training=False):
         x = tf.cast(x, self.compute_dtype)
         if training:
-            # A lean graph of the same maps: a first fit's tracing and XLA
-            # compilation are a fraction of the tfb.Chain's.
+            # The stacked maps that inference and export run too (not the
+            # tfb.Chain): one implementation, and faster marginal steps
+            # (benchmarks/results/fit_speed.md).
             return sampling.training_log_prob(x, *(w.value for w in self._flow_weights),
                                               **self._coupling_kwargs())
         # Inference (`predict`, `evaluate`, `model(x)`): one graph shared by
