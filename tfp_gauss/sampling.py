@@ -3,7 +3,8 @@
 ``gaussianize_stacked`` / ``log_prob_stacked`` run the closed-form
 direction as one ``tf.while_loop`` over the layers, in a graph traced once
 per dtype for every batch size and model (what ``predict``, ``evaluate``
-and the SavedModel's ``log_prob`` run). The rest of this module is the
+and the SavedModel's ``log_prob`` run); ``training_log_prob`` is the same
+maps traced into a Keras training step. The rest of this module is the
 inverse:
 
 ``flow.sample()`` through TFP runs every layer's bijector in turn, so a
@@ -365,6 +366,9 @@ def gaussianize_stacked(x, logits, locs, scales, rotations, masks=None, conditio
     state = (tf.constant(0), x, tf.zeros(tf.shape(x)[:1], x.dtype))
     n_layers = tf.compat.dimension_value(locs.shape[0])
     if unroll:
+        if n_layers is None:
+            raise ValueError("gaussianize_stacked(unroll=True) needs a static number of layers; "
+                             f"locs has shape {locs.shape}.")
         for _ in range(n_layers):
             state = body(*state)
         return state[1], state[2]
