@@ -47,16 +47,27 @@ def householder_reference(vectors):
     return q
 
 
+def floored(scales, layer):
+    """``sqrt(scales^2 + floor^2)`` with the layer's ``scale_floor`` ``[D]`` (if it has one)."""
+    scales = np.asarray(scales, np.float64)
+    if "scale_floor" not in layer:
+        return scales
+    floor = np.asarray(layer["scale_floor"], np.float64)
+    return np.sqrt(scales**2 + floor[:, None] ** 2)
+
+
 def flow_log_prob_reference(values, x):
     """Float64 log p(x) of a flow from its per-layer parameter values (numpy/scipy).
 
     ``values``: list of dicts with logits, locs, scales ([D, K]) and vectors
-    ([M, D]) in x -> z order.
+    ([M, D]) in x -> z order (and ``scale_floor`` [D]: the maps then use
+    ``sqrt(scales^2 + scale_floor^2)``).
     """
     h = np.asarray(x, np.float64)
     log_det = np.zeros(h.shape[0])
     for layer in values:
-        h, ld = mixture_reference(h, layer["logits"], layer["locs"], layer["scales"])
+        h, ld = mixture_reference(h, layer["logits"], layer["locs"],
+                                  floored(layer["scales"], layer))
         log_det += ld.sum(-1)
         h = h @ householder_reference(layer["vectors"]).T
     return -0.5 * np.sum(h**2, -1) - 0.5 * h.shape[1] * np.log(2 * np.pi) + log_det
@@ -80,8 +91,9 @@ def coupling_flow_log_prob_reference(values, x, bound=3.0):
 
     Layer ``l``: offsets ``d = MLP(h * mask)`` (zero on the conditioning
     coordinates), parameters ``logits + d_l``, ``locs + scales d_mu``,
-    ``scales exp(B tanh(d_s / B))`` per row, the mixture map of
-    ``mixture_reference``, then the rotation.
+    ``scales exp(B tanh(d_s / B))`` per row (then ``sqrt(s^2 + floor^2)``
+    with a ``scale_floor``), the mixture map of ``mixture_reference``, then
+    the rotation.
     """
     h = np.asarray(x, np.float64)
     log_det = np.zeros(h.shape[0])
@@ -90,7 +102,7 @@ def coupling_flow_log_prob_reference(values, x, bound=3.0):
                                 for k in ("logits", "locs", "scales"))
         d = conditioner_reference(h, layer["mask"], layer["conditioner"], locs.shape[-1], bound)
         params = (logits + d[..., 0, :], locs + scales * d[..., 1, :],
-                  scales * np.exp(bound * np.tanh(d[..., 2, :] / bound)))
+                  floored(scales * np.exp(bound * np.tanh(d[..., 2, :] / bound)), layer))
         h, ld = mixture_reference(h, *params)
         log_det += ld.sum(-1)
         h = h @ householder_reference(layer["vectors"]).T
@@ -104,7 +116,28 @@ def coupling_flow_gaussianize_reference(values, x, bound=3.0):
         logits, locs, scales = (np.asarray(layer[k], np.float64)
                                 for k in ("logits", "locs", "scales"))
         d = conditioner_reference(h, layer["mask"], layer["conditioner"], locs.shape[-1], bound)
-        h, _ = mixture_reference(h, logits + d[..., 0, :], locs + scales * d[..., 1, :],
-                                 scales * np.exp(bound * np.tanh(d[..., 2, :] / bound)))
+        h, _ = mixture_reference(
+            h, logits + d[..., 0, :], locs + scales * d[..., 1, :],
+            floored(scales * np.exp(bound * np.tanh(d[..., 2, :] / bound)), layer))
         h = h @ householder_reference(layer["vectors"]).T
     return h
+
+
+def assert_gradients_match_central_differences(loss, variables, grads, *, per_variable=2,
+                                                h=1e-6, seed=3, rtol=1e-5, atol=1e-7):
+    """``grads`` of ``loss()`` against central differences at random entries of each variable."""
+    rng = np.random.default_rng(seed)
+    for var, grad in zip(variables, grads):
+        for _ in range(per_variable):
+            idx = tuple(rng.integers(0, s) for s in var.shape)
+            base = var.numpy()
+            up, down = base.copy(), base.copy()
+            up[idx] += h
+            down[idx] -= h
+            var.assign(up)
+            f_up = float(loss())
+            var.assign(down)
+            f_down = float(loss())
+            var.assign(base)
+            np.testing.assert_allclose(np.asarray(grad)[idx], (f_up - f_down) / (2 * h),
+                                       rtol=rtol, atol=atol, err_msg=var.name)

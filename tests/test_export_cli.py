@@ -166,6 +166,11 @@ def test_cli_fit_sample_score(cli_run, tmp_path):
     report = json.loads((out / "report.json").read_text())
     assert report["config"]["init"] == "rbig" and report["data"]["train_rows"] == 2700
     assert report["config"]["noise"] == 0.05
+    # 2,700 training rows: scale_floor="auto" trains a fit with a floor and one
+    # without and keeps the one with the better validation NLL
+    candidates = {float(k): v for k, v in report["config"]["scale_floor_candidates"].items()}
+    assert len(candidates) == 2
+    assert report["config"]["scale_floor"] == min(candidates, key=candidates.get)
     # 2,700 training rows: `auto` fits coupling layers, and the report says so
     assert report["config"]["architecture"] == "coupling"
     assert np.isfinite(report["results"]["validation_nll"])
@@ -484,3 +489,12 @@ def test_console_script_runs_without_tensorflow_log_lines(cli_run, tmp_path):
     assert proc.stderr == ""  # no oneDNN/CUDA/absl start-up lines, no custom-gradient warnings
     assert np.loadtxt(tmp_path / "s.csv", delimiter=",", skiprows=1).shape == (4, 2)
     assert "{fit,sample,score}" in cli.build_parser().format_help()
+
+
+@pytest.mark.parametrize("value", ["-1", "wide", "nan"])
+def test_cli_bad_scale_floor_is_a_usage_error(tmp_path, capsys, value):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["fit", "--out", str(tmp_path / "run"), "--scale-floor", value])
+    assert exit_info.value.code == 2
+    assert f"expected 'auto' or a number >= 0; got {value!r}" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

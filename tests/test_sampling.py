@@ -35,7 +35,7 @@ def test_model_sample_compiles_once_for_every_n_seed_and_model():
     model = GaussianizationFlowModel(2, n_layers=2, n_components=3, seed=0)
     other = GaussianizationFlowModel(2, n_layers=5, n_components=3, seed=1)
     model.sample(5, seed=1)
-    fn = sampling._SAMPLE_FNS[(tf.float32, None)]  # (dtype, conditioner weights)
+    fn = sampling._SAMPLE_FNS[(tf.float32, None, False)]  # (dtype, conditioner, floor)
     traces = fn.experimental_get_tracing_count()
     kernel_traces = sampling._solve_chunk.experimental_get_tracing_count()
     for n, seed in ((5, 2), (40000, 1), (3, [1, 2])):
@@ -93,7 +93,7 @@ def test_predict_on_new_batch_sizes_reuses_one_graph_and_matches_the_flow():
     x = np.random.default_rng(5).normal(0.0, 2.0, (300, 3)).astype(np.float32).astype(np.float64)
     expected = model.distribution.log_prob(x).numpy()
     model.predict(x[:50], batch_size=50, verbose=0)
-    fn = sampling._LOG_PROB_FNS[(tf.float64, None)]  # (dtype, conditioner weights)
+    fn = sampling._LOG_PROB_FNS[(tf.float64, None, False)]  # (dtype, conditioner, floor)
     traces = fn.experimental_get_tracing_count()
     for n, batch in ((300, 300), (123, 50), (7, 7)):
         np.testing.assert_allclose(model.predict(x[:n], batch_size=batch, verbose=0),

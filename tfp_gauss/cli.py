@@ -381,6 +381,7 @@ def _fit(args):
             std(train), n_layers=args.layers, n_components=args.components, steps=args.steps,
             batch_size=args.batch_size, peak_learning_rate=args.peak_lr,
             clip_norm=args.clip_norm, init=init, noise=args.noise,
+            scale_floor=args.scale_floor,
             validation_data=None if val is None else std(val), validation_split=0.0,
             seed=args.seed, verbose=verbose,
             **({} if args.architecture is None or not isinstance(init, str)
@@ -404,6 +405,9 @@ def _fit(args):
                         steps=history.schedule_steps, batch_size=args.batch_size,
                         peak_learning_rate=history.peak_learning_rate, clip_norm=args.clip_norm,
                         noise=args.noise, init=args.init,
+                        scale_floor=history.scale_floor,
+                        scale_floor_candidates={
+                            str(k): v for k, v in history.scale_floor_candidates.items()},
                         validation_split=args.validation_split, seed=args.seed),
             standardization=dict(shift=shift.tolist(), scale=scale.tolist()),
             results=dict(train_nll=train_nll, validation_nll=val_nll,
@@ -423,6 +427,19 @@ def _fit(args):
           + ("" if best_step is None else f", best validation at step {best_step}")
           + f"; wrote {out}")
     return 0
+
+
+def _scale_floor(text):
+    """``--scale-floor``: ``auto`` or a number >= 0."""
+    if text == "auto":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not (np.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"expected 'auto' or a number >= 0; got {text!r}")
+    return value
 
 
 # ------------------------------------------------------------------------------ output directory
@@ -740,6 +757,10 @@ def build_parser():
                      help="training-noise regularization: Gaussian noise of this fraction of "
                      "each column's standard deviation added to every training batch (helps "
                      "small continuous data, e.g. 0.05; hurts discrete columns; default 0)")
+    fit.add_argument("--scale-floor", type=_scale_floor, default="auto",
+                     help="soft floor under the mixture scales, in kernel bandwidths (0: none); "
+                     "auto (default): with under 5000 training rows, fits with and without "
+                     "a floor compete on the held-out rows")
     fit.add_argument("--init", default="rbig",
                      help="rbig (greedy warm start), random, or a previous run's DIR to "
                      "continue training it with a fresh learning-rate schedule")

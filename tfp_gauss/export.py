@@ -62,6 +62,11 @@ class FlowModule(tf.Module):
                                          name="masks")] + [
                 tf.Variable(w, dtype=self.dtype, trainable=False, name=f"conditioner_{i}")
                 for i, w in enumerate(stacked["conditioner"])]
+        # A flow with a scale floor: its [L, D] floor (a constant).
+        self.scale_floor = None
+        if "scale_floor" in stacked:
+            self.scale_floor = tf.Variable(stacked["scale_floor"], dtype=self.dtype,
+                                           trainable=False, name="scale_floor")
         d = self.n_dims
         shift = np.zeros(d) if shift is None else np.asarray(shift, np.float64).reshape(d)
         scale = np.ones(d) if scale is None else np.asarray(scale, np.float64).reshape(d)
@@ -91,11 +96,17 @@ class FlowModule(tf.Module):
                                                   **self._coupling_kwargs())
         return z, log_det - tf.reduce_sum(tf.math.log(self.scale))
 
+    def _floor_kwargs(self):
+        if self.scale_floor is None:
+            return {}
+        return dict(scale_floor=tf.convert_to_tensor(self.scale_floor))
+
     def _coupling_kwargs(self):
         if not self.coupling:
-            return {}
+            return self._floor_kwargs()
         return dict(masks=tf.convert_to_tensor(self.coupling[0]),
-                    conditioner=[tf.convert_to_tensor(w) for w in self.coupling[1:]])
+                    conditioner=[tf.convert_to_tensor(w) for w in self.coupling[1:]],
+                    **self._floor_kwargs())
 
     def _stacked_params(self):
         """``logits, locs, scales, rotations`` stacked over the layers."""
@@ -120,7 +131,7 @@ class FlowModule(tf.Module):
 
     def _sample(self, n, seed):
         x, _ = sampling.draw_stacked(n, seed, *self.stacked, sampling._MAX_ITERATIONS,
-                                     *self.coupling)
+                                     *self.coupling, **self._floor_kwargs())
         return {"x": self.shift + self.scale * x}
 
 

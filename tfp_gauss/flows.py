@@ -142,23 +142,45 @@ class _LayerSlice:
     """``DeferredTensor`` transform: layer ``index`` of a stacked ``[L, ...]`` parameter.
 
     With ``softplus``, the slice goes through ``tfb.Softplus`` (mixture scales
-    from their unconstrained values), exactly as ``softplus_scales`` does.
+    from their unconstrained values), exactly as ``softplus_scales`` does;
+    with a ``floor`` (``[L, D]``, read at every call) the scales then go
+    through ``coupling.floored_scales`` with its slice ``index``.
     """
 
-    def __init__(self, index, softplus=False):
+    def __init__(self, index, softplus=False, floor=None):
         self.index = int(index)
         self.softplus = tfb.Softplus() if softplus else None
+        self.floor = floor
         self.name = self.__name__ = (
             f"layer{self.index}_softplus" if softplus else f"layer{self.index}")
 
+    def layer_floor(self):
+        """This layer's scale floor ``[D]`` (a tensor), or ``None``."""
+        return None if self.floor is None else tf.convert_to_tensor(self.floor)[self.index]
+
     def __call__(self, stacked):
         value = stacked[self.index]
-        return value if self.softplus is None else self.softplus.forward(value)
+        if self.softplus is None:
+            return value
+        floor = self.layer_floor()
+        value = self.softplus.forward(value)
+        return value if floor is None else coupling_math.floored_scales(value, floor)
 
 
-def _layer_slice(stacked, index, softplus=False, name=None):
+class _LayerFloor:
+    """Layer ``index``'s slice ``[D]`` of an ``[L, D]`` scale floor, read when called."""
+
+    def __init__(self, floor, index):
+        self.floor, self.index = floor, int(index)
+
+    def __call__(self):
+        return tf.convert_to_tensor(self.floor)[self.index]
+
+
+def _layer_slice(stacked, index, softplus=False, name=None, floor=None):
     shape = tf.TensorShape(stacked.shape)[1:]
-    return tfp.util.DeferredTensor(stacked, _LayerSlice(index, softplus), shape=shape, name=name)
+    return tfp.util.DeferredTensor(stacked, _LayerSlice(index, softplus, floor), shape=shape,
+                                   name=name)
 
 
 # The stacked parameters of a trainable flow, in the order of its variables.
@@ -191,7 +213,8 @@ def stack_flow_values(values):
       of their ``scales``) and ``vectors`` (``[L, M, D]``); for coupling
       layers also ``masks`` (``[L, D]``, 1 on each layer's conditioning
       coordinates) and ``conditioner`` (a list of the MLP's weights, each
-      ``[L, ...]``: ``tfp_gauss.math.coupling``).
+      ``[L, ...]``: ``tfp_gauss.math.coupling``); for a flow with a scale
+      floor, ``scale_floor`` (``[L, D]``; 0 for layers without one).
 
     Raises:
       ValueError: no layers, layers that do not all share ``D``, ``K`` and
@@ -222,6 +245,11 @@ def stack_flow_values(values):
         stacked["masks"] = np.stack([np.asarray(v["mask"], np.float64) for v in values])
         stacked["conditioner"] = [np.stack([np.asarray(v["conditioner"][i]) for v in values])
                                   for i in range(len(values[0]["conditioner"]))]
+    if any("scale_floor" in v for v in values):
+        n_dims = stacked["locs"].shape[1]
+        stacked["scale_floor"] = np.stack([
+            np.broadcast_to(np.asarray(v.get("scale_floor", 0.0), stacked["locs"].dtype),
+                            (n_dims,)) for v in values])
     return stacked
 
 
@@ -229,16 +257,20 @@ def stacked_arguments(stacked):
     """``(params, coupling)`` of a ``stack_flow_values`` dict for ``tfp_gauss.sampling``.
 
     ``params`` is the ``STACKED_PARAMETERS`` arrays in order; ``coupling`` is
-    ``dict(masks=..., conditioner=...)`` for a coupling flow, else ``{}``.
+    ``dict(masks=..., conditioner=...)`` for a coupling flow, else ``{}``,
+    plus ``scale_floor`` for a flow with one: the keyword arguments that
+    ``flow_from_stacked`` and the stacked maps of ``tfp_gauss.sampling`` take.
     """
     params = [stacked[p] for p in STACKED_PARAMETERS]
     coupling = ({} if "conditioner" not in stacked else
                 dict(masks=stacked["masks"], conditioner=list(stacked["conditioner"])))
+    if "scale_floor" in stacked:
+        coupling["scale_floor"] = stacked["scale_floor"]
     return params, coupling
 
 
 def flow_from_stacked(logits, locs, raw_scales, vectors, name="gaussianization_flow", *,
-                      masks=None, conditioner=None):
+                      masks=None, conditioner=None, scale_floor=None):
     """A flow whose layer ``l`` reads slice ``l`` of stacked parameters.
 
     Args:
@@ -251,6 +283,11 @@ def flow_from_stacked(logits, locs, raw_scales, vectors, name="gaussianization_f
         stacked weights (``[kernel, bias, ...]``, each ``[L, ...]``, tensors or
         variables): layer ``l`` is then ``MixtureCDFCoupling`` with an
         ``MLPConditioner`` reading slice ``l``.
+      scale_floor: optional ``[L, D]`` soft floor of the mixture scales
+        (tensor, variable or numpy, ``>= 0``): layer ``l``'s maps use
+        ``sqrt(s^2 + scale_floor[l]^2)`` for every scale ``s`` of
+        coordinate ``d`` (after a coupling conditioner's shift;
+        ``tfp_gauss.math.coupling.floored_scales``).
 
     Returns:
       The flow of ``flow_from_layers``, bound to the stacked values: a
@@ -292,17 +329,27 @@ def flow_from_stacked(logits, locs, raw_scales, vectors, name="gaussianization_f
         if masks.shape != (n_layers, n_dims):
             raise ValueError(f"masks must have shape [L, D] = [{n_layers}, {n_dims}]; got "
                              f"{masks.shape}.")
+    if scale_floor is not None:
+        floor_shape = tuple(tf.TensorShape(getattr(scale_floor, "shape", np.shape(scale_floor))))
+        if floor_shape != (n_layers, n_dims):
+            raise ValueError(f"scale_floor must have shape [L, D] = [{n_layers}, {n_dims}]; "
+                             f"got {floor_shape}.")
     layers = []
     for i in range(n_layers):
+        # A coupling applies the floor itself, after the conditioner's shift.
+        marginal_floor = scale_floor if conditioner is None else None
         mixture = MixtureGaussianCDF(
             logits=_layer_slice(logits, i), locs=_layer_slice(locs, i),
-            scales=_layer_slice(raw_scales, i, softplus=True), name=f"layer{i}_marginal")
+            scales=_layer_slice(raw_scales, i, softplus=True, floor=marginal_floor),
+            name=f"layer{i}_marginal")
         if conditioner is not None:
             dims = np.flatnonzero(masks[i])
             net = MLPConditioner(conditioner, dims, n_dims, n_components, layer=i,
                                  name=f"layer{i}_conditioner")
-            mixture = MixtureCDFCoupling(mixture.logits, mixture.locs, mixture.scales, net, dims,
-                                         name=f"layer{i}_coupling")
+            mixture = MixtureCDFCoupling(
+                mixture.logits, mixture.locs, mixture.scales, net, dims,
+                scale_floor=None if scale_floor is None else _LayerFloor(scale_floor, i),
+                name=f"layer{i}_coupling")
         rotation = HouseholderRotation(_layer_slice(vectors, i), name=f"layer{i}_rotation")
         layers.append((mixture, rotation))
     return flow_from_layers(layers, name=name)
@@ -332,7 +379,11 @@ def flow_values(dist):
     (``[M, D]``) and, when the scales are ``softplus_scales``, ``raw_scales``
     (their exact unconstrained values). A coupling layer also has ``mask``
     (``[D]``, 1 on its conditioning coordinates) and ``conditioner`` (its
-    MLP's weights, ``tfp_gauss.math.coupling``).
+    MLP's weights, ``tfp_gauss.math.coupling``). A layer of a flow with a
+    scale floor (``flow_from_stacked(..., scale_floor=...)``) also has
+    ``scale_floor`` (``[D]``); its ``scales`` are then the base scales, and
+    the maps use ``sqrt(scales^2 + scale_floor^2)`` (after a coupling's
+    shift).
 
     Raises:
       ValueError: not a tfp_gauss flow, or a coupling layer whose
@@ -340,16 +391,27 @@ def flow_values(dist):
     """
     values = []
     for mixture, rotation in flow_layers(dist):
-        net = None
+        net = coupling_floor = None
         if isinstance(mixture, MixtureCDFCoupling):
             net = mixture.conditioner
             if not isinstance(net, MLPConditioner):
                 raise ValueError(
                     "Only coupling layers whose conditioner is an MLPConditioner (the flows "
                     f"of tfp_gauss) have parameter values; got {type(net).__name__}.")
+            coupling_floor = mixture.scale_floor
+            if coupling_floor is not None:
+                coupling_floor = tf.convert_to_tensor(coupling_floor)
             mixture = mixture.marginal
+        floor = None if net is None else coupling_floor
+        if net is None and isinstance(mixture.scales, tfp.util.DeferredTensor) and isinstance(
+                mixture.scales.transform_fn, _LayerSlice):
+            floor = mixture.scales.transform_fn.layer_floor()
         layer = {k: np.asarray(tf.convert_to_tensor(getattr(mixture, k)))
                  for k in ("logits", "locs", "scales")}
+        if floor is not None:
+            layer["scale_floor"] = np.asarray(floor)
+            if net is None:  # report the base scales, as a coupling layer's marginal does
+                layer["scales"] = np.asarray(tf.nn.softplus(_raw_scales(mixture.scales)))
         layer["vectors"] = np.asarray(tf.convert_to_tensor(rotation.vectors))
         raw = _raw_scales(mixture.scales)
         if raw is not None:

@@ -27,6 +27,8 @@ around the whole inverse, whose backward pass runs the layers' closed-form
 direction); no loop is differentiated.
 """
 
+import functools
+
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
@@ -178,23 +180,34 @@ def _layer_conditioner(conditioner, layer):
     return [w[layer] for w in conditioner]
 
 
-def _coupled(h, layer, logits, locs, scales, masks, conditioner):
+def _layer_floor(floor, layer):
+    return None if floor is None else floor[layer]
+
+
+def _floored(scales, floor, layer):
+    """Layer ``layer``'s base scales ``[D, K]`` under the flow's scale floor (if any)."""
+    return coupling_math.floored_scales(scales[layer], _layer_floor(floor, layer))
+
+
+def _coupled(h, layer, logits, locs, scales, masks, conditioner, floor=None):
     """Layer ``layer``'s per-row mixture parameters ``[N, D, K]`` at input ``h``."""
     offsets = coupling_math.conditioner_offsets(
         h, masks[layer], _layer_conditioner(conditioner, layer), tf.shape(locs)[-1])
-    return coupling_math.coupled_parameters(logits[layer], locs[layer], scales[layer], offsets)
+    return coupling_math.coupled_parameters(logits[layer], locs[layer], scales[layer], offsets,
+                                            _layer_floor(floor, layer))
 
 
-def _coupling_solver(h, layer, logits, locs, scales, masks, conditioner, max_iterations):
+def _coupling_solver(h, layer, logits, locs, scales, masks, conditioner, max_iterations,
+                     floor=None):
     """Root of a coupling layer's map for ``h`` ``[N, D]``: ``(x, converged)``.
 
     The conditioning coordinates are solved with the base parameters (as a
     marginal layer's); their roots give the other coordinates' parameters,
     which are solved element by element from the base roots as starts.
     """
-    x0, converged0 = _mixture_solver(h, logits[layer], locs[layer], scales[layer],
-                                     max_iterations)
-    params = _coupled(x0, layer, logits, locs, scales, masks, conditioner)
+    x0, converged0 = _mixture_solver(h, logits[layer], locs[layer],
+                                     _floored(scales, floor, layer), max_iterations)
+    params = _coupled(x0, layer, logits, locs, scales, masks, conditioner, floor)
     free = tf.reshape(tf.broadcast_to(tf.equal(masks[layer], 0), tf.shape(h)), [-1])
     where = tf.where(free)
     k = tf.shape(locs)[-1]
@@ -233,11 +246,11 @@ def _mixture_solver(h, logits, locs, scales, max_iterations):
 
 
 def _invert_layers(z, logits, locs, scales, rotations, max_iterations=_MAX_ITERATIONS,
-                   masks=None, conditioner=None):
+                   masks=None, conditioner=None, floor=None):
     """The inverse over the layers, last layer first (a graph loop; no gradient).
 
     With ``masks`` and ``conditioner`` the layers are couplings
-    (``_coupling_solver``).
+    (``_coupling_solver``); ``floor`` is the flow's ``[L, D]`` scale floor.
 
     Returns ``(x, unconverged)``: ``[N, D]`` and ``[N]`` int32, each row's
     number of coordinate solves (over all layers) that stopped at
@@ -248,11 +261,11 @@ def _invert_layers(z, logits, locs, scales, rotations, max_iterations=_MAX_ITERA
     def body(layer, h, unconverged):
         h = tf.matmul(h, rotations[layer])  # the rotation's inverse: rows h -> h Q
         if conditioner is None:
-            h, converged = _mixture_solver(h, logits[layer], locs[layer], scales[layer],
-                                           max_iterations)
+            h, converged = _mixture_solver(h, logits[layer], locs[layer],
+                                           _floored(scales, floor, layer), max_iterations)
         else:
             h, converged = _coupling_solver(h, layer, logits, locs, scales, masks, conditioner,
-                                            max_iterations)
+                                            max_iterations, floor)
         unconverged += tf.reduce_sum(tf.cast(~converged, tf.int32), axis=-1)
         return layer - 1, h, unconverged
 
@@ -265,7 +278,8 @@ def _invert_layers(z, logits, locs, scales, rotations, max_iterations=_MAX_ITERA
     return x, unconverged
 
 
-def _implicit_vjp(x, dx, logits, locs, scales, rotations, masks=None, conditioner=None):
+def _implicit_vjp(x, dx, logits, locs, scales, rotations, masks=None, conditioner=None,
+                  floor=None):
     """Gradients of ``x = G^{-1}(z)`` by the implicit-function rule, layer by layer.
 
     Layer ``l``'s inverse is ``h_l = T_l^{-1}(h_{l+1} Q_l)``: with
@@ -288,10 +302,13 @@ def _implicit_vjp(x, dx, logits, locs, scales, rotations, masks=None, conditione
 
     def body(layer, h, dh, d_logits, d_locs, d_scales, d_rotations, *d_conditioner):
         params = [logits[layer], locs[layer], scales[layer]]
+        layer_floor = _layer_floor(floor, layer)
         if not conditioner:
             with tf.GradientTape(watch_accessed_variables=False) as tape:
                 tape.watch(params)
-                y, log_slope = mixture_cdf.mixture_cdf_transform(h, *params)
+                y, log_slope = mixture_cdf.mixture_cdf_transform(
+                    h, params[0], params[1],
+                    coupling_math.floored_scales(params[2], layer_floor))
             dy = dh * tf.exp(-log_slope)
             grads = tape.gradient(y, params, output_gradients=-dy,
                                   unconnected_gradients=tf.UnconnectedGradients.ZERO)
@@ -302,7 +319,7 @@ def _implicit_vjp(x, dx, logits, locs, scales, rotations, masks=None, conditione
                 offsets = coupling_math.conditioner_offsets(h, masks[layer], weights,
                                                             tf.shape(locs)[-1])
                 y, log_slope = mixture_cdf.mixture_cdf_transform(
-                    h, *coupling_math.coupled_parameters(*params, offsets))
+                    h, *coupling_math.coupled_parameters(*params, offsets, layer_floor))
             mask = tf.cast(masks[layer], h.dtype)
             inv_slope = tf.exp(-log_slope)
             dy_free = dh * inv_slope * (1.0 - mask)
@@ -328,7 +345,7 @@ def _implicit_vjp(x, dx, logits, locs, scales, rotations, masks=None, conditione
 
 
 def gaussianize_stacked(x, logits, locs, scales, rotations, masks=None, conditioner=None, *,
-                        unroll=False):
+                        unroll=False, scale_floor=None):
     """The Gaussianizer ``z = G(x)`` and ``log|det dG/dx|`` as one loop over stacked layers.
 
     Layer ``l`` maps rows ``h -> T_l(h) Q_l^T`` (the mixture CDF map per
@@ -344,6 +361,9 @@ def gaussianize_stacked(x, logits, locs, scales, rotations, masks=None, conditio
       masks, conditioner: for coupling layers, ``[L, D]`` masks and the
         conditioner's stacked weights (``tfp_gauss.math.coupling``): layer
         ``l``'s parameters are then per row, shifted by the conditioner.
+      scale_floor: optional ``[L, D]`` floor of the mixture scales: layer
+        ``l`` uses ``sqrt(s^2 + scale_floor[l]^2)`` (after the conditioner's
+        shift; ``tfp_gauss.math.coupling.floored_scales``).
       unroll: a Python loop over the layers instead of the ``tf.while_loop``
         (``L`` must be static). When ``L`` is static the while loop is
         bounded by it, so its gradient compiles with XLA.
@@ -356,9 +376,9 @@ def gaussianize_stacked(x, logits, locs, scales, rotations, masks=None, conditio
 
     def body(layer, h, log_det):
         if conditioner is None:
-            params = (logits[layer], locs[layer], scales[layer])
+            params = (logits[layer], locs[layer], _floored(scales, scale_floor, layer))
         else:
-            params = _coupled(h, layer, logits, locs, scales, masks, conditioner)
+            params = _coupled(h, layer, logits, locs, scales, masks, conditioner, scale_floor)
         y, ld = mixture_cdf.mixture_cdf_transform(h, *params)
         return layer + 1, tf.matmul(y, rotations[layer], transpose_b=True), (
             log_det + tf.reduce_sum(ld, axis=-1))
@@ -377,12 +397,20 @@ def gaussianize_stacked(x, logits, locs, scales, rotations, masks=None, conditio
     return z, log_det
 
 
-def _log_prob_impl(x, logits, locs, raw_scales, vectors, *coupling, unroll=False):
+def _split_extras(extras, has_floor):
+    """``(scale_floor, masks, conditioner)`` from positional ``[floor,] [masks, *weights]``."""
+    extras = list(extras)
+    floor = extras.pop(0) if has_floor else None
+    masks, conditioner = (extras[0], extras[1:]) if extras else (None, None)
+    return floor, masks, conditioner
+
+
+def _log_prob_impl(x, logits, locs, raw_scales, vectors, *extras, unroll=False, has_floor=False):
     scales = tfb.Softplus().forward(raw_scales)
     rotations = householder_rotation.householder_product(vectors)
-    masks, conditioner = (coupling[0], coupling[1:]) if coupling else (None, None)
+    floor, masks, conditioner = _split_extras(extras, has_floor)
     z, log_det = gaussianize_stacked(x, logits, locs, scales, rotations, masks, conditioner,
-                                     unroll=unroll)
+                                     unroll=unroll, scale_floor=floor)
     # The flow's base, N(0, I_D).
     half_log_2pi = x.dtype.as_numpy_dtype(0.5 * np.log(2.0 * np.pi))
     return (-0.5 * tf.reduce_sum(tf.square(z), axis=-1)
@@ -398,13 +426,21 @@ def _coupling_specs(dtype, conditioner):
         tf.TensorSpec([None] * (3 if i % 2 == 0 else 2), dtype) for i in range(len(conditioner))]
 
 
-def _coupling_args(dtype, masks, conditioner):
+def _coupling_args(dtype, masks, conditioner, scale_floor=None):
+    """The positional extras ``[floor,] [masks, *weights]`` as tensors of ``dtype``."""
+    floor = [] if scale_floor is None else [tf.convert_to_tensor(scale_floor, dtype)]
     if conditioner is None:
-        return []
-    return [tf.convert_to_tensor(t, dtype) for t in [masks, *conditioner]]
+        return floor
+    return floor + [tf.convert_to_tensor(t, dtype) for t in [masks, *conditioner]]
 
 
-def log_prob_stacked(x, logits, locs, raw_scales, vectors, *, masks=None, conditioner=None):
+def _extra_specs(dtype, conditioner, scale_floor):
+    floor = [] if scale_floor is None else [tf.TensorSpec([None, None], dtype)]
+    return floor + ([] if conditioner is None else _coupling_specs(dtype, conditioner))
+
+
+def log_prob_stacked(x, logits, locs, raw_scales, vectors, *, masks=None, conditioner=None,
+                     scale_floor=None):
     """``log p(x)`` of ``flow_from_stacked(logits, locs, raw_scales, vectors)``, one graph.
 
     The flow's ``log_prob`` (to rounding) from ``gaussianize_stacked``, in a
@@ -420,26 +456,30 @@ def log_prob_stacked(x, logits, locs, raw_scales, vectors, *, masks=None, condit
         are ``softplus(raw_scales)``); vectors: ``[L, M, D]``.
       masks, conditioner: a coupling flow's ``[L, D]`` masks and stacked
         conditioner weights (``flow_from_stacked``).
+      scale_floor: optional ``[L, D]`` scale floor (``flow_from_stacked``).
 
     Returns:
       ``[N]`` log densities. Differentiable (the mixture maps' analytic
       gradient).
     """
     x = tf.convert_to_tensor(x)
-    key = (x.dtype, None if conditioner is None else len(conditioner))
+    has_floor = scale_floor is not None
+    key = (x.dtype, None if conditioner is None else len(conditioner), has_floor)
     fn = _LOG_PROB_FNS.get(key)
     if fn is None:
         spec = tf.TensorSpec([None, None, None], x.dtype)
-        extra = [] if conditioner is None else _coupling_specs(x.dtype, conditioner)
+        extra = _extra_specs(x.dtype, conditioner, scale_floor)
         fn = _LOG_PROB_FNS[key] = tf.function(
-            _log_prob_impl, input_signature=[tf.TensorSpec([None, None], x.dtype), spec, spec,
-                                             spec, spec, *extra], autograph=False)
+            functools.partial(_log_prob_impl, has_floor=has_floor),
+            input_signature=[tf.TensorSpec([None, None], x.dtype), spec, spec, spec, spec,
+                             *extra], autograph=False)
     return fn(x, *(tf.convert_to_tensor(p, x.dtype)
                    for p in (logits, locs, raw_scales, vectors)),
-              *_coupling_args(x.dtype, masks, conditioner))
+              *_coupling_args(x.dtype, masks, conditioner, scale_floor))
 
 
-def training_log_prob(x, logits, locs, raw_scales, vectors, *, masks=None, conditioner=None):
+def training_log_prob(x, logits, locs, raw_scales, vectors, *, masks=None, conditioner=None,
+                      scale_floor=None):
     """``log p(x)`` of ``flow_from_stacked(...)`` for a training step, traced inline.
 
     The same maps as ``log_prob_stacked`` (and the flow's ``log_prob``, to
@@ -458,11 +498,12 @@ def training_log_prob(x, logits, locs, raw_scales, vectors, *, masks=None, condi
     """
     x = tf.convert_to_tensor(x)
     params = [tf.convert_to_tensor(p, x.dtype) for p in (logits, locs, raw_scales, vectors)]
-    return _log_prob_impl(x, *params, *_coupling_args(x.dtype, masks, conditioner),
-                          unroll=conditioner is not None)
+    return _log_prob_impl(x, *params, *_coupling_args(x.dtype, masks, conditioner, scale_floor),
+                          unroll=conditioner is not None, has_floor=scale_floor is not None)
 
 
-def invert_stacked(z, logits, locs, scales, rotations, masks=None, conditioner=None):
+def invert_stacked(z, logits, locs, scales, rotations, masks=None, conditioner=None, *,
+                   scale_floor=None):
     """The Gaussianizer's inverse ``x = G^{-1}(z)`` for parameters stacked by layer.
 
     Args:
@@ -472,6 +513,7 @@ def invert_stacked(z, logits, locs, scales, rotations, masks=None, conditioner=N
         ``x -> Q x``).
       masks, conditioner: a coupling flow's ``[L, D]`` masks and stacked
         conditioner weights.
+      scale_floor: optional ``[L, D]`` scale floor (a constant: no gradient).
 
     Returns:
       ``[N, D]``: what ``flow_from_stacked(...).bijector.forward(z)`` gives (to
@@ -481,16 +523,18 @@ def invert_stacked(z, logits, locs, scales, rotations, masks=None, conditioner=N
     z = tf.convert_to_tensor(z)
     conditioner = [] if conditioner is None else [tf.convert_to_tensor(w) for w in conditioner]
     masks = tf.convert_to_tensor(masks, z.dtype) if conditioner else None
+    floor = None if scale_floor is None else tf.convert_to_tensor(scale_floor, z.dtype)
 
     @tf.custom_gradient
     def _invert(z, logits, locs, scales, rotations, *weights):
         fixed = [tf.stop_gradient(t) for t in (z, logits, locs, scales, rotations)]
         x, _ = _invert_layers(*fixed, masks=masks,
-                              conditioner=[tf.stop_gradient(w) for w in weights] or None)
+                              conditioner=[tf.stop_gradient(w) for w in weights] or None,
+                              floor=floor)
 
         def grad(dx):
             return list(_implicit_vjp(x, dx, logits, locs, scales, rotations, masks,
-                                      list(weights)))
+                                      list(weights), floor))
 
         return x, grad
 
@@ -498,7 +542,7 @@ def invert_stacked(z, logits, locs, scales, rotations, masks=None, conditioner=N
 
 
 def draw_stacked(n, seed, logits, locs, raw_scales, vectors, max_iterations=_MAX_ITERATIONS,
-                 *coupling):
+                 *coupling, scale_floor=None):
     """The graph of ``sample_stacked`` without its gradient, to embed in another graph.
 
     What a SavedModel's ``sample`` signature runs (``tfp_gauss.export``): the
@@ -512,6 +556,7 @@ def draw_stacked(n, seed, logits, locs, raw_scales, vectors, max_iterations=_MAX
       max_iterations: int32 scalar, the root-find's cap per element.
       *coupling: for a coupling flow, ``masks`` ``[L, D]`` then the
         conditioner's stacked weights.
+      scale_floor: optional ``[L, D]`` scale floor.
 
     Returns:
       ``(x, unconverged)``: ``[n, D]`` draws and ``[n]`` int32 counts of
@@ -523,19 +568,24 @@ def draw_stacked(n, seed, logits, locs, raw_scales, vectors, max_iterations=_MAX
     scales = tfb.Softplus().forward(raw_scales)
     rotations = householder_rotation.householder_product(vectors)
     masks, conditioner = (coupling[0], list(coupling[1:])) if coupling else (None, None)
-    return _invert_layers(z, logits, locs, scales, rotations, max_iterations, masks, conditioner)
+    return _invert_layers(z, logits, locs, scales, rotations, max_iterations, masks, conditioner,
+                          scale_floor)
 
 
-def _draw(n, seed, logits, locs, raw_scales, vectors, max_iterations, *coupling):
+def _draw(n, seed, logits, locs, raw_scales, vectors, max_iterations, *extras, has_floor=False):
     # draw_stacked without defaults: what tf.function's input signature needs.
-    return draw_stacked(n, seed, logits, locs, raw_scales, vectors, max_iterations, *coupling)
+    floor, masks, conditioner = _split_extras(extras, has_floor)
+    coupling = [] if conditioner is None else [masks, *conditioner]
+    return draw_stacked(n, seed, logits, locs, raw_scales, vectors, max_iterations, *coupling,
+                        scale_floor=floor)
 
 
 _SAMPLE_FNS = {}
 
 
 def sample_stacked(n, seed, logits, locs, raw_scales, vectors, *, max_iterations=_MAX_ITERATIONS,
-                   validate_args=False, return_diagnostics=False, masks=None, conditioner=None):
+                   validate_args=False, return_diagnostics=False, masks=None, conditioner=None,
+                   scale_floor=None):
     """``n`` draws of ``flow_from_stacked(logits, locs, raw_scales, vectors)``.
 
     Equal (to the root-find's tolerance) to that flow's ``sample(n, seed=seed)``:
@@ -562,6 +612,7 @@ def sample_stacked(n, seed, logits, locs, raw_scales, vectors, *, max_iterations
       masks, conditioner: a coupling flow's ``[L, D]`` masks and stacked
         conditioner weights (``flows.flow_from_stacked``); the gradient then
         reaches the conditioner too.
+      scale_floor: optional ``[L, D]`` scale floor (``flows.flow_from_stacked``).
 
     Returns:
       ``[n, D]`` tensor; with ``return_diagnostics``, ``(x, unconverged)``
@@ -583,17 +634,20 @@ def sample_stacked(n, seed, logits, locs, raw_scales, vectors, *, max_iterations
     if int(max_iterations) < 1:
         raise ValueError(f"max_iterations must be an int >= 1; got {max_iterations!r}.")
     dtype = tf.as_dtype(getattr(locs, "dtype", None) or np.asarray(locs).dtype)
-    key = (dtype, None if conditioner is None else len(conditioner))
+    has_floor = scale_floor is not None
+    key = (dtype, None if conditioner is None else len(conditioner), has_floor)
     fn = _SAMPLE_FNS.get(key)
     if fn is None:
         spec = tf.TensorSpec([None, None, None], dtype)
         scalar = tf.TensorSpec([], tf.int32)
-        extra = [] if conditioner is None else _coupling_specs(dtype, conditioner)
+        extra = _extra_specs(dtype, conditioner, scale_floor)
         fn = _SAMPLE_FNS[key] = tf.function(
-            _draw, input_signature=[scalar, tf.TensorSpec([2], tf.int32), spec, spec,
-                                           spec, spec, scalar, *extra], autograph=False)
+            functools.partial(_draw, has_floor=has_floor),
+            input_signature=[scalar, tf.TensorSpec([2], tf.int32), spec, spec, spec, spec,
+                             scalar, *extra], autograph=False)
     seed = tfp.random.sanitize_seed(seed)
     params = [tf.convert_to_tensor(p, dtype) for p in (logits, locs, raw_scales, vectors)]
+    floor = None if scale_floor is None else tf.convert_to_tensor(scale_floor, dtype)
     coupling = _coupling_args(dtype, masks, conditioner)
     # The compiled function is called on constants (no tape records it, so
     # TF builds no gradient bookkeeping inside it); the gradient is attached
@@ -601,6 +655,7 @@ def sample_stacked(n, seed, logits, locs, raw_scales, vectors, *, max_iterations
     x, unconverged = fn(tf.constant(n, tf.int32), seed,
                         *(tf.stop_gradient(p) for p in params),
                         tf.constant(int(max_iterations), tf.int32),
+                        *([] if floor is None else [floor]),
                         *(tf.stop_gradient(t) for t in coupling))
     if validate_args:
         failed = tf.reduce_sum(tf.cast(unconverged > 0, tf.int32))
@@ -625,7 +680,7 @@ def sample_stacked(n, seed, logits, locs, raw_scales, vectors, *, max_iterations
                 scales = tfb.Softplus().forward(raw_scales)
                 rotations = householder_rotation.householder_product(vectors)
             _, d_logits, d_locs, d_scales, d_rotations, *d_weights = _implicit_vjp(
-                x, dx, logits, locs, scales, rotations, masks, list(weights))
+                x, dx, logits, locs, scales, rotations, masks, list(weights), floor)
             d_raw, d_vectors = tape.gradient(
                 [scales, rotations], [raw_scales, vectors],
                 output_gradients=[d_scales, d_rotations],

@@ -188,9 +188,11 @@ class _GaussianizationEstimator(BaseEstimator):
         params, coupling = flows.stacked_arguments(self.flow_parameters_)
         self._params64 = [tf.constant(p, tf.float64) for p in params]
         self._coupling64 = {}
-        if coupling:
+        if "conditioner" in coupling:
             self._coupling64 = dict(masks=coupling["masks"], conditioner=[
                 tf.constant(w, tf.float64) for w in coupling["conditioner"]])
+        if "scale_floor" in coupling:
+            self._coupling64["scale_floor"] = tf.constant(coupling["scale_floor"], tf.float64)
         self._flow64 = flows.flow_from_stacked(*self._params64, **self._coupling64)
         self.distribution_ = tfd.TransformedDistribution(
             self._flow64,

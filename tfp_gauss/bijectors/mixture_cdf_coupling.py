@@ -113,7 +113,7 @@ class MixtureCDFCoupling(tfb.Bijector):
         forward_name="_augmented_forward", inverse_name="_augmented_inverse")
 
     def __init__(self, logits, locs, scales, conditioner, conditioning_dims,
-                 validate_args=False, name="mixture_cdf_coupling"):
+                 validate_args=False, name="mixture_cdf_coupling", *, scale_floor=None):
         """Builds the coupling.
 
         Args:
@@ -126,6 +126,10 @@ class MixtureCDFCoupling(tfb.Bijector):
             least one coordinate left over.
           validate_args: passed on to the mixture maps.
           name: name scope.
+          scale_floor: optional ``[D]`` soft floor of the scales (a tensor,
+            or a callable returning one): every coordinate's map uses
+            ``sqrt(s^2 + floor_d^2)``, after the conditioner's shift
+            (``tfp_gauss.math.coupling.floored_scales``).
 
         Raises:
           ValueError: parameters not ``[D, K]`` of one static shape, or bad
@@ -143,6 +147,7 @@ class MixtureCDFCoupling(tfb.Bijector):
             self._a, self._b = _split_dims(conditioning_dims, n_dims)
             self._merge = np.argsort(np.concatenate([self._a, self._b])).astype(np.int32)
             self._conditioner = conditioner
+            self._scale_floor = scale_floor
             super().__init__(forward_min_event_ndims=1, validate_args=validate_args,
                              parameters=parameters, dtype=self._marginal.dtype, name=name)
 
@@ -174,21 +179,37 @@ class MixtureCDFCoupling(tfb.Bijector):
     def conditioning_dims(self):
         return tuple(int(i) for i in self._a)
 
+    @property
+    def scale_floor(self):
+        """The ``[D]`` scale floor (a tensor), or ``None``."""
+        floor = self._scale_floor
+        if floor is None:
+            return None
+        return tf.convert_to_tensor(floor() if callable(floor) else floor, self.dtype)
+
+    def _floor(self, idx):
+        floor = self.scale_floor
+        return None if floor is None else tf.gather(floor, idx)
+
     def _base(self, idx):
         return [tf.gather(tf.convert_to_tensor(p), idx, axis=0) for p in (
             self._marginal.logits, self._marginal.locs, self._marginal.scales)]
 
     def _fixed(self):
         """``x_a``'s mixture map (fixed parameters)."""
-        return MixtureGaussianCDF(*self._base(self._a), validate_args=self.validate_args)
+        logits, locs, scales = self._base(self._a)
+        return MixtureGaussianCDF(logits, locs,
+                                  coupling_math.floored_scales(scales, self._floor(self._a)),
+                                  validate_args=self.validate_args)
 
     def _conditional(self, x_a):
         """``x_b``'s mixture map given ``x_a`` (parameters ``[..., D_b, K]``)."""
         out = tf.cast(self._conditioner(x_a), self.dtype)
         out = tf.reshape(out, tf.concat(
             [tf.shape(x_a)[:-1], [len(self._b), 3, self._n_components]], 0))
-        return MixtureGaussianCDF(*coupling_math.coupled_parameters(*self._base(self._b), out),
-                                  validate_args=self.validate_args)
+        return MixtureGaussianCDF(
+            *coupling_math.coupled_parameters(*self._base(self._b), out, self._floor(self._b)),
+            validate_args=self.validate_args)
 
     def _split(self, x):
         return tf.gather(x, self._a, axis=-1), tf.gather(x, self._b, axis=-1)

@@ -138,6 +138,11 @@ class GaussianizationFlowModel(keras.Model):
       architecture: ``"marginal"`` or ``"coupling"`` (``flows.ARCHITECTURES``;
         coupling needs ``D >= 2``).
       conditioner_units: hidden widths of the coupling MLP.
+      scale_floor: give the model a non-trainable ``[L, D]`` weight
+        ``scale_floor`` (zeros until set by ``set_flow_values``): a soft
+        floor under its mixture scales, ``sqrt(s^2 + floor^2)``
+        (``flows.flow_from_stacked``; ``fit_gaussianization_flow`` sets it
+        from the data to keep the mixtures from fitting noise).
       **kwargs: ``keras.Model`` arguments (``name``, ``dtype`` such as
         ``"float64"``).
 
@@ -159,7 +164,7 @@ class GaussianizationFlowModel(keras.Model):
 
     def __init__(self, n_dims, n_layers=8, n_components=8, *, n_reflections=None, seed=None,
                  architecture="marginal", conditioner_units=coupling_math.DEFAULT_UNITS,
-                 **kwargs):
+                 scale_floor=False, **kwargs):
         super().__init__(**kwargs)
         self.n_dims = int(n_dims)
         self.n_layers = int(n_layers)
@@ -198,6 +203,11 @@ class GaussianizationFlowModel(keras.Model):
                 for i, w in enumerate(start)]
             for w, v in zip(self._conditioner_weights, start):
                 w.assign(v)
+        self._scale_floor = None
+        if scale_floor:
+            self._scale_floor = self.add_weight(
+                shape=(self.n_layers, self.n_dims), name="scale_floor",
+                initializer=keras.initializers.Zeros(), trainable=False)
         self.set_flow_values(values)
         self._last_finite = _LastFinite(self._all_weights())
         self.built = True  # every weight exists already: no input-dependent build
@@ -205,18 +215,34 @@ class GaussianizationFlowModel(keras.Model):
     def _all_weights(self):
         return list(self._flow_weights) + list(self._conditioner_weights)
 
+    @property
+    def has_scale_floor(self):
+        """Whether the model has a ``scale_floor`` weight (see the class docstring)."""
+        return self._scale_floor is not None
+
     def _coupling_kwargs(self):
-        """``masks`` and live ``conditioner`` weights for the stacked maps ({} if marginal)."""
+        """Keyword arguments of the stacked maps besides the four parameters.
+
+        ``masks`` and live ``conditioner`` weights for coupling layers, and
+        ``scale_floor`` when the model has one ({} for a marginal model
+        without).
+        """
+        kwargs = {}
+        if self._scale_floor is not None:
+            kwargs["scale_floor"] = self._scale_floor.value
         if self.architecture != "coupling":
-            return {}
-        return dict(masks=self._masks, conditioner=[w.value for w in self._conditioner_weights])
+            return kwargs
+        return dict(kwargs, masks=self._masks,
+                    conditioner=[w.value for w in self._conditioner_weights])
 
     def set_flow_values(self, values):
         """Assigns parameter values (per-layer dicts as from ``flows.flow_values``).
 
         Values of a marginal flow set a coupling model's mixtures and
         rotations and leave its conditioner as it is (a fresh model's
-        conditioner outputs zero: the warm start from a greedy fit).
+        conditioner outputs zero: the warm start from a greedy fit). Values
+        with a ``scale_floor`` need a model with one (``scale_floor=True``);
+        values without one set a model's floor to 0 (the flow they describe).
         """
         if len(values) != self.n_layers:
             raise ValueError(f"Expected values for {self.n_layers} layers; got {len(values)}.")
@@ -236,8 +262,14 @@ class GaussianizationFlowModel(keras.Model):
                 raise ValueError(
                     f"Conditioner weights of shapes {[v.shape for v in stacked['conditioner']]} "
                     f"do not fit this model's {shapes} (and its masks).")
+        if "scale_floor" in stacked and self._scale_floor is None:
+            raise ValueError("These values have a scale floor; build the model with "
+                             "scale_floor=True to hold it.")
         for w, p in zip(self._flow_weights, flows.STACKED_PARAMETERS):
             w.assign(stacked[p].astype(w.dtype))
+        if self._scale_floor is not None:
+            self._scale_floor.assign(np.asarray(stacked.get(
+                "scale_floor", np.zeros(self._scale_floor.shape)), self._scale_floor.dtype))
         for w, v in zip(self._conditioner_weights, stacked.get("conditioner", [])):
             w.assign(v.astype(w.dtype))
 
@@ -379,7 +411,8 @@ class GaussianizationFlowModel(keras.Model):
         config.update(n_dims=self.n_dims, n_layers=self.n_layers,
                       n_components=self.n_components, n_reflections=self.n_reflections,
                       seed=self.seed, architecture=self.architecture,
-                      conditioner_units=list(self.conditioner_units))
+                      conditioner_units=list(self.conditioner_units),
+                      scale_floor=self.has_scale_floor)
         return config
 
     @classmethod
@@ -399,6 +432,8 @@ class GaussianizationFlowModel(keras.Model):
             coupling flow gives a coupling model with its conditioner.
         """
         values = flows.flow_values(dist)
+        if any("scale_floor" in v for v in values):
+            kwargs.setdefault("scale_floor", True)
         if "conditioner" in values[0]:
             kwargs.setdefault("architecture", "coupling")
             kwargs.setdefault("conditioner_units", tuple(

@@ -27,7 +27,8 @@ import numpy as np
 import tensorflow as tf
 
 __all__ = ["DEFAULT_UNITS", "LOG_SCALE_BOUND", "conditioner_offsets", "conditioner_shapes",
-           "coupled_parameters", "coupling_masks", "gelu", "initial_conditioner_weights"]
+           "coupled_parameters", "coupling_masks", "floored_scales", "gelu",
+           "initial_conditioner_weights"]
 
 # Bound on the log-scale offset (see the module docstring).
 LOG_SCALE_BOUND = 3.0
@@ -117,12 +118,28 @@ def conditioner_offsets(h, mask, weights, n_components):
     return out * (1.0 - mask)[:, tf.newaxis, tf.newaxis]
 
 
-def coupled_parameters(logits, locs, scales, offsets):
+def floored_scales(scales, floor=None):
+    r"""Mixture scales ``[..., D, K]`` under a soft floor ``[..., D]``: ``sqrt(s^2 + f^2)``.
+
+    $$\tilde\sigma_{dk} = \sqrt{\sigma_{dk}^2 + f_d^2}:$$ each component
+    convolved with ``N(0, f_d^2)``, so no component of coordinate ``d`` is
+    narrower than ``f_d`` (``fit_gaussianization_flow``'s ``scale_floor``).
+    ``floor=None`` returns ``scales`` unchanged.
+    """
+    if floor is None:
+        return scales
+    floor = tf.cast(floor, scales.dtype)[..., tf.newaxis]
+    return tf.sqrt(tf.square(scales) + tf.square(floor))
+
+
+def coupled_parameters(logits, locs, scales, offsets, floor=None):
     """Per-row mixture parameters ``[N, D, K]`` from base ``[D, K]`` and offsets ``[N, D, 3, K]``.
 
     ``logits + d_l``, ``locs + scales * d_mu``, ``scales * exp(B tanh(d_s / B))``;
-    where the offsets are 0 the base parameters come back exactly.
+    where the offsets are 0 the base parameters come back exactly. With a
+    ``floor`` ``[D]`` the scales then go through ``floored_scales`` (the
+    floor holds after the conditioner's shift, as it does for base scales).
     """
     bound = tf.constant(LOG_SCALE_BOUND, offsets.dtype)
     return (logits + offsets[..., 0, :], locs + scales * offsets[..., 1, :],
-            scales * tf.exp(bound * tf.tanh(offsets[..., 2, :] / bound)))
+            floored_scales(scales * tf.exp(bound * tf.tanh(offsets[..., 2, :] / bound)), floor))
