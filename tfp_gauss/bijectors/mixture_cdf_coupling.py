@@ -168,7 +168,11 @@ class MixtureCDFCoupling(tfb.Bijector):
 
     @property
     def marginal(self):
-        """The base ``MixtureGaussianCDF`` (all ``D`` coordinates, fixed parameters)."""
+        """The base ``MixtureGaussianCDF`` (all ``D`` coordinates, fixed parameters).
+
+        Its scales are the base scales: with a ``scale_floor`` the coupling's
+        maps use ``floored_scales`` of them (and of the shifted ones).
+        """
         return self._marginal
 
     @property
