@@ -26,6 +26,7 @@ PUBLIC = {
     "GaussianizationFlowModel": GaussianizationFlowModel,
     "OneCycleCosine": OneCycleCosine,
     "fit_gaussianization_flow": tfp_gauss.fit_gaussianization_flow,
+    "keras.scale_floor_values": tfp_gauss.keras.scale_floor_values,
     "export_saved_model": tfp_gauss.export_saved_model,
     "flows.flow_from_stacked": tfp_gauss.flows.flow_from_stacked,
     "flows.flow_gaussianizer": tfp_gauss.flows.flow_gaussianizer,

@@ -37,7 +37,7 @@ def _floored_model(architecture, dtype, seed=0):
     for w in model.trainable_weights:
         w.assign(w.numpy() + 0.3 * rng.normal(size=w.shape).astype(dtype))
     # Floors of the size of the scales (0.6-1.4): they change every map.
-    model._scale_floor.assign(rng.uniform(0.3, 1.0, size=(3, 3)).astype(dtype))
+    model.set_scale_floor(rng.uniform(0.3, 1.0, size=(3, 3)))
     return model
 
 
@@ -172,6 +172,16 @@ def test_values_with_a_floor_need_a_model_with_one():
     plain = GaussianizationFlowModel(3, 3, 4, seed=0)
     with pytest.raises(ValueError, match="scale_floor=True"):
         plain.set_flow_values(flows.flow_values(model.distribution))
+    with pytest.raises(ValueError, match="scale_floor=True"):
+        plain.set_scale_floor(np.zeros((3, 3)))
+    for bad, seen in ((np.zeros((2, 3)), "got shape [2, 3]"), (-np.ones((3, 3)), "min -1.0"),
+                      (np.full((3, 3), np.nan), "min nan")):
+        with pytest.raises(ValueError, match=r"finite and >= 0 with shape \[L, D\] = \[3, 3\]"):
+            model.set_scale_floor(bad)
+        with pytest.raises(ValueError) as err:
+            model.set_scale_floor(bad)
+        assert seen in str(err.value)
+    assert plain.scale_floor is None and model.scale_floor.shape == (3, 3)
     # values without a floor set a floored model's floor to 0: the same flow
     model.set_flow_values(flows.flow_values(plain.distribution))
     x = np.random.default_rng(0).normal(size=(20, 3)).astype(np.float32)
@@ -205,10 +215,26 @@ def test_auto_floor_trains_both_fits_and_keeps_the_better_on_held_out_rows(small
     assert sorted(candidates) == [0.0, _fit.AUTO_SCALE_FLOOR]
     assert history.scale_floor == min(candidates, key=candidates.get)
     assert history.best_val_loss == pytest.approx(min(candidates.values()))
-    assert model.has_scale_floor == (history.scale_floor > 0)
+    # one model served both fits; it holds the winner's floor (zeros for "none")
+    if history.scale_floor == 0:
+        np.testing.assert_array_equal(model.scale_floor, 0.0)
+    else:
+        assert (model.scale_floor > 0).all()
+    assert int(model.optimizer.iterations.numpy()) == history.steps_run
     # the held-out rows (the seed's 10 %) score what the history says
     _, val = tfp_gauss._validation.holdout_split(x, 0.1, np.random.default_rng(0), name="t")
     assert -float(np.mean(model(val))) == pytest.approx(history.best_val_loss, abs=1e-4)
+
+
+def test_each_candidate_trains_as_a_fit_of_its_own_would(small_fit):
+    # The second candidate reuses the first's model and compiled step, reset
+    # to the start (weights, optimizer moments, schedule): it must score what
+    # a separate fit with that floor scores.
+    x, (_, history) = small_fit
+    for factor, val_nll in history.scale_floor_candidates.items():
+        _, alone = tfp_gauss.fit_gaussianization_flow(
+            x, n_layers=2, n_components=3, steps=100, seed=0, verbose=0, scale_floor=factor)
+        assert alone.best_val_loss == pytest.approx(val_nll, rel=1e-3), factor
 
 
 def test_no_floor_without_held_out_rows_or_with_many_rows(monkeypatch):
@@ -216,6 +242,8 @@ def test_no_floor_without_held_out_rows_or_with_many_rows(monkeypatch):
     kwargs = dict(n_layers=1, n_components=2, steps=20, seed=0, verbose=0, jit_compile=False)
     _, history = tfp_gauss.fit_gaussianization_flow(x, validation_split=0.0, **kwargs)
     assert history.scale_floor_candidates.keys() == {0.0}
+    _, history = tfp_gauss.fit_gaussianization_flow(x, early_stopping=False, **kwargs)
+    assert history.scale_floor_candidates.keys() == {0.0}  # nothing selects without it
     monkeypatch.setattr(_fit, "SCALE_FLOOR_MAX_ROWS", 200)
     model, history = tfp_gauss.fit_gaussianization_flow(x, **kwargs)
     assert history.scale_floor_candidates.keys() == {0.0} and not model.has_scale_floor

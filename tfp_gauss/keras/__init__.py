@@ -1,11 +1,14 @@
 """Keras 3 face of tfp_gauss: the trainable model, the schedule, the trainer."""
 
 from tfp_gauss.keras._fit import (
+    AUTO_SCALE_FLOOR,
     COUPLING_MIN_ROWS,
     PEAK_LEARNING_RATE,
+    SCALE_FLOOR_MAX_ROWS,
     default_architecture,
     default_steps,
     fit_gaussianization_flow,
+    scale_floor_values,
 )
 from tfp_gauss.keras._model import GaussianizationFlowModel
 from tfp_gauss.keras._schedules import (
@@ -16,6 +19,7 @@ from tfp_gauss.keras._schedules import (
 )
 
 __all__ = ["GaussianizationFlowModel", "LearningRateLogger", "OneCycleCosine",
-           "OneCycleCosineCallback", "COUPLING_MIN_ROWS", "PEAK_LEARNING_RATE",
-           "default_architecture", "default_steps", "fit_gaussianization_flow",
-           "one_cycle_cosine"]
+           "OneCycleCosineCallback", "AUTO_SCALE_FLOOR", "COUPLING_MIN_ROWS",
+           "PEAK_LEARNING_RATE", "SCALE_FLOOR_MAX_ROWS", "default_architecture",
+           "default_steps", "fit_gaussianization_flow", "one_cycle_cosine",
+           "scale_floor_values"]

@@ -7,8 +7,10 @@ import numpy as np
 import tensorflow as tf
 
 from tfp_gauss import _validation, flows
+from tfp_gauss.bijectors import householder_rotation
 from tfp_gauss.keras._model import GaussianizationFlowModel
 from tfp_gauss.keras._schedules import LearningRateLogger, OneCycleCosine
+from tfp_gauss.math import mixture_cdf
 
 __all__ = ["AUTO_SCALE_FLOOR", "COUPLING_MIN_ROWS", "PEAK_LEARNING_RATE", "SCALE_FLOOR_MAX_ROWS",
            "default_architecture", "default_steps", "fit_gaussianization_flow",
@@ -46,10 +48,20 @@ def scale_floor_values(dist, x, factor):
 
     Returns:
       numpy ``[L, D]`` in ``x``'s dtype.
-    """
-    from tfp_gauss.math import mixture_cdf  # noqa: PLC0415
-    from tfp_gauss.bijectors import householder_rotation  # noqa: PLC0415
 
+    #### Example
+
+    ```python
+    import tfp_gauss
+    from tfp_gauss.keras import scale_floor_values
+
+    x = tfp_gauss.datasets.two_moons()                     # [3000, 2], standardized
+    flow = tfp_gauss.fit_rbig(x, n_layers=3, n_components=4, seed=0)
+    floor = scale_floor_values(flow, x, 1.3)                # [3, 2], about 0.28 each
+    model = tfp_gauss.keras.GaussianizationFlowModel.from_distribution(flow, scale_floor=True)
+    model.set_scale_floor(floor)         # what fit_gaussianization_flow(scale_floor=1.3) does
+    ```
+    """
     x = np.asarray(x)
     bandwidth = 1.06 * float(x.shape[0]) ** -0.2
     h = tf.constant(x, tf.float64)
@@ -242,7 +254,8 @@ def fit_gaussianization_flow(x, n_layers=8, n_components=8, steps=None, batch_si
         is narrower than a kernel and the density cannot grow spikes and
         streaks on few rows. A number ``c >= 0`` (``0``: no floor), or
         ``"auto"`` (default): with fewer than ``SCALE_FLOOR_MAX_ROWS``
-        training rows and held-out rows to choose on, a fit with
+        training rows and held-out rows to choose on (and selection on, not
+        ``early_stopping=False``; not when continuing ``init``), a fit with
         ``c = AUTO_SCALE_FLOOR`` and one without are both trained and the
         one with the better held-out NLL is returned (twice the training
         time); otherwise no floor. On validation (``benchmarks/results/
@@ -261,7 +274,8 @@ def fit_gaussianization_flow(x, n_layers=8, n_components=8, steps=None, batch_si
       attributes (the step whose weights the model holds and its validation
       NLL), and ``scale_floor`` (the ``c`` used) with
       ``scale_floor_candidates`` (``{c: best validation NLL}`` of every
-      fit trained).
+      fit trained) and ``steps_run``. After a selection the model has a
+      scale-floor weight (zeros when the fit without a floor won).
 
     Raises:
       ValueError: bad data (shape, NaN/inf rows, empty), a bad
@@ -340,32 +354,52 @@ def fit_gaussianization_flow(x, n_layers=8, n_components=8, steps=None, batch_si
         start = fit_rbig(x, **kwargs)
     if scale_floor != "auto":
         factors = [float(scale_floor)]
-    elif start_from is None and validation_data is not None and len(x) < SCALE_FLOOR_MAX_ROWS:
+    elif (start_from is None and validation_data is not None and early_stopping
+          and len(x) < SCALE_FLOOR_MAX_ROWS):
         factors = [0.0, AUTO_SCALE_FLOOR]
     else:
         factors = [0.0]
     batch_seed = int(rng.integers(2**31))
+    if start_from is not None and factors == [0.0]:
+        model = GaussianizationFlowModel.from_distribution(start, seed=seed, dtype=dtype)
+    else:
+        # With several candidates, one model (with a floor weight, zero for
+        # "no floor") and one compiled training step serve them all: the
+        # floor is a variable the step reads, so only the first fit compiles.
+        model = GaussianizationFlowModel.from_distribution(
+            start, seed=seed, dtype=dtype, scale_floor=len(factors) > 1 or factors[0] > 0,
+            **({} if start_from is not None else arch))
+    start_weights = model.get_weights()
     fits = {}
     for factor in factors:
-        if start_from is not None and factor == 0.0:
-            model = GaussianizationFlowModel.from_distribution(start, seed=seed, dtype=dtype)
-        else:
-            model = GaussianizationFlowModel.from_distribution(
-                start, seed=seed, dtype=dtype, scale_floor=factor > 0, **(
-                    {} if start_from is not None else arch))
-            if factor > 0:
-                model._scale_floor.assign(scale_floor_values(start, x, factor))
+        if fits:  # back to the start, with a fresh optimizer state and schedule
+            model.set_weights(start_weights)
+            for v in model.optimizer.variables:
+                v.assign(tf.zeros_like(v))
+        if model.has_scale_floor:
+            model.set_scale_floor(scale_floor_values(start, x, factor) if factor > 0
+                                  else np.zeros([model.n_layers, model.n_dims]))
         history = _train(model, x, validation_data, steps=steps, batch_size=batch_size,
                          peak_learning_rate=peak_learning_rate, clip_norm=clip_norm,
                          jit_compile=jit_compile, steps_per_epoch=steps_per_epoch,
                          early_stopping=early_stopping, patience=patience, noise=noise,
-                         callbacks=callbacks, verbose=verbose, batch_seed=batch_seed)
+                         callbacks=callbacks, verbose=verbose, batch_seed=batch_seed,
+                         compile=not fits)
         history.architecture = architecture
         history.scale_floor = factor
-        fits[factor] = (getattr(history, "best_val_loss", np.nan), model, history)
+        history.steps_run = int(model.optimizer.iterations.numpy())
+        fits[factor] = (getattr(history, "best_val_loss", np.nan), model.get_weights(), history)
     # The best held-out NLL; ties (and no selection) keep the first candidate.
     best = min(fits, key=lambda f: (not np.isfinite(fits[f][0]), fits[f][0]))
-    _, model, history = fits[best]
+    _, weights, history = fits[best]
+    if best != factors[-1]:
+        # The winner's weights and step count; the optimizer's moments were
+        # the last fit's, so they restart (a later model.fit continues the
+        # winner's schedule from its step).
+        model.set_weights(weights)
+        for v in model.optimizer.variables:
+            v.assign(tf.zeros_like(v))
+        model.optimizer.iterations.assign(history.steps_run)
     history.scale_floor_candidates = {f: float(v) for f, (v, _, _) in fits.items()}
     if verbose and len(fits) > 1:
         print(f"fit_gaussianization_flow: scale floor {best} kernel bandwidths chosen on the "
@@ -375,11 +409,16 @@ def fit_gaussianization_flow(x, n_layers=8, n_components=8, steps=None, batch_si
 
 def _train(model, x, validation_data, *, steps, batch_size, peak_learning_rate, clip_norm,
            jit_compile, steps_per_epoch, early_stopping, patience, noise, callbacks, verbose,
-           batch_seed):
-    """One Keras training run of ``model`` (``fit_gaussianization_flow``'s); the History."""
-    schedule = OneCycleCosine(steps, peak_learning_rate)
-    optimizer = keras.optimizers.Adam(schedule, global_clipnorm=clip_norm)
-    model.compile(optimizer=optimizer, jit_compile=jit_compile)
+           batch_seed, compile=True):
+    """One Keras training run of ``model`` (``fit_gaussianization_flow``'s); the History.
+
+    ``compile=False`` reuses the model's optimizer and compiled step (the
+    caller has reset their state).
+    """
+    if compile:
+        schedule = OneCycleCosine(steps, peak_learning_rate)
+        optimizer = keras.optimizers.Adam(schedule, global_clipnorm=clip_norm)
+        model.compile(optimizer=optimizer, jit_compile=jit_compile)
     steps_per_epoch = min(steps_per_epoch, steps)
     while steps % steps_per_epoch:
         steps_per_epoch -= 1

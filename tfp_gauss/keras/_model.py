@@ -220,6 +220,29 @@ class GaussianizationFlowModel(keras.Model):
         """Whether the model has a ``scale_floor`` weight (see the class docstring)."""
         return self._scale_floor is not None
 
+    @property
+    def scale_floor(self):
+        """The ``[L, D]`` scale floor as a numpy array, or ``None`` (no floor weight)."""
+        return None if self._scale_floor is None else self._scale_floor.numpy()
+
+    def set_scale_floor(self, floor):
+        """Sets the ``[L, D]`` scale floor (finite, ``>= 0``) of a model built with one.
+
+        Raises:
+          ValueError: the model has no floor weight, or ``floor`` has another
+            shape or a negative or non-finite entry.
+        """
+        if self._scale_floor is None:
+            raise ValueError("This model has no scale floor; build it with scale_floor=True.")
+        floor = np.asarray(floor, np.float64)
+        if floor.shape != tuple(self._scale_floor.shape) or not (
+                np.isfinite(floor).all() and (floor >= 0).all()):
+            raise ValueError(
+                f"scale_floor must be finite and >= 0 with shape [L, D] = "
+                f"{list(self._scale_floor.shape)}; got shape {list(floor.shape)}, min "
+                f"{floor.min() if floor.size else None}.")
+        self._scale_floor.assign(floor.astype(self._scale_floor.dtype))
+
     def _coupling_kwargs(self):
         """Keyword arguments of the stacked maps besides the four parameters.
 
