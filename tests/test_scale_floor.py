@@ -182,6 +182,13 @@ def test_values_with_a_floor_need_a_model_with_one():
             model.set_scale_floor(bad)
         assert seen in str(err.value)
     assert plain.scale_floor is None and model.scale_floor.shape == (3, 3)
+    # a flow built from a floored flow's values keeps the floor
+    floored = _floored_model("coupling", np.float64, seed=1)
+    rebuilt = tfp_gauss.gaussianization_flow(
+        3, 3, 4, dtype=tf.float64, architecture="coupling",
+        initial_values=flows.flow_values(floored.distribution))
+    x64 = np.random.default_rng(1).normal(size=(20, 3))
+    np.testing.assert_allclose(rebuilt.log_prob(x64), floored.log_prob(x64), rtol=0, atol=1e-12)
     # values without a floor set a floored model's floor to 0: the same flow
     model.set_flow_values(flows.flow_values(plain.distribution))
     x = np.random.default_rng(0).normal(size=(20, 3)).astype(np.float32)

@@ -550,4 +550,6 @@ def gaussianization_flow(n_dims, n_layers=8, n_components=8, *, dtype=tf.float32
             for i, w in enumerate(stacked["conditioner"])])
     elif "conditioner" in stacked:
         raise ValueError("initial_values hold coupling layers; pass architecture='coupling'.")
+    if "scale_floor" in stacked:  # values of a flow with a floor keep it (a constant)
+        coupling["scale_floor"] = tf.constant(stacked["scale_floor"], dtype)
     return flow_from_stacked(*variables, name=name, **coupling)
