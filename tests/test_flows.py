@@ -52,10 +52,12 @@ def test_structure_variables_and_gradients():
 
 def test_density_integrates_to_one_and_samples_are_finite():
     flow = gaussianization_flow(2, n_layers=2, n_components=3, seed=2, dtype=tf.float64)
-    g = np.linspace(-40, 40, 1601)
+    # spacing 0.1: the trapezoid rule on this smooth, fast-decaying density is
+    # exact to rounding (4e-16 measured, as with spacing 0.05 or 0.2)
+    g = np.linspace(-40, 40, 801)
     xx, yy = np.meshgrid(g, g)
     dens = np.exp(flow.log_prob(np.stack([xx.ravel(), yy.ravel()], -1)).numpy()).reshape(xx.shape)
-    assert abs(np.trapezoid(np.trapezoid(dens, g, axis=1), g) - 1.0) < 1e-4
+    assert abs(np.trapezoid(np.trapezoid(dens, g, axis=1), g) - 1.0) < 1e-10
     s = tf.function(lambda: flow.sample(500, seed=3), jit_compile=True)()
     assert s.shape == (500, 2) and np.isfinite(s.numpy()).all()
     # sample_and_log_prob agrees with log_prob at the samples

@@ -138,6 +138,16 @@ def softplus_scales(raw_scales, name=None):
     return tfp.util.DeferredTensor(raw_scales, tfb.Softplus(), name=name)
 
 
+class _LayerFloor:
+    """Layer ``index``'s slice ``[D]`` of an ``[L, D]`` scale floor, read when called."""
+
+    def __init__(self, floor, index):
+        self.floor, self.index = floor, int(index)
+
+    def __call__(self):
+        return tf.convert_to_tensor(self.floor)[self.index]
+
+
 class _LayerSlice:
     """``DeferredTensor`` transform: layer ``index`` of a stacked ``[L, ...]`` parameter.
 
@@ -150,13 +160,9 @@ class _LayerSlice:
     def __init__(self, index, softplus=False, floor=None):
         self.index = int(index)
         self.softplus = tfb.Softplus() if softplus else None
-        self.floor = floor
+        self.layer_floor = (lambda: None) if floor is None else _LayerFloor(floor, index)
         self.name = self.__name__ = (
             f"layer{self.index}_softplus" if softplus else f"layer{self.index}")
-
-    def layer_floor(self):
-        """This layer's scale floor ``[D]`` (a tensor), or ``None``."""
-        return None if self.floor is None else tf.convert_to_tensor(self.floor)[self.index]
 
     def __call__(self, stacked):
         value = stacked[self.index]
@@ -165,16 +171,6 @@ class _LayerSlice:
         floor = self.layer_floor()
         value = self.softplus.forward(value)
         return value if floor is None else coupling_math.floored_scales(value, floor)
-
-
-class _LayerFloor:
-    """Layer ``index``'s slice ``[D]`` of an ``[L, D]`` scale floor, read when called."""
-
-    def __init__(self, floor, index):
-        self.floor, self.index = floor, int(index)
-
-    def __call__(self):
-        return tf.convert_to_tensor(self.floor)[self.index]
 
 
 def _layer_slice(stacked, index, softplus=False, name=None, floor=None):
