@@ -223,7 +223,9 @@ def fit_gaussianization_flow(x, n_layers=8, n_components=8, steps=None, batch_si
       jit_compile: compile the training step with XLA.
       dtype: ``"float32"`` or ``"float64"``.
       callbacks: extra Keras callbacks (when ``scale_floor="auto"`` trains
-        two fits, they see both).
+        two fits, they see both). The steps between two validation
+        evaluations run in one graph call (Keras ``steps_per_execution =
+        steps_per_epoch``), so batch-level hooks run once per epoch.
       rbig_kwargs: extra arguments for ``fit_rbig`` when ``init="rbig"``.
       architecture: ``"auto"`` (default), ``"marginal"`` or ``"coupling"``
         (``flows.ARCHITECTURES``): with coupling layers each mixture map's
@@ -415,13 +417,15 @@ def _train(model, x, validation_data, *, steps, batch_size, peak_learning_rate, 
     ``compile=False`` reuses the model's optimizer and compiled step (the
     caller has reset their state).
     """
-    if compile:
-        schedule = OneCycleCosine(steps, peak_learning_rate)
-        optimizer = keras.optimizers.Adam(schedule, global_clipnorm=clip_norm)
-        model.compile(optimizer=optimizer, jit_compile=jit_compile)
     steps_per_epoch = min(steps_per_epoch, steps)
     while steps % steps_per_epoch:
         steps_per_epoch -= 1
+    if compile:
+        schedule = OneCycleCosine(steps, peak_learning_rate)
+        optimizer = keras.optimizers.Adam(schedule, global_clipnorm=clip_norm)
+        # An epoch's steps run in one graph call: no Python between steps.
+        model.compile(optimizer=optimizer, jit_compile=jit_compile,
+                      steps_per_execution=steps_per_epoch)
     epochs = steps // steps_per_epoch
     callbacks = [LearningRateLogger()] + list(callbacks or [])
     stop = None
