@@ -221,6 +221,8 @@ def run(quick=False, names=DATASETS):
     cfg = dict(quick=quick, steps=60 if quick else 3000, patience=3 if quick else 10,
                gmm_components=(1, 2, 4) if quick else (1, 2, 4, 8, 16, 32, 64),
                kde_bandwidths=(0.2, 0.5) if quick else tuple(np.geomspace(0.03, 1.5, 15)))
+    if quick:  # the test suite's smoke run: one MAF width (each compiles its own step)
+        cfg["maf_hidden"] = [32]
     out = {}
     for name in names:
         seeds = SEEDS[name][:1] if quick else SEEDS[name]

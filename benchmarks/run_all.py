@@ -18,6 +18,7 @@ import time
 
 import _common
 
+import bench_autoregressive
 import bench_compare
 import bench_coupling
 import bench_defaults
@@ -45,6 +46,7 @@ BENCHES = {
     "coupling": bench_coupling,
     "vi": bench_vi,
     "information": bench_information,
+    "autoregressive": bench_autoregressive,
 }
 
 
