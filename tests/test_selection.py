@@ -120,6 +120,41 @@ def test_keras_early_stopping_callback_works_with_model_fit(overfit_run):
     assert nll == pytest.approx(val_loss.min(), rel=1e-5, abs=1e-5)
 
 
+class _BatchCounter(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.batches = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.batches += 1
+
+
+class _EpochCounter(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.epochs = 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epochs += 1
+
+
+def test_an_epoch_runs_in_one_graph_call_unless_a_callback_watches_batches():
+    x = tfp_gauss.datasets.two_moons()[:600]
+    kwargs = dict(steps=60, init="random", validation_split=0, verbose=0, seed=0,
+                  architecture="marginal")
+    batches, epochs = _BatchCounter(), _EpochCounter()
+    per_step, _ = tfp_gauss.fit_gaussianization_flow(x, 2, 3, callbacks=[batches], **kwargs)
+    per_epoch, history = tfp_gauss.fit_gaussianization_flow(x, 2, 3, callbacks=[epochs],
+                                                            **kwargs)
+    # a batch-level hook sees every one of the 60 steps (one step per call) ...
+    assert batches.batches == 60 and per_step.steps_per_execution == 1
+    # ... otherwise an epoch (60 steps: 2 epochs of 30) is one call
+    assert history.steps_per_epoch == 30 and epochs.epochs == 2
+    assert per_epoch.steps_per_execution == 30
+    # and the grouping changes no arithmetic: the same weights either way
+    np.testing.assert_array_equal(per_epoch.log_prob(x).numpy(), per_step.log_prob(x).numpy())
+
+
 # ---------------------------------------------------------------------------- greedy depth
 
 
