@@ -27,6 +27,7 @@ PUBLIC = {
     "OneCycleCosine": OneCycleCosine,
     "fit_gaussianization_flow": tfp_gauss.fit_gaussianization_flow,
     "keras.scale_floor_values": tfp_gauss.keras.scale_floor_values,
+    "keras.keeps_scale_floor": tfp_gauss.keras.keeps_scale_floor,
     "export_saved_model": tfp_gauss.export_saved_model,
     "flows.flow_from_stacked": tfp_gauss.flows.flow_from_stacked,
     "flows.flow_gaussianizer": tfp_gauss.flows.flow_gaussianizer,

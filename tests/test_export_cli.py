@@ -167,10 +167,15 @@ def test_cli_fit_sample_score(cli_run, tmp_path):
     assert report["config"]["init"] == "rbig" and report["data"]["train_rows"] == 2700
     assert report["config"]["noise"] == 0.05
     # 2,700 training rows: scale_floor="auto" trains a fit with a floor and one
-    # without and keeps the one with the better validation NLL
+    # without and keeps the floor unless the other leads by more than one
+    # standard error (both recorded)
     candidates = {float(k): v for k, v in report["config"]["scale_floor_candidates"].items()}
     assert len(candidates) == 2
-    assert report["config"]["scale_floor"] == min(candidates, key=candidates.get)
+    lead = report["config"]["scale_floor_difference"]
+    plain_wins = lead["mean"] > lead["standard_error"]
+    assert report["config"]["scale_floor"] == (0.0 if plain_wins else max(candidates))
+    # the lead is the plain fit's in mean validation log-likelihood
+    assert lead["mean"] == pytest.approx(candidates[max(candidates)] - candidates[0.0], abs=1e-4)
     # 2,700 training rows: `auto` fits coupling layers, and the report says so
     assert report["config"]["architecture"] == "coupling"
     assert np.isfinite(report["results"]["validation_nll"])

@@ -10,6 +10,7 @@ bandwidth computed here; and ``fit_gaussianization_flow``'s choice.
 import keras
 import numpy as np
 import pytest
+import scipy.stats
 import tensorflow as tf
 import tensorflow_probability as tfp
 from helpers import (
@@ -216,12 +217,11 @@ def small_fit():
                                                  seed=0, verbose=0)
 
 
-def test_auto_floor_trains_both_fits_and_keeps_the_better_on_held_out_rows(small_fit):
+def test_auto_floor_trains_both_fits_and_returns_the_chosen_one(small_fit):
     x, (model, history) = small_fit
     candidates = history.scale_floor_candidates
     assert sorted(candidates) == [0.0, _fit.AUTO_SCALE_FLOOR]
-    assert history.scale_floor == min(candidates, key=candidates.get)
-    assert history.best_val_loss == pytest.approx(min(candidates.values()))
+    assert history.best_val_loss == pytest.approx(candidates[history.scale_floor])
     # one model served both fits; it holds the winner's floor (zeros for "none")
     if history.scale_floor == 0:
         np.testing.assert_array_equal(model.scale_floor, 0.0)
@@ -237,11 +237,45 @@ def test_each_candidate_trains_as_a_fit_of_its_own_would(small_fit):
     # The second candidate reuses the first's model and compiled step, reset
     # to the start (weights, optimizer moments, schedule): it must score what
     # a separate fit with that floor scores.
+    # And the choice between them is the one-standard-error rule on the
+    # held-out rows, recomputed here from the separate fits with scipy's
+    # paired t statistic (t = mean(d) / s.e.(d); the floor stays unless t > 1).
     x, (_, history) = small_fit
+    _, val = tfp_gauss._validation.holdout_split(x, 0.1, np.random.default_rng(0), name="t")
+    rows = {}
     for factor, val_nll in history.scale_floor_candidates.items():
-        _, alone = tfp_gauss.fit_gaussianization_flow(
+        alone_model, alone = tfp_gauss.fit_gaussianization_flow(
             x, n_layers=2, n_components=3, steps=100, seed=0, verbose=0, scale_floor=factor)
         assert alone.best_val_loss == pytest.approx(val_nll, rel=1e-3), factor
+        rows[factor] = alone_model.log_prob(val).numpy().astype(np.float64)
+    plain, floored = rows[0.0], rows[_fit.AUTO_SCALE_FLOOR]
+    t = scipy.stats.ttest_rel(plain, floored).statistic
+    assert abs(t - 1.0) > 0.05, "too close to call: change the fixture's seed"
+    assert history.scale_floor == (0.0 if t > 1.0 else _fit.AUTO_SCALE_FLOOR)
+    d = plain - floored
+    assert history.scale_floor_difference["mean"] == pytest.approx(d.mean(), abs=2e-3)
+    assert history.scale_floor_difference["standard_error"] == pytest.approx(
+        d.std(ddof=1) / np.sqrt(d.size), rel=0.05)
+
+
+def test_one_standard_error_rule_against_the_paired_t_statistic():
+    rng = np.random.default_rng(0)
+    for shift in (-0.2, 0.0, 0.05, 0.1, 0.2, 0.5):
+        plain = rng.normal(-1.5, 0.5, size=40)
+        floored = plain - shift + rng.normal(0, 0.3, size=40)
+        keep, difference, standard_error = _fit.keeps_scale_floor(plain, floored)
+        t = scipy.stats.ttest_rel(plain, floored).statistic
+        assert keep == (t <= 1.0), shift
+        assert difference / standard_error == pytest.approx(t, rel=1e-12)
+    # a lead of one row in three does not beat its own noise; a steady lead does
+    plain = np.array([-1.0, -1.2, -0.9, -1.1])
+    assert _fit.keeps_scale_floor(plain, plain - [0.3, -0.2, 0.25, -0.25])[0]
+    assert not _fit.keeps_scale_floor(plain, plain - 0.01)[0]
+    # a fit whose held-out log-likelihood is not finite loses
+    assert not _fit.keeps_scale_floor(plain, np.array([-1.0, -np.inf, -1.0, -1.0]))[0]
+    assert _fit.keeps_scale_floor(np.array([-1.0, np.nan, -1.0, -1.0]), plain)[0]
+    with pytest.raises(ValueError, match=r"same n >= 2; got shapes \(4,\) and \(3,\)"):
+        _fit.keeps_scale_floor(plain, plain[:3])
 
 
 def test_no_floor_without_held_out_rows_or_with_many_rows(monkeypatch):

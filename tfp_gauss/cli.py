@@ -408,6 +408,7 @@ def _fit(args):
                         scale_floor=history.scale_floor,
                         scale_floor_candidates={
                             str(k): v for k, v in history.scale_floor_candidates.items()},
+                        scale_floor_difference=getattr(history, "scale_floor_difference", None),
                         validation_split=args.validation_split, seed=args.seed),
             standardization=dict(shift=shift.tolist(), scale=scale.tolist()),
             results=dict(train_nll=train_nll, validation_nll=val_nll,

@@ -8,6 +8,7 @@ from tfp_gauss.keras._fit import (
     default_architecture,
     default_steps,
     fit_gaussianization_flow,
+    keeps_scale_floor,
     scale_floor_values,
 )
 from tfp_gauss.keras._model import GaussianizationFlowModel
@@ -21,5 +22,5 @@ from tfp_gauss.keras._schedules import (
 __all__ = ["GaussianizationFlowModel", "LearningRateLogger", "OneCycleCosine",
            "OneCycleCosineCallback", "AUTO_SCALE_FLOOR", "COUPLING_MIN_ROWS",
            "PEAK_LEARNING_RATE", "SCALE_FLOOR_MAX_ROWS", "default_architecture",
-           "default_steps", "fit_gaussianization_flow", "one_cycle_cosine",
-           "scale_floor_values"]
+           "default_steps", "fit_gaussianization_flow", "keeps_scale_floor",
+           "one_cycle_cosine", "scale_floor_values"]
