@@ -381,7 +381,7 @@ def _fit(args):
             std(train), n_layers=args.layers, n_components=args.components, steps=args.steps,
             batch_size=args.batch_size, peak_learning_rate=args.peak_lr,
             clip_norm=args.clip_norm, init=init, noise=args.noise,
-            scale_floor=args.scale_floor,
+            scale_floor=args.scale_floor, ema_momentum=args.ema_momentum or None,
             validation_data=None if val is None else std(val), validation_split=0.0,
             seed=args.seed, verbose=verbose,
             **({} if args.architecture is None or not isinstance(init, str)
@@ -405,7 +405,7 @@ def _fit(args):
                         steps=history.schedule_steps, batch_size=args.batch_size,
                         peak_learning_rate=history.peak_learning_rate, clip_norm=args.clip_norm,
                         noise=args.noise, init=args.init,
-                        scale_floor=history.scale_floor,
+                        scale_floor=history.scale_floor, ema_momentum=history.ema_momentum,
                         scale_floor_candidates={
                             str(k): v for k, v in history.scale_floor_candidates.items()},
                         scale_floor_difference=getattr(history, "scale_floor_difference", None),
@@ -762,6 +762,9 @@ def build_parser():
                      help="soft floor under the mixture scales, in kernel bandwidths (0: none); "
                      "auto (default): with under 5000 training rows, fits with and without "
                      "a floor compete on the held-out rows")
+    fit.add_argument("--ema-momentum", type=float, default=0.99,
+                     help="Polyak averaging: the moving average of the weights (this momentum) "
+                     "is what is validated, kept and saved (0: off; default 0.99)")
     fit.add_argument("--init", default="rbig",
                      help="rbig (greedy warm start), random, or a previous run's DIR to "
                      "continue training it with a fresh learning-rate schedule")
