@@ -201,16 +201,12 @@ class _AveragedValidation(keras.callbacks.Callback):
         self.weights = None
 
     def on_epoch_end(self, epoch, logs=None):
-        optimizer = self.model.optimizer
-        pairs = list(zip(optimizer._trainable_variables,
-                         optimizer._model_variables_moving_average))
-        raw = [v.numpy() for v, _ in pairs]
-        for variable, average in pairs:
-            variable.assign(average)
+        raw = self.model.get_weights()
+        # What Keras does when `fit` ends: the averages into the variables.
+        self.model.optimizer.finalize_variable_values(self.model.trainable_variables)
         val_loss = float(self.model.evaluate(self.validation_data, verbose=0))
         self.weights = self.model.get_weights()
-        for (variable, _), value in zip(pairs, raw):
-            variable.assign(value)
+        self.model.set_weights(raw)
         if logs is not None:
             logs["val_loss"] = val_loss
 
