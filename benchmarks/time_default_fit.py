@@ -56,8 +56,10 @@ print("RESULT " + json.dumps(dict(
 
 def _child(tree, data_file, kwargs):
     env = dict(os.environ, PYTHONPATH=str(tree), TF_CPP_MIN_LOG_LEVEL="3")
+    # cwd=tree: `python -c` puts the working directory first on sys.path, ahead
+    # of PYTHONPATH, so run from elsewhere the child would import that tree.
     proc = subprocess.run([sys.executable, "-c", _CHILD, data_file, json.dumps(kwargs)],
-                          env=env, capture_output=True, text=True, check=True)
+                          env=env, capture_output=True, text=True, check=True, cwd=str(tree))
     line = [s for s in proc.stdout.splitlines() if s.startswith("RESULT ")][-1]
     return json.loads(line[len("RESULT "):])
 

@@ -183,7 +183,9 @@ def test_cli_fit_sample_score(cli_run, tmp_path):
     # at step 0 or the one after the 20 steps): its NLL is the least in the history
     results = report["results"]
     assert results["best_step"] in (0, 20) and results["steps_run"] == 20
-    assert results["selection"] == "weights of the best validation evaluation"
+    # the averaged weights (Polyak averaging is on by default; --ema-momentum 0 turns it off)
+    assert report["config"]["ema_momentum"] == pytest.approx(0.99)
+    assert results["selection"] == "weights of the best validation evaluation (moving average)"
     assert set(report["versions"]) >= {"tensorflow", "tensorflow_probability", "keras"}
     assert cli.main(["sample", str(out), "-n", "11", "--out", str(tmp_path / "s.csv")]) == 0
     samples = np.loadtxt(tmp_path / "s.csv", delimiter=",", skiprows=1)

@@ -6,7 +6,7 @@ import pytest
 
 import tfp_gauss
 from tfp_gauss import _validation
-from tfp_gauss.keras import GaussianizationFlowModel
+from tfp_gauss.keras import GaussianizationFlowModel, _fit
 
 MOMENTUM = 0.9  # averages over ~10 steps: far from the raw weights within 30 steps
 
@@ -54,22 +54,79 @@ def _nll(model, weights, val):
     return -float(np.mean(clone.log_prob(val)))
 
 
-def test_validation_scores_the_moving_average_and_training_continues_from_raw(averaged_fit):
+def test_validation_scores_the_moving_average_the_callbacks_see(averaged_fit):
     _, val, model, history, recorder = averaged_fit
     assert history.ema_momentum == pytest.approx(MOMENTUM)
     averages = _averages(recorder.steps, MOMENTUM)
     assert len(recorder.epochs) == len(history.history["val_loss"]) >= 3
     for epoch, (weights, logs) in enumerate(recorder.epochs):
         step = 5 * (epoch + 1)
-        # the callbacks see the raw weights (training goes on from them) ...
-        for w, raw in zip(weights, recorder.steps[step - 1]):
-            np.testing.assert_array_equal(w, raw)
-        # ... and a val_loss that is the NLL of the float64 moving average
+        # at the epoch's end the callbacks see the float64 moving average ...
+        for w, expected in zip(weights, averages[step - 1]):
+            np.testing.assert_allclose(w, expected, rtol=2e-5, atol=2e-6)
+        # ... and its validation NLL
         assert logs["val_loss"] == pytest.approx(_nll(model, averages[step - 1], val), abs=2e-4)
         assert logs["val_loss"] == history.history["val_loss"][epoch]
-    # the raw weights score differently: the check above could tell them apart
+    # the raw weights score differently: the checks above could tell them apart
     raw_nll = _nll(model, recorder.steps[9], val)
     assert abs(raw_nll - history.history["val_loss"][1]) > 1e-2
+
+
+def test_training_continues_from_the_raw_weights():
+    # The same 20 steps from the same (random) start with validation (the
+    # averages swapped in and out every 5 steps) and without: identical raw
+    # weights after every step.
+    x = tfp_gauss.datasets.two_moons(n_samples=400, seed=3).astype(np.float32)
+    val = tfp_gauss.datasets.two_moons(n_samples=60, seed=4).astype(np.float32)
+    runs = []
+    for validation in (val, None):
+        recorder = _Recorder()
+        tfp_gauss.fit_gaussianization_flow(
+            x, n_layers=2, n_components=3, steps=20, steps_per_epoch=5, init="random",
+            peak_learning_rate=0.03, seed=0, verbose=0, scale_floor=0, jit_compile=False,
+            ema_momentum=MOMENTUM, callbacks=[recorder], validation_data=validation,
+            validation_split=0.0, early_stopping=False)
+        runs.append(recorder.steps)
+    assert len(runs[0]) == len(runs[1]) == 20
+    for with_val, without in zip(*runs):
+        for a, b in zip(with_val, without):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_multi_step_graph_calls_give_the_same_fit(averaged_fit):
+    # Without a per-step hook the 5 steps of an epoch run in one graph call.
+    x, _, model, history, _ = averaged_fit
+    multi, multi_history = tfp_gauss.fit_gaussianization_flow(
+        x, n_layers=2, n_components=3, steps=30, steps_per_epoch=5, patience=10,
+        peak_learning_rate=0.03, seed=0, verbose=0, scale_floor=0, jit_compile=False,
+        ema_momentum=MOMENTUM)
+    assert multi_history.best_step == history.best_step
+    for a, b in zip(multi.get_weights(), model.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("floor_wins", [True, False])
+def test_a_later_fit_averages_from_the_kept_weights(monkeypatch, floor_wins):
+    # After the fit the optimizer's averages are the kept weights (whichever
+    # candidate won), so continuing with model.fit starts from them: were the
+    # averages left at zero (or at the last step's), Keras would write them
+    # into the model when that fit ends.
+    monkeypatch.setattr(_fit, "keeps_scale_floor", lambda a, b: (floor_wins, 0.0, 0.0))
+    x = tfp_gauss.datasets.two_moons(n_samples=100, seed=3).astype(np.float32)
+    model, history = tfp_gauss.fit_gaussianization_flow(   # 90 rows: it overfits early
+        x, n_layers=2, n_components=6, steps=300, steps_per_epoch=5, patience=20, seed=0,
+        verbose=0, jit_compile=False, peak_learning_rate=0.1)
+    assert history.scale_floor == (_fit.AUTO_SCALE_FLOOR if floor_wins else 0.0)
+    assert history.best_step < history.steps_run  # the kept weights are not the last step's
+    for average, weight in zip(model.optimizer._model_variables_moving_average,
+                               model.trainable_variables):
+        np.testing.assert_array_equal(average.numpy(), weight.numpy())
+    before = model.evaluate(x, verbose=0)
+    kept = model.get_weights()
+    model.fit(x, epochs=1, steps_per_epoch=2, batch_size=64, verbose=0)
+    assert abs(model.evaluate(x, verbose=0) - before) < 0.05
+    for a, b in zip(model.get_weights(), kept):
+        np.testing.assert_allclose(a, b, atol=0.05)
 
 
 def test_the_kept_weights_are_the_best_evaluations_average(averaged_fit):

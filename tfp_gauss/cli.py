@@ -408,7 +408,8 @@ def _fit(args):
                         scale_floor=history.scale_floor, ema_momentum=history.ema_momentum,
                         scale_floor_candidates={
                             str(k): v for k, v in history.scale_floor_candidates.items()},
-                        scale_floor_difference=getattr(history, "scale_floor_difference", None),
+                        scale_floor_difference=_finite_or_none(
+                            getattr(history, "scale_floor_difference", None)),
                         validation_split=args.validation_split, seed=args.seed),
             standardization=dict(shift=shift.tolist(), scale=scale.tolist()),
             results=dict(train_nll=train_nll, validation_nll=val_nll,
@@ -416,7 +417,8 @@ def _fit(args):
                          steps_run=int(model.optimizer.iterations.numpy()),
                          best_step=best_step,
                          selection=("weights of the best validation evaluation"
-                                    if best_step is not None else "last weights")),
+                                    if best_step is not None else "last weights")
+                         + (" (moving average)" if history.ema_momentum is not None else "")),
             history={k: [float(v) for v in vals] for k, vals in history.history.items()},
             timings=dict(fit_seconds=fit_seconds,
                          total_seconds=time.perf_counter() - started),
@@ -654,6 +656,13 @@ def _load(directory):
         absl.logging.set_verbosity(verbosity)
     del signatures
     return served
+
+
+def _finite_or_none(values):
+    """A dict of floats for JSON: non-finite values as ``None`` (strict JSON has no NaN)."""
+    if values is None:
+        return None
+    return {k: (float(v) if np.isfinite(v) else None) for k, v in values.items()}
 
 
 def _sample(args):

@@ -187,28 +187,56 @@ class _AveragedValidation(keras.callbacks.Callback):
 
     With ``use_ema`` the Keras optimizer keeps an exponential moving average
     of the trainable weights (and writes it into the model when ``fit``
-    ends). At each epoch's end this swaps the average in, evaluates
-    ``validation_data``, records the result as ``logs["val_loss"]`` (what
-    later callbacks, the History and the progress bar see), keeps those
-    weights as ``self.weights`` and swaps the raw weights back, so training
-    continues from them. It replaces Keras's own validation pass (which
-    would score the raw weights).
+    ends). At each epoch's end this puts the average into the model (what
+    Keras does at the end of ``fit``), evaluates ``validation_data`` and
+    records the result as ``logs["val_loss"]``, so the callbacks after it
+    (the user's, ``_KeepBest``, the History and the progress bar) see the
+    averaged weights and their score together; ``_RestoreRaw``, the last
+    callback, then puts the raw weights back so that training continues
+    from them. It replaces Keras's own validation pass (which would score
+    the raw weights).
     """
 
     def __init__(self, validation_data):
         super().__init__()
         self.validation_data = validation_data
-        self.weights = None
+        self.raw = None
 
     def on_epoch_end(self, epoch, logs=None):
-        raw = self.model.get_weights()
-        # What Keras does when `fit` ends: the averages into the variables.
+        self.raw = self.model.get_weights()
         self.model.optimizer.finalize_variable_values(self.model.trainable_variables)
         val_loss = float(self.model.evaluate(self.validation_data, verbose=0))
-        self.weights = self.model.get_weights()
-        self.model.set_weights(raw)
         if logs is not None:
             logs["val_loss"] = val_loss
+
+
+class _RestoreRaw(keras.callbacks.Callback):
+    """Puts back the raw weights ``_AveragedValidation`` swapped out (the last callback)."""
+
+    def __init__(self, averaged):
+        super().__init__()
+        self.averaged = averaged
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.averaged.raw is not None:
+            self.model.set_weights(self.averaged.raw)
+            self.averaged.raw = None
+
+
+def _sync_averages(model):
+    """Sets the optimizer's moving averages (if any) to the model's current weights.
+
+    After ``fit_gaussianization_flow`` puts back kept weights, so that a
+    later ``model.fit`` averages from them (Keras seeds the average from the
+    weights only at step 0, and writes it into the model when ``fit`` ends).
+    """
+    optimizer = model.optimizer
+    averages = getattr(optimizer, "_model_variables_moving_average", None)
+    if not getattr(optimizer, "use_ema", False) or not averages:
+        return
+    for average, variable in zip(averages, model.trainable_variables):
+        if average is not None:
+            average.assign(variable)
 
 
 class _KeepBest(keras.callbacks.Callback):
@@ -222,19 +250,16 @@ class _KeepBest(keras.callbacks.Callback):
     count as one.
     """
 
-    def __init__(self, validation_data, patience, steps_per_epoch, averaged=None):
+    def __init__(self, validation_data, patience, steps_per_epoch):
         super().__init__()
         self.validation_data = validation_data
         self.patience = patience
         self.steps_per_epoch = steps_per_epoch
-        # An `_AveragedValidation` earlier in the list: its weights are the ones scored.
-        self.averaged = averaged
 
     def _consider(self, val_loss, step):
         if np.isfinite(val_loss) and val_loss < self.best_val_loss:
             self.best_val_loss, self.best_step = float(val_loss), step
-            self.best_weights = (self.averaged.weights if self.averaged is not None and step > 0
-                                 else self.model.get_weights())
+            self.best_weights = self.model.get_weights()
             self.wait = 0
             return
         self.wait += 1
@@ -253,6 +278,7 @@ class _KeepBest(keras.callbacks.Callback):
     def on_train_end(self, logs=None):
         if self.best_weights is not None:
             self.model.set_weights(self.best_weights)
+            _sync_averages(self.model)
 
 
 def default_steps(n_rows, batch_size=512):
@@ -335,7 +361,10 @@ def fit_gaussianization_flow(x, n_layers=8, n_components=8, steps=None, batch_si
         evaluations run in one graph call (Keras ``steps_per_execution =
         steps_per_epoch``) unless one of them overrides a batch-level hook
         (``on_train_batch_end``...): then every step is a call of its own
-        and the hooks see every step.
+        and the hooks see every step. With weight averaging (the default)
+        the model holds the averaged weights while the epoch-end hooks run,
+        matching the ``val_loss`` they are given; training continues from
+        the raw weights.
       rbig_kwargs: extra arguments for ``fit_rbig`` when ``init="rbig"``.
       architecture: ``"auto"`` (default), ``"marginal"`` or ``"coupling"``
         (``flows.ARCHITECTURES``): with coupling layers each mixture map's
@@ -507,6 +536,7 @@ def fit_gaussianization_flow(x, n_layers=8, n_components=8, steps=None, batch_si
             model.set_weights(start_weights)
             for v in model.optimizer.variables:
                 v.assign(tf.zeros_like(v))
+            model._last_finite.valid.assign(False)  # nothing to roll back to yet
         if model.has_scale_floor:
             model.set_scale_floor(scale_floor_values(start, x, factor) if factor > 0
                                   else np.zeros([model.n_layers, model.n_dims]))
@@ -540,6 +570,7 @@ def fit_gaussianization_flow(x, n_layers=8, n_components=8, steps=None, batch_si
         for v in model.optimizer.variables:
             v.assign(tf.zeros_like(v))
         model.optimizer.iterations.assign(history.steps_run)
+        _sync_averages(model)  # the moving average restarts at the kept weights
     history.scale_floor_candidates = {f: float(v) for f, (v, _, _) in fits.items()}
     if verbose and len(fits) > 1:
         print(f"fit_gaussianization_flow: scale floor {best} kernel bandwidths chosen on the "
@@ -579,8 +610,10 @@ def _train(model, x, validation_data, *, steps, batch_size, peak_learning_rate, 
     stop = None
     if early_stopping and validation_data is not None:
         stop = _KeepBest(val_ds, patience=max(1, -(-patience // steps_per_epoch)),
-                         steps_per_epoch=steps_per_epoch, averaged=averaged)
+                         steps_per_epoch=steps_per_epoch)
         callbacks.append(stop)
+    if averaged:
+        callbacks.append(_RestoreRaw(averaged))
     noise_scale = noise * x.std(axis=0) if noise else None
     history = model.fit(
         _batches(x, batch_size, batch_seed, noise_scale), epochs=epochs,
