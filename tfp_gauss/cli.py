@@ -212,9 +212,12 @@ def _figures(out, fit_history, peak_lr, model, x_train, shift, scale, seed):
                              np.linspace(lo[1] - pad[1], hi[1] + pad[1], 120))
         grid = (np.column_stack([gx.ravel(), gy.ravel()]) - shift) / scale
         dens = np.exp(model.log_prob(grid.astype(np.float32)).numpy()).reshape(gx.shape)
+        # Twelve levels above zero: a level at 0 would trace where the density
+        # underflows float32 (far in the tails), a jagged line of no meaning.
+        levels = np.linspace(0.0, dens.max(), 14)[1:-1] if dens.max() > 0 else 12
         fig, axes = plt.subplots(1, 2, figsize=(11, 4.8))
         for ax, pts, title in ((axes[0], x_train, "data"), (axes[1], samples, "samples")):
-            ax.contour(gx, gy, dens, levels=12, cmap="viridis")
+            ax.contour(gx, gy, dens, levels=levels, cmap="viridis")
             ax.scatter(pts[:, 0], pts[:, 1], s=2, alpha=0.3, color="k")
             ax.set(title=f"{title} over the learned density", xlabel="$x_0$", ylabel="$x_1$")
     else:
