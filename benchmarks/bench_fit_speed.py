@@ -46,8 +46,9 @@ print("RESULT " + json.dumps(out))
 
 def _run(tree, arch, steps):
     env = dict(os.environ, PYTHONPATH=str(tree), TF_CPP_MIN_LOG_LEVEL="3")
+    # cwd=tree: `python -c` puts the working directory ahead of PYTHONPATH.
     proc = subprocess.run([sys.executable, "-c", _CHILD, arch, ",".join(map(str, steps))],
-                          env=env, capture_output=True, text=True, check=True)
+                          env=env, capture_output=True, text=True, check=True, cwd=str(tree))
     line = [s for s in proc.stdout.splitlines() if s.startswith("RESULT ")][-1]
     return json.loads(line[len("RESULT "):])
 
