@@ -146,7 +146,8 @@ def markdown(rows):
                 if key in base:
                     per.setdefault(key[0], []).append(_chosen(r)[0] - _chosen(base[key])[0])
             lines.append(f"- `{k}`: " + ", ".join(
-                f"{n} {np.mean(v):+.3f} ({sum(x > 0 for x in v)}/{len(v)})" for n, v in per.items()))
+                f"{n} {np.mean(v):+.3f} ({sum(x > 0 for x in v)}/{len(v)})"
+                for n, v in per.items()))
     return "\n".join(lines) + "\n"
 
 
