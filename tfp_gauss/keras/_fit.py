@@ -223,6 +223,12 @@ class _RestoreRaw(keras.callbacks.Callback):
             self.averaged.raw = None
 
 
+def _reset_optimizer(model):
+    """Zeros every optimizer variable: moments, moving averages and the step count."""
+    for v in model.optimizer.variables:
+        v.assign(tf.zeros_like(v))
+
+
 def _sync_averages(model):
     """Sets the optimizer's moving averages (if any) to the model's current weights.
 
@@ -536,8 +542,7 @@ def fit_gaussianization_flow(x, n_layers=8, n_components=8, steps=None, batch_si
     for factor in factors:
         if fits:  # back to the start, with a fresh optimizer state and schedule
             model.set_weights(start_weights)
-            for v in model.optimizer.variables:
-                v.assign(tf.zeros_like(v))
+            _reset_optimizer(model)
             model._last_finite.valid.assign(False)  # nothing to roll back to yet
         if model.has_scale_floor:
             model.set_scale_floor(scale_floor_values(start, x, factor) if factor > 0
@@ -554,23 +559,22 @@ def fit_gaussianization_flow(x, n_layers=8, n_components=8, steps=None, batch_si
         fits[factor] = (getattr(history, "best_val_loss", np.nan), model.get_weights(), history)
         if len(factors) > 1:  # per-row held-out log-likelihoods at the kept weights
             rows[factor] = model.log_prob(validation_data).numpy()
+    best, lead = factors[0], None
     if len(factors) > 1:
         # scale_floor="auto": the floor unless the plain fit is better by more
         # than one standard error (`keeps_scale_floor`).
         keep, difference, standard_error = keeps_scale_floor(rows[0.0], rows[factors[-1]])
         best = factors[-1] if keep else 0.0
-    else:
-        best = factors[0]
+        lead = dict(mean=difference, standard_error=standard_error)
     _, weights, history = fits[best]
-    if len(factors) > 1:
-        history.scale_floor_difference = dict(mean=difference, standard_error=standard_error)
+    if lead is not None:
+        history.scale_floor_difference = lead
     if best != factors[-1]:
         # The winner's weights and step count; the optimizer's moments were
         # the last fit's, so they restart (a later model.fit continues the
         # winner's schedule from its step).
         model.set_weights(weights)
-        for v in model.optimizer.variables:
-            v.assign(tf.zeros_like(v))
+        _reset_optimizer(model)
         model.optimizer.iterations.assign(history.steps_run)
         _sync_averages(model)  # the moving average restarts at the kept weights
     history.scale_floor_candidates = {f: float(v) for f, (v, _, _) in fits.items()}
