@@ -18,6 +18,7 @@
 
 from tfp_gauss import _startup  # noqa: F401  (first: quiets TensorFlow for the CLI)
 from tfp_gauss._version import __version__
+from tfp_gauss._validation import TiedValuesWarning
 from tfp_gauss import bijectors, datasets, flows, math  # noqa: F401  (math: submodule only)
 from tfp_gauss.flows import gaussianization_flow
 from tfp_gauss import keras  # noqa: F401  (submodule only, see __all__)
@@ -30,7 +31,7 @@ from tfp_gauss import information  # noqa: F401  (after fit_rbig, which it uses)
 # `math` and `keras` stay importable as submodules (`tfp_gauss.keras`) but are
 # not exported: `from tfp_gauss import *` must not shadow the stdlib `math` or
 # the `keras` package.
-__all__ = ["__version__", "bijectors", "datasets", "export_saved_model",
+__all__ = ["TiedValuesWarning", "__version__", "bijectors", "datasets", "export_saved_model",
            "fit_gaussianization_flow", "fit_rbig", "flows", "gaussianization_flow",
            "information", "vi"]
 

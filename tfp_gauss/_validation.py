@@ -4,7 +4,21 @@ import warnings
 
 import numpy as np
 
-__all__ = ["as_float_dtype", "as_rng", "check_data", "holdout_split", "renamed_seed"]
+__all__ = ["TIED_MAX_DISTINCT_FRACTION", "TiedValuesWarning", "as_float_dtype", "as_rng",
+           "check_data", "holdout_split", "renamed_seed", "tied_columns", "tied_values_message",
+           "warn_if_tied"]
+
+# A column whose distinct values number at most this fraction of its rows
+# holds tied values: rounded measurements, counts or categories.
+TIED_MAX_DISTINCT_FRACTION = 0.5
+
+
+class TiedValuesWarning(UserWarning):
+    """Data to fit have columns of repeated values (rounded or discrete data).
+
+    A continuous density fit to tied values grows narrow peaks at them;
+    ``tied_values_message`` says why that matters and what to do.
+    """
 
 
 def as_float_dtype(dtype):
@@ -93,6 +107,50 @@ def check_data(x, *, n_dims=None, dtype=None, name="x", min_rows=1, purpose="fit
             f"NaN or infinity (columns {bad_cols}; first rows {first}; {numbering}). "
             f"Remove or impute them before {purpose}.")
     return arr
+
+
+def tied_columns(x):
+    """``(columns, distinct)``: the columns of ``x [N, D]`` that hold tied values.
+
+    A column is tied when its distinct values number at most
+    ``TIED_MAX_DISTINCT_FRACTION * N`` (continuous measurements repeat a
+    value almost never; rounded ones, counts and categories do). A constant
+    column is not counted: fitting it is an error of its own. Returns the
+    column indices and their distinct-value counts, as integer arrays.
+    """
+    x = np.asarray(x)
+    distinct = np.array([np.unique(x[:, j]).size for j in range(x.shape[1])], dtype=np.int64)
+    columns = np.flatnonzero((distinct > 1) & (distinct <= TIED_MAX_DISTINCT_FRACTION * len(x)))
+    return columns, distinct[columns]
+
+
+def tied_values_message(x, name="x", first_index=0):
+    """What to tell a user fitting ``x`` with tied columns (``None`` when it has none).
+
+    ``first_index`` numbers the columns as ``check_data``'s messages do (0:
+    Python indices, 1: columns of a file).
+    """
+    columns, distinct = tied_columns(x)
+    if not columns.size:
+        return None
+    shown = ", ".join(f"{c + first_index} ({d})" for c, d in zip(columns[:10], distinct[:10]))
+    more = f" and {columns.size - 10} more" if columns.size > 10 else ""
+    numbering = "numbered from 1" if first_index else "Python indices"
+    return (
+        f"`{name}` has {columns.size} column(s) of repeated values among its {len(x)} rows: "
+        f"{shown}{more} ({numbering}; distinct values in brackets). A continuous density fit "
+        f"to tied values grows narrow peaks at them, and held-out rows with the same ties "
+        f"reward the peaks, so its log-likelihoods overstate the data's density and do not "
+        f"compare with other models'. If these are rounded measurements or counts, "
+        f"dequantize first: add uniform noise of one rounding step, "
+        f"x + step * (U(0, 1) - 1/2) (step 1 for integers).")
+
+
+def warn_if_tied(x, name="x", stacklevel=2):
+    """Warns (``TiedValuesWarning``) when ``x`` has tied columns (``tied_columns``)."""
+    message = tied_values_message(x, name)
+    if message is not None:
+        warnings.warn(message, TiedValuesWarning, stacklevel=stacklevel + 1)
 
 
 def holdout_split(x, fraction, rng, *, name="fit"):

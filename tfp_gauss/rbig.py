@@ -226,6 +226,11 @@ def fit_rbig(x, n_layers=32, n_components=8, *, rotation="pca", seed=None,
         ``validation_split`` (outside ``[0, 1)``, or leaving fewer than two
         rows on either side).
 
+    Warns:
+      TiedValuesWarning: a column of ``x`` holds repeated values (at most
+        half as many distinct values as rows), see
+        ``fit_gaussianization_flow``.
+
     #### Example
 
     ```python
@@ -241,6 +246,7 @@ def fit_rbig(x, n_layers=32, n_components=8, *, rotation="pca", seed=None,
     ```
     """
     x = _validation.check_data(x, name="x", min_rows=2)
+    _validation.warn_if_tied(x, "x")
     if n_layers < 1:
         raise ValueError(f"n_layers must be >= 1; got {n_layers}.")
     if patience < 1:

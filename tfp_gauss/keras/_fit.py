@@ -1,6 +1,7 @@
 """``fit_gaussianization_flow``: the one-call maximum-likelihood trainer."""
 
 import numbers
+import warnings
 
 import keras
 import numpy as np
@@ -444,6 +445,12 @@ def fit_gaussianization_flow(x, n_layers=8, n_components=8, steps=None, batch_si
       ValueError: bad data (shape, NaN/inf rows, empty), a bad
         ``validation_split`` or other argument, before any training step.
 
+    Warns:
+      TiedValuesWarning: a column of ``x`` holds repeated values (at most
+        half as many distinct values as rows: rounded measurements, counts,
+        categories), which a continuous density fits with narrow peaks;
+        the message says how to dequantize.
+
     #### Example
 
     ```python
@@ -456,6 +463,7 @@ def fit_gaussianization_flow(x, n_layers=8, n_components=8, steps=None, batch_si
     ```
     """
     x = _validation.check_data(x, name="x", dtype=np.dtype(dtype))
+    _validation.warn_if_tied(x, "x")
     n_dims = x.shape[1]
     if architecture != "auto":
         flows.check_architecture(architecture, n_dims)
@@ -519,7 +527,9 @@ def fit_gaussianization_flow(x, n_layers=8, n_components=8, steps=None, batch_si
         kwargs = dict(n_layers=n_layers, n_components=n_components, seed=rng,
                       validation_data=validation_data, validation_split=0.0)
         kwargs.update(rbig_kwargs or {})
-        start = fit_rbig(x, **kwargs)
+        with warnings.catch_warnings():  # said once already, of all of x
+            warnings.simplefilter("ignore", _validation.TiedValuesWarning)
+            start = fit_rbig(x, **kwargs)
     if scale_floor != "auto":
         factors = [float(scale_floor)]
     elif (start_from is None and validation_data is not None and early_stopping

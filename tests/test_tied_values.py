@@ -1,0 +1,68 @@
+"""Fitting data with repeated values (rounded, counts, categories) warns once, clearly."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+import tfp_gauss
+from tfp_gauss import _validation, cli
+
+
+def _tied_data(n=400, seed=0):
+    """Columns with known distinct counts: 10, n, n / 2 (tied) and n / 2 + 1 (not tied)."""
+    rng = np.random.default_rng(seed)
+    half = rng.permutation(np.repeat(rng.normal(size=n // 2), 2))         # n/2 values, twice each
+    values = rng.normal(size=n // 2 + 1)
+    almost = rng.permutation(np.r_[values, values[:n // 2 - 1]])           # n/2 + 1 values
+    return np.c_[rng.integers(0, 10, n), rng.normal(size=n), half, almost]
+
+
+def test_tied_columns_are_those_with_at_most_half_as_many_distinct_values_as_rows():
+    x = _tied_data()
+    counts = [len(set(col.tolist())) for col in x.T]  # counted independently of np.unique
+    assert counts == [10, 400, 200, 201]
+    columns, distinct = _validation.tied_columns(x)
+    assert columns.tolist() == [0, 2] and distinct.tolist() == [10, 200]
+    assert _validation.tied_values_message(x[:, [1, 3]]) is None
+    # a constant column is an error of its own, not a warning
+    assert _validation.tied_columns(np.c_[np.ones(400), x])[0].tolist() == [1, 3]
+
+
+def _tied_warnings(fn, *args, **kwargs):
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        fn(*args, **kwargs)
+    return [w for w in seen if issubclass(w.category, tfp_gauss.TiedValuesWarning)]
+
+
+@pytest.mark.parametrize("fit", ["fit_rbig", "fit_gaussianization_flow"])
+def test_fitting_tied_data_warns_once_and_continuous_data_not_at_all(fit, moons):
+    kwargs = (dict(n_layers=1, n_components=2, seed=0) if fit == "fit_rbig" else
+              dict(n_layers=1, n_components=2, steps=5, seed=0, verbose=0,
+                   architecture="marginal", scale_floor=0))
+    fn = getattr(tfp_gauss, fit)
+    seen = _tied_warnings(fn, _tied_data().astype(np.float32), **kwargs)
+    # once: fit_gaussianization_flow's own greedy start does not repeat it
+    assert len(seen) == 1
+    message = str(seen[0].message)
+    assert ("`x` has 2 column(s) of repeated values among its 400 rows: 0 (10), 2 (200) "
+            "(Python indices; distinct values in brackets)") in message
+    assert "dequantize first" in message
+    assert seen[0].filename == __file__  # it points at the caller's line
+    assert _tied_warnings(fn, moons[:400], **kwargs) == []
+
+
+def test_cli_says_it_in_its_own_terms(tmp_path, capsys):
+    data = tmp_path / "counts.csv"
+    np.savetxt(data, _tied_data(), delimiter=",", header="a,b,c,d", comments="")
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        rc = cli.main(["fit", str(data), "--out", str(tmp_path / "run"), "--steps", "5",
+                       "--layers", "1", "--components", "2", "--verbose", "0",
+                       "--validation-split", "0"])
+    assert rc == 0
+    err = capsys.readouterr().err
+    assert (f"tfp-gauss: warning: `{data}` has 2 column(s) of repeated values among its 400 "
+            "rows: 1 (10), 3 (200) (numbered from 1;") in err
+    assert not [w for w in seen if issubclass(w.category, tfp_gauss.TiedValuesWarning)]
