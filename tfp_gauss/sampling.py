@@ -203,43 +203,65 @@ def _coupling_solver(h, layer, logits, locs, scales, masks, conditioner, max_ite
 
     The conditioning coordinates are solved with the base parameters (as a
     marginal layer's); their roots give the other coordinates' parameters,
-    which are solved element by element from the base roots as starts.
+    which are solved element by element, each starting from the base map's
+    Hermite-table interpolant (the base root would be as rough a start for
+    a shifted mixture, and solving for it cost the base map's evaluations
+    for every free element).
     """
-    x0, converged0 = _mixture_solver(h, logits[layer], locs[layer],
-                                     _floored(scales, floor, layer), max_iterations)
-    params = _coupled(x0, layer, logits, locs, scales, masks, conditioner, floor)
+    base_scales = _floored(scales, floor, layer)
+    table_x, table_m = _mixture_table(h.dtype, logits[layer], locs[layer], base_scales,
+                                      max_iterations)
+    flat_h = tf.reshape(h, [-1])
+    member = tf.tile(tf.range(tf.shape(h)[1]), [tf.shape(h)[0]])
     free = tf.reshape(tf.broadcast_to(tf.equal(masks[layer], 0), tf.shape(h)), [-1])
-    where = tf.where(free)
+    fixed, where = tf.where(~free), tf.where(free)
+    x_fixed, converged_fixed = _solve_flat(
+        tf.gather_nd(flat_h, fixed), tf.gather_nd(member, fixed), logits[layer], locs[layer],
+        base_scales, table_x, table_m, tf.constant(True), max_iterations)
+    h_free = tf.gather_nd(flat_h, where)
+    start = mixture_cdf.hermite_start(h_free, tf.gather_nd(member, where), table_x, table_m)
+    x0 = tf.reshape(tf.tensor_scatter_nd_update(
+        tf.tensor_scatter_nd_update(flat_h, fixed, x_fixed), where, start), tf.shape(h))
+    params = _coupled(x0, layer, logits, locs, scales, masks, conditioner, floor)
     k = tf.shape(locs)[-1]
     rows = [tf.gather_nd(tf.reshape(p, [-1, k]), where) for p in params]
-    x_free, converged_free = _solve_rows(
-        tf.gather_nd(tf.reshape(h, [-1]), where), tf.gather_nd(tf.reshape(x0, [-1]), where),
-        *rows, max_iterations)
+    x_free, converged_free = _solve_rows(h_free, start, *rows, max_iterations)
     x = tf.tensor_scatter_nd_update(tf.reshape(x0, [-1]), where, x_free)
-    converged = tf.tensor_scatter_nd_update(tf.reshape(converged0, [-1]), where, converged_free)
+    converged = tf.tensor_scatter_nd_update(
+        tf.tensor_scatter_nd_update(tf.ones_like(free), fixed, converged_fixed), where,
+        converged_free)
     return tf.reshape(x, tf.shape(h)), tf.reshape(converged, tf.shape(h))
+
+
+def _mixture_table(dtype, logits, locs, scales, max_iterations):
+    """The Hermite table (``mixture_cdf.grid_table``) of one layer's map, params ``[D, K]``.
+
+    Its nodes are solved from the component quantiles' weighted mean. (A
+    node that did not converge only makes a worse start; the elements' own
+    solves are what is reported.)
+    """
+    np_dtype = dtype.as_numpy_dtype
+    n_dims = tf.shape(locs)[0]
+    grid_size, grid_z = mixture_cdf.GRID_SIZE, np_dtype(mixture_cdf.GRID_Z)
+    z_grid = tf.reshape(tf.broadcast_to(
+        tf.linspace(-grid_z, grid_z, grid_size)[:, tf.newaxis], [grid_size, n_dims]), [-1])
+    grid_member = tf.tile(tf.range(n_dims), [grid_size])
+    dummy = tf.zeros([n_dims * grid_size], dtype)
+    x_grid, _ = _solve_flat(z_grid, grid_member, logits, locs, scales, dummy, dummy,
+                            tf.constant(False), max_iterations)
+    x_grid = tf.reshape(x_grid, [grid_size, n_dims])
+    _, log_slope = mixture_cdf.mixture_cdf_value(x_grid, logits, locs, scales)
+    return mixture_cdf.grid_table(x_grid, log_slope)
 
 
 def _mixture_solver(h, logits, locs, scales, max_iterations):
     """Root of one layer's mixture CDF map for ``h`` ``[N, D]`` (params ``[D, K]``).
 
-    Returns ``(x, converged)``, ``[N, D]`` each. (A table node that did not
-    converge only makes a worse start; the elements' own solves are what
-    is reported.)
+    Returns ``(x, converged)``, ``[N, D]`` each, each element started from
+    the layer's Hermite table (``_mixture_table``).
     """
-    dtype = h.dtype.as_numpy_dtype
-    n_dims = tf.shape(locs)[0]
-    grid_size, grid_z = mixture_cdf.GRID_SIZE, dtype(mixture_cdf.GRID_Z)
-    z_grid = tf.reshape(tf.broadcast_to(
-        tf.linspace(-grid_z, grid_z, grid_size)[:, tf.newaxis], [grid_size, n_dims]), [-1])
-    grid_member = tf.tile(tf.range(n_dims), [grid_size])
-    dummy = tf.zeros([n_dims * grid_size], h.dtype)
-    x_grid, _ = _solve_flat(z_grid, grid_member, logits, locs, scales, dummy, dummy,
-                            tf.constant(False), max_iterations)
-    x_grid = tf.reshape(x_grid, [grid_size, n_dims])
-    _, log_slope = mixture_cdf.mixture_cdf_value(x_grid, logits, locs, scales)
-    table_x, table_m = mixture_cdf.grid_table(x_grid, log_slope)
-    member = tf.tile(tf.range(n_dims), [tf.shape(h)[0]])
+    table_x, table_m = _mixture_table(h.dtype, logits, locs, scales, max_iterations)
+    member = tf.tile(tf.range(tf.shape(locs)[0]), [tf.shape(h)[0]])
     x, converged = _solve_flat(tf.reshape(h, [-1]), member, logits, locs, scales, table_x,
                                table_m, tf.constant(True), max_iterations)
     return tf.reshape(x, tf.shape(h)), tf.reshape(converged, tf.shape(h))
