@@ -238,6 +238,10 @@ def test_cli_fit_continues_a_previous_run(cli_run, tmp_path):
     ("a,b,c\n1,5,1\n2,3,2\n3,8,3\n4,1,4\n", [],
      "columns 1, 3 (numbered from 1) are linearly dependent"),
     ("a,b\n1,5\n1,3\n1,8\n", [], "column(s) 1 (value 1) are constant"),
+    # one data row cannot be split into training and held-out rows
+    ("a,b\n1,5\n", ["--validation-split", "0.1"],
+     ("--validation-split 0.1 of 1 data rows holds out 0 and trains on 1; both need at least "
+      "one row")),
     # the greedy start's EM needs --components distinct values per column
     ("a,b\n1,5\n2,3\n1,8\n2,1\n1,7\n2,2\n", ["--components", "3"],
      ("column(s) 1 (2) (numbered from 1; distinct values in brackets) have fewer distinct "

@@ -338,8 +338,10 @@ def _fit(args):
         train, val = datasets.split(x, (1 - args.validation_split, args.validation_split),
                                     seed=args.seed)
         if len(val) == 0 or len(train) == 0:
-            raise UsageError(f"--validation-split {args.validation_split} leaves an empty part "
-                             f"of {len(x)} rows.")
+            raise UsageError(
+                f"--validation-split {args.validation_split} of {len(x)} data rows holds out "
+                f"{len(val)} and trains on {len(train)}; both need at least one row: give more "
+                f"rows, another split, or --validation-split 0 (hold out nothing).")
     else:
         train, val = x, None
     init = args.init
