@@ -23,6 +23,7 @@ from helpers import (
 
 import tfp_gauss
 from tfp_gauss import cli, flows, sampling
+from tfp_gauss.bijectors import householder_rotation
 from tfp_gauss.keras import GaussianizationFlowModel
 
 tfd = tfp.distributions
@@ -115,6 +116,26 @@ def test_sample_stacked_inverts_the_reference_map_of_the_base_draws(coupling_flo
     # the TFP bijector path draws the same points
     np.testing.assert_allclose(coupling_flow.sample(2000, seed=seed), x,
                                atol=1e-3 if dtype == np.float32 else 1e-9)
+
+
+def test_inverse_of_non_finite_latents_gives_non_finite_rows_and_leaves_the_others(
+        coupling_flow):
+    # A NaN or inf latent (a bad row in a served `generate` request) must not
+    # fail the batch, nor change the other rows (each row is solved alone).
+    dtype = coupling_flow.dtype.as_numpy_dtype
+    values = flows.stack_flow_values(flows.flow_values(coupling_flow))
+    (logits, locs, raw_scales, vectors), coupling = flows.stacked_arguments(values)
+    args = (logits, locs, tf.nn.softplus(raw_scales),
+            householder_rotation.householder_product(vectors), coupling["masks"],
+            coupling["conditioner"])
+    z = np.random.default_rng(2).normal(size=(6, 4)).astype(dtype)
+    clean = sampling.invert_stacked(z, *args).numpy()
+    bad = z.copy()
+    bad[1, 2], bad[3, 0], bad[4, 1] = np.nan, np.inf, -np.inf
+    x = sampling.invert_stacked(bad, *args).numpy()
+    np.testing.assert_allclose(x[[0, 2, 5]], clean[[0, 2, 5]],
+                               rtol=1e-6 if dtype == np.float32 else 1e-12)
+    assert np.isfinite(clean).all() and not np.isfinite(x[[1, 3, 4]]).any()
 
 
 def test_sample_gradient_matches_finite_differences_for_every_parameter_kind():

@@ -22,11 +22,18 @@ def test_tied_columns_are_those_with_at_most_half_as_many_distinct_values_as_row
     x = _tied_data()
     counts = [len(set(col.tolist())) for col in x.T]  # counted independently of np.unique
     assert counts == [10, 400, 200, 201]
-    columns, distinct = _validation.tied_columns(x)
+    columns, distinct, _ = _validation.tied_columns(x)
     assert columns.tolist() == [0, 2] and distinct.tolist() == [10, 200]
     assert _validation.tied_values_message(x[:, [1, 3]]) is None
     # a constant column is an error of its own, not a warning
     assert _validation.tied_columns(np.c_[np.ones(400), x])[0].tolist() == [1, 3]
+    # a point mass among continuous values: 20 (5 %) zeros are tied, 19 are not
+    rng = np.random.default_rng(1)
+    inflated = np.c_[np.r_[np.zeros(20), rng.normal(size=380)],
+                     np.r_[np.zeros(19), rng.normal(size=381)]]
+    columns, distinct, share = _validation.tied_columns(inflated)
+    assert columns.tolist() == [0] and distinct.tolist() == [381] and share.tolist() == [0.05]
+    assert "0 (381; 5% of rows one value)" in _validation.tied_values_message(inflated)
 
 
 def _tied_warnings(fn, *args, **kwargs):
@@ -56,20 +63,39 @@ def test_fitting_tied_data_warns_once_and_continuous_data_not_at_all(fit, moons)
 def test_cli_says_it_in_its_own_terms(tmp_path, capsys, monkeypatch):
     data = tmp_path / "counts.csv"
     np.savetxt(data, _tied_data(), delimiter=",", header="a,b,c,d", comments="")
+    calls = []
 
-    def fit_stub(x, **kwargs):  # the library's own warning, then stop (no training needed)
-        _validation.warn_if_tied(x)
-        raise RuntimeError("stop after the warning")
+    def fit_stub(x, _warn_tied=True, **kwargs):  # stop at the fit: no training needed
+        calls.append(_warn_tied)
+        raise RuntimeError("stop at the fit")
 
     monkeypatch.setattr(tfp_gauss, "fit_gaussianization_flow", fit_stub)
-    with warnings.catch_warnings(record=True) as seen:
-        warnings.simplefilter("always")
-        with pytest.raises(RuntimeError, match="stop after the warning"):
-            cli.main(["fit", str(data), "--out", str(tmp_path / "run"), "--steps", "5",
-                      "--layers", "1", "--components", "2", "--verbose", "0",
-                      "--validation-split", "0"])
+    with pytest.raises(RuntimeError, match="stop at the fit"):
+        cli.main(["fit", str(data), "--out", str(tmp_path / "run"), "--steps", "5",
+                  "--layers", "1", "--components", "2", "--verbose", "0",
+                  "--validation-split", "0"])
     err = capsys.readouterr().err
     assert (f"tfp-gauss: warning: `{data}` has 2 column(s) of repeated values among its 400 "
             "rows: 1 (10), 3 (200) (numbered from 1;") in err
-    # the library's warning (Python indices, a traceback line) is not shown as well
-    assert not [w for w in seen if issubclass(w.category, tfp_gauss.TiedValuesWarning)]
+    # ... and the library's own warning (Python indices) is not given as well
+    assert calls == [False]
+
+
+def test_estimators_and_information_name_the_users_own_input():
+    from tfp_gauss import information
+    from tfp_gauss.sklearn import GaussianizationDensity
+
+    x = _tied_data()
+    density = GaussianizationDensity(max_steps=0, n_layers=1, n_components=2, random_state=0)
+    seen = _tied_warnings(density.fit, x)
+    assert len(seen) == 1 and seen[0].filename == __file__
+    assert "`X` has 2 column(s) of repeated values among its 400 rows: 0 (10), 2 (200)" in str(
+        seen[0].message)  # all of X, not the rows left after the held-out split
+    # information: once per tied input, under its own name, with what ties do to entropy
+    continuous = np.random.default_rng(3).normal(size=(400, 2))
+    seen = _tied_warnings(information.mutual_information, continuous, x[:, :2],
+                          fit_kwargs=dict(n_layers=2))
+    assert len(seen) == 1 and seen[0].filename == __file__
+    message = str(seen[0].message)
+    assert "`y` has 1 column(s) of repeated values among its 400 rows: 0 (10)" in message
+    assert "no differential entropy" in message

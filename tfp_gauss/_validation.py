@@ -4,13 +4,15 @@ import warnings
 
 import numpy as np
 
-__all__ = ["TIED_MAX_DISTINCT_FRACTION", "TiedValuesWarning", "as_float_dtype", "as_rng",
-           "check_data", "holdout_split", "renamed_seed", "tied_columns", "tied_values_message",
-           "warn_if_tied"]
+__all__ = ["TIED_MAX_DISTINCT_FRACTION", "TIED_MIN_TOP_SHARE", "TiedValuesWarning",
+           "as_float_dtype", "as_rng", "check_data", "holdout_split", "renamed_seed",
+           "tied_columns", "tied_values_message", "warn_if_tied"]
 
 # A column whose distinct values number at most this fraction of its rows
 # holds tied values: rounded measurements, counts or categories.
 TIED_MAX_DISTINCT_FRACTION = 0.5
+# ... or whose most common value fills at least this share of its rows.
+TIED_MIN_TOP_SHARE = 0.05
 
 
 class TiedValuesWarning(UserWarning):
@@ -110,45 +112,70 @@ def check_data(x, *, n_dims=None, dtype=None, name="x", min_rows=1, purpose="fit
 
 
 def tied_columns(x):
-    """``(columns, distinct)``: the columns of ``x [N, D]`` that hold tied values.
+    """``(columns, distinct, top_share)``: the columns of ``x [N, D]`` that hold tied values.
 
     A column is tied when its distinct values number at most
     ``TIED_MAX_DISTINCT_FRACTION * N`` (continuous measurements repeat a
-    value almost never; rounded ones, counts and categories do). A constant
-    column is not counted: fitting it is an error of its own. Returns the
-    column indices and their distinct-value counts, as integer arrays.
+    value almost never; rounded ones, counts and categories do), or when
+    one value fills at least ``TIED_MIN_TOP_SHARE`` of its rows (and 3 of
+    them): a point mass, as in zero-inflated data, however continuous the
+    rest. A constant column is not counted: fitting it is an error of its
+    own. Returns the column indices, their distinct-value counts and the
+    share of rows holding each one's most common value.
     """
     x = np.asarray(x)
-    distinct = np.array([np.unique(x[:, j]).size for j in range(x.shape[1])], dtype=np.int64)
-    columns = np.flatnonzero((distinct > 1) & (distinct <= TIED_MAX_DISTINCT_FRACTION * len(x)))
-    return columns, distinct[columns]
+    distinct, top = [], []
+    for j in range(x.shape[1]):
+        _, counts = np.unique(x[:, j], return_counts=True)
+        distinct.append(counts.size)
+        top.append(counts.max(initial=0))
+    distinct, top = np.array(distinct, np.int64), np.array(top, np.int64)
+    n = len(x)
+    tied = (distinct <= TIED_MAX_DISTINCT_FRACTION * n) | (
+        (top >= TIED_MIN_TOP_SHARE * n) & (top >= 3))
+    columns = np.flatnonzero(tied & (distinct > 1))
+    return columns, distinct[columns], top[columns] / max(n, 1)
 
 
-def tied_values_message(x, name="x", first_index=0):
+# What ties do to a fitted density (the default consequence in the message).
+DENSITY_CONSEQUENCE = (
+    "A continuous density fit to tied values grows narrow peaks at them, and held-out rows "
+    "with the same ties reward the peaks, so its log-likelihoods overstate the data's density "
+    "and do not compare with other models'.")
+
+
+def tied_values_message(x, name="x", first_index=0, consequence=DENSITY_CONSEQUENCE):
     """What to tell a user fitting ``x`` with tied columns (``None`` when it has none).
 
     ``first_index`` numbers the columns as ``check_data``'s messages do (0:
-    Python indices, 1: columns of a file).
+    Python indices, 1: columns of a file); ``consequence`` says what the
+    ties do to the result.
     """
-    columns, distinct = tied_columns(x)
+    columns, distinct, top_share = tied_columns(x)
     if not columns.size:
         return None
-    shown = ", ".join(f"{c + first_index} ({d})" for c, d in zip(columns[:10], distinct[:10]))
+    shown = ", ".join(
+        f"{c + first_index} ({d}" + (f"; {share:.0%} of rows one value)"
+                                     if d > TIED_MAX_DISTINCT_FRACTION * len(x) else ")")
+        for c, d, share in zip(columns[:10], distinct[:10], top_share[:10]))
     more = f" and {columns.size - 10} more" if columns.size > 10 else ""
     numbering = "numbered from 1" if first_index else "Python indices"
     return (
         f"`{name}` has {columns.size} column(s) of repeated values among its {len(x)} rows: "
-        f"{shown}{more} ({numbering}; distinct values in brackets). A continuous density fit "
-        f"to tied values grows narrow peaks at them, and held-out rows with the same ties "
-        f"reward the peaks, so its log-likelihoods overstate the data's density and do not "
-        f"compare with other models'. If these are rounded measurements or counts, "
+        f"{shown}{more} ({numbering}; distinct values in brackets). {consequence} "
+        f"If these are rounded measurements or counts, "
         f"dequantize first: add uniform noise of one rounding step, "
-        f"x + step * (U(0, 1) - 1/2) (step 1 for integers).")
+        f"x + step * (U(0, 1) - 1/2) (step 1 for integers); a value that fills many rows "
+        f"(a point mass, such as zeros) is better modelled apart from the rest.")
 
 
-def warn_if_tied(x, name="x", stacklevel=2):
-    """Warns (``TiedValuesWarning``) when ``x`` has tied columns (``tied_columns``)."""
-    message = tied_values_message(x, name)
+def warn_if_tied(x, name="x", stacklevel=2, consequence=DENSITY_CONSEQUENCE):
+    """Warns (``TiedValuesWarning``) when ``x`` has tied columns (``tied_columns``).
+
+    ``stacklevel`` as for ``warnings.warn`` called by the caller of this function
+    (2: the line that called the caller).
+    """
+    message = tied_values_message(x, name, consequence=consequence)
     if message is not None:
         warnings.warn(message, TiedValuesWarning, stacklevel=stacklevel + 1)
 

@@ -45,7 +45,6 @@ import signal
 import sys
 import tempfile
 import time
-import warnings
 
 import numpy as np
 
@@ -375,7 +374,7 @@ def _fit(args):
     from tfp_gauss import _validation
 
     tied = _validation.tied_values_message(x, source, first_index=1)
-    if tied is not None:  # said in the command's terms; the library's warning is silenced
+    if tied is not None:  # said in the command's terms (the fit below does not repeat it)
         print(f"tfp-gauss: warning: {tied}", file=sys.stderr)
     verbose = args.verbose
     if verbose is None:
@@ -388,17 +387,15 @@ def _fit(args):
 
     with _OutputDir(args.out, data=args.data, overwrite=args.overwrite) as staging:
         fit_started = time.perf_counter()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", _validation.TiedValuesWarning)
-            model, history = tfp_gauss.fit_gaussianization_flow(
-                std(train), n_layers=args.layers, n_components=args.components,
-                steps=args.steps, batch_size=args.batch_size, peak_learning_rate=args.peak_lr,
-                clip_norm=args.clip_norm, init=init, noise=args.noise,
-                scale_floor=args.scale_floor, ema_momentum=args.ema_momentum or None,
-                validation_data=None if val is None else std(val), validation_split=0.0,
-                seed=args.seed, verbose=verbose,
-                **({} if args.architecture is None or not isinstance(init, str)
-                   else dict(architecture=args.architecture)))
+        model, history = tfp_gauss.fit_gaussianization_flow(
+            std(train), n_layers=args.layers, n_components=args.components, steps=args.steps,
+            batch_size=args.batch_size, peak_learning_rate=args.peak_lr,
+            clip_norm=args.clip_norm, init=init, noise=args.noise,
+            scale_floor=args.scale_floor, ema_momentum=args.ema_momentum or None,
+            validation_data=None if val is None else std(val), validation_split=0.0,
+            seed=args.seed, verbose=verbose, _warn_tied=False,  # said above, in CLI terms
+            **({} if args.architecture is None or not isinstance(init, str)
+               else dict(architecture=args.architecture)))
         fit_seconds = time.perf_counter() - fit_started
         log_det_scale = float(np.sum(np.log(scale)))
         train_nll = -float(np.mean(model.log_prob(std(train)))) + log_det_scale

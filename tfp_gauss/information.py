@@ -213,8 +213,17 @@ def marginal_entropy(x):
 # Inputs
 # ----------------------------------------------------------------------------
 
-def _check(x, name, *, min_rows=None):
-    """``x`` as float64 ``[N, D]``; vectors become one column; enough rows for ``D``."""
+_TIED_CONSEQUENCE = (
+    "Tied values have no differential entropy (a column of repeated values has entropy "
+    "-inf), so estimates from them reflect the fitted peaks' widths, not the data.")
+
+
+def _check(x, name, *, min_rows=None, warn=True):
+    """``x`` as float64 ``[N, D]``; vectors become one column; enough rows for ``D``.
+
+    Warns (``TiedValuesWarning``, at the public function's caller) when a
+    column holds tied values, unless ``warn=False``.
+    """
     if getattr(x, "ndim", None) == 1 or (hasattr(x, "shape") and len(x.shape) == 1):
         x = np.asarray(x)[:, None]
     x = _validation.check_data(x, name=name, dtype=np.float64, purpose="estimating information")
@@ -230,6 +239,8 @@ def _check(x, name, *, min_rows=None):
         raise ValueError(
             f"`{name}`: column(s) {constant.tolist()} are constant; a constant has no "
             "differential entropy (-inf). Drop them first.")
+    if warn:
+        _validation.warn_if_tied(x, name, stacklevel=3, consequence=_TIED_CONSEQUENCE)
     return x
 
 
@@ -316,7 +327,8 @@ def _fit(x, rng, fit_kwargs, *, copula=False, need_held_out=False):
         raise ValueError(
             "method='flow' averages log q over held-out rows; fit_kwargs validation_split=0 "
             "leaves none. Use a validation_split > 0 or method='rbig'.")
-    flow = fit_rbig(h, validation_data=held_out, validation_split=0.0, **kwargs)
+    flow = fit_rbig(h, validation_data=held_out, validation_split=0.0, _warn_tied=False,
+                    **kwargs)
     return _Fit(flows.flow_layers(flow), held_out, mean, scale, copula)
 
 
@@ -506,7 +518,7 @@ def mutual_information(x, y, *, method="rbig", return_details=False, seed=None,
             f"x and y must be paired samples with the same number of rows; got {len(x)} "
             f"and {len(y)}.")
     xy = np.concatenate([x, y], axis=1)
-    _check(xy, "[x, y]")
+    _check(xy, "[x, y]", warn=False)  # x and y were warned about
     rng = _validation.as_rng(seed)
     if method == "rbig":
         zx = _gaussianized(x, rng, fit_kwargs) if x.shape[1] > 1 else x

@@ -136,7 +136,8 @@ def _greedy_layers(x, val, n_layers, n_components, *, rotation, rng, patience, t
 def fit_rbig(x, n_layers=32, n_components=8, *, rotation="pca", seed=None,
              validation_data=None, validation_split=0.1, patience=4,
              bandwidth_factor=(0.25, 0.5, 1.0), tail_component=False,
-             tol=None, max_em_iterations=200, return_info=False, random_state=None):
+             tol=None, max_em_iterations=200, return_info=False, random_state=None,
+             _warn_tied=True):
     r"""Greedy RBIG fit of a Gaussianization flow, returned as a TFP distribution.
 
     For ``l = 1..L``: fit a per-coordinate Gaussian mixture to the current data
@@ -228,8 +229,8 @@ def fit_rbig(x, n_layers=32, n_components=8, *, rotation="pca", seed=None,
 
     Warns:
       TiedValuesWarning: a column of ``x`` holds repeated values (at most
-        half as many distinct values as rows), see
-        ``fit_gaussianization_flow``.
+        half as many distinct values as rows, or one value in at least 5 %
+        of them), see ``fit_gaussianization_flow``.
 
     #### Example
 
@@ -246,7 +247,7 @@ def fit_rbig(x, n_layers=32, n_components=8, *, rotation="pca", seed=None,
     ```
     """
     x = _validation.check_data(x, name="x", min_rows=2)
-    _validation.warn_if_tied(x, "x")
+    all_rows = x
     if n_layers < 1:
         raise ValueError(f"n_layers must be >= 1; got {n_layers}.")
     if patience < 1:
@@ -267,6 +268,8 @@ def fit_rbig(x, n_layers=32, n_components=8, *, rotation="pca", seed=None,
         raise ValueError(
             f"fit_rbig: column(s) {constant.tolist()} of x are constant (value "
             f"{x[0, constant].tolist()}); a constant has no density. Drop them first.")
+    if _warn_tied:  # (callers that warned about their own input pass False)
+        _validation.warn_if_tied(all_rows, "x")
     candidates = np.atleast_1d(np.asarray(bandwidth_factor, np.float64))
     if val is None:
         candidates = candidates[len(candidates) // 2:][:1]  # nothing to choose on: the median

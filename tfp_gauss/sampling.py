@@ -137,9 +137,10 @@ def _solve_rows_chunk_impl(y, x_start, count, logits, locs, scales, max_iteratio
     """Roots of ``T(x; params_i) = y_i`` for the first ``count`` of ``_CHUNK`` elements.
 
     Each element has its own parameter row (``[_CHUNK, K]``): the coupling
-    layers' conditional mixtures. ``x_start`` is the start (the root under
-    the layer's base parameters, which the conditional ones shift), clipped
-    into the bracket ``mixture_bracket`` gives.
+    layers' conditional mixtures. ``x_start`` is the start (the base map's
+    Hermite-table interpolant, ``_coupling_solver``), clipped into the
+    bracket ``mixture_bracket`` gives; a non-finite start becomes the
+    bracket's midpoint.
     """
     lower, upper, x_scale = mixture_cdf.mixture_bracket(y, locs, scales)
     start = tf.where(tf.math.is_finite(x_start), x_start, 0.5 * (lower + upper))
@@ -219,7 +220,13 @@ def _coupling_solver(h, layer, logits, locs, scales, masks, conditioner, max_ite
         tf.gather_nd(flat_h, fixed), tf.gather_nd(member, fixed), logits[layer], locs[layer],
         base_scales, table_x, table_m, tf.constant(True), max_iterations)
     h_free = tf.gather_nd(flat_h, where)
-    start = mixture_cdf.hermite_start(h_free, tf.gather_nd(member, where), table_x, table_m)
+    # (hermite_start indexes its table by z: a NaN or inf must not reach that
+    # gather; such an element keeps its non-finite value, the root-find's
+    # cue to start it mid-bracket.)
+    finite = tf.math.is_finite(h_free)
+    start = tf.where(finite, mixture_cdf.hermite_start(
+        tf.where(finite, h_free, tf.zeros_like(h_free)), tf.gather_nd(member, where), table_x,
+        table_m), h_free)
     x0 = tf.reshape(tf.tensor_scatter_nd_update(
         tf.tensor_scatter_nd_update(flat_h, fixed, x_fixed), where, start), tf.shape(h))
     params = _coupled(x0, layer, logits, locs, scales, masks, conditioner, floor)

@@ -134,6 +134,7 @@ class _GaussianizationEstimator(BaseEstimator):
                 f"{type(self).__name__}: column(s) {constant.tolist()} of X are constant "
                 f"(values {x64[0, constant].tolist()}); a constant has no density. Drop "
                 "them first (e.g. sklearn.feature_selection.VarianceThreshold).")
+        _validation.warn_if_tied(x64, "X")
         y64 = (x64 - mean) / scale
         seed = int(check_random_state(self.random_state).randint(2**31 - 1))
         rng = np.random.default_rng(seed)
@@ -150,7 +151,8 @@ class _GaussianizationEstimator(BaseEstimator):
 
         if self.max_steps == 0:
             dist = fit_rbig(train, n_layers=self.n_layers, n_components=n_components,
-                            seed=rng, validation_data=val, validation_split=0.0)
+                            seed=rng, validation_data=val, validation_split=0.0,
+                            _warn_tied=False)
             values = flows.flow_values(dist)
             history, n_iter, best_step = {}, 0, 0
         else:
@@ -160,7 +162,7 @@ class _GaussianizationEstimator(BaseEstimator):
                 train, n_layers=self.n_layers, n_components=n_components,
                 steps=self.max_steps, batch_size=self.batch_size,
                 peak_learning_rate=self.learning_rate, init=self.init,
-                validation_data=val, seed=seed, validation_split=0.0,
+                validation_data=val, seed=seed, validation_split=0.0, _warn_tied=False,
                 architecture="marginal" if x64.shape[1] == 1 else self.architecture, **kwargs)
             values = flows.flow_values(model.distribution)
             history = {k: [float(v) for v in vs] for k, vs in hist.history.items()}

@@ -1,7 +1,6 @@
 """``fit_gaussianization_flow``: the one-call maximum-likelihood trainer."""
 
 import numbers
-import warnings
 
 import keras
 import numpy as np
@@ -306,7 +305,7 @@ def fit_gaussianization_flow(x, n_layers=8, n_components=8, steps=None, batch_si
                              steps_per_epoch=50, jit_compile=True, dtype="float32",
                              callbacks=None, rbig_kwargs=None, architecture="auto",
                              conditioner_units=None, noise=0.0, scale_floor="auto",
-                             ema_momentum=0.99):
+                             ema_momentum=0.99, _warn_tied=True):
     """Fits a Gaussianization flow to ``x`` by maximum likelihood with Keras.
 
     Adam with a one-cycle cosine learning rate (``OneCycleCosine``: warm-up to
@@ -447,9 +446,10 @@ def fit_gaussianization_flow(x, n_layers=8, n_components=8, steps=None, batch_si
 
     Warns:
       TiedValuesWarning: a column of ``x`` holds repeated values (at most
-        half as many distinct values as rows: rounded measurements, counts,
-        categories), which a continuous density fits with narrow peaks;
-        the message says how to dequantize.
+        half as many distinct values as rows, or one value in at least 5 %
+        of them: rounded measurements, counts, categories, point masses),
+        which a continuous density fits with narrow peaks; the message says
+        how to dequantize.
 
     #### Example
 
@@ -463,7 +463,6 @@ def fit_gaussianization_flow(x, n_layers=8, n_components=8, steps=None, batch_si
     ```
     """
     x = _validation.check_data(x, name="x", dtype=np.dtype(dtype))
-    _validation.warn_if_tied(x, "x")
     n_dims = x.shape[1]
     if architecture != "auto":
         flows.check_architecture(architecture, n_dims)
@@ -491,6 +490,8 @@ def fit_gaussianization_flow(x, n_layers=8, n_components=8, steps=None, batch_si
         raise ValueError(
             "init must be 'random', 'rbig', a GaussianizationFlowModel or a flow built by "
             f"tfp_gauss (to continue training it); got {init!r}.")
+    if _warn_tied:  # (callers that warned about their own input pass False)
+        _validation.warn_if_tied(x, "x")
     rng = _validation.as_rng(seed)
     if validation_data is not None:
         validation_data = _validation.check_data(
@@ -525,11 +526,10 @@ def fit_gaussianization_flow(x, n_layers=8, n_components=8, steps=None, batch_si
         from tfp_gauss.rbig import fit_rbig  # noqa: PLC0415  (rbig builds on this module)
 
         kwargs = dict(n_layers=n_layers, n_components=n_components, seed=rng,
-                      validation_data=validation_data, validation_split=0.0)
+                      validation_data=validation_data, validation_split=0.0,
+                      _warn_tied=False)  # said already, of all of x
         kwargs.update(rbig_kwargs or {})
-        with warnings.catch_warnings():  # said once already, of all of x
-            warnings.simplefilter("ignore", _validation.TiedValuesWarning)
-            start = fit_rbig(x, **kwargs)
+        start = fit_rbig(x, **kwargs)
     if scale_floor != "auto":
         factors = [float(scale_floor)]
     elif (start_from is None and validation_data is not None and early_stopping
