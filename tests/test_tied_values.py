@@ -83,14 +83,15 @@ def test_cli_says_it_in_its_own_terms(tmp_path, capsys, monkeypatch):
 
 def test_estimators_and_information_name_the_users_own_input():
     from tfp_gauss import information
-    from tfp_gauss.sklearn import GaussianizationDensity
+    from tfp_gauss.sklearn import GaussianizationDensity, GaussianizationTransformer
 
     x = _tied_data()
-    density = GaussianizationDensity(max_steps=0, n_layers=1, n_components=2, random_state=0)
-    seen = _tied_warnings(density.fit, x)
-    assert len(seen) == 1 and seen[0].filename == __file__
-    assert "`X` has 2 column(s) of repeated values among its 400 rows: 0 (10), 2 (200)" in str(
-        seen[0].message)  # all of X, not the rows left after the held-out split
+    for estimator in (GaussianizationDensity, GaussianizationTransformer):
+        seen = _tied_warnings(estimator(max_steps=0, n_layers=1, n_components=2,
+                                        random_state=0).fit, x)
+        assert len(seen) == 1 and seen[0].filename == __file__
+        assert "`X` has 2 column(s) of repeated values among its 400 rows: 0 (10), 2 (200)" in str(
+            seen[0].message)  # all of X, not the rows left after the held-out split
     # information: once per tied input, under its own name, with what ties do to entropy
     continuous = np.random.default_rng(3).normal(size=(400, 2))
     seen = _tied_warnings(information.mutual_information, continuous, x[:, :2],
