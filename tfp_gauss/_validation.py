@@ -5,8 +5,8 @@ import warnings
 import numpy as np
 
 __all__ = ["TIED_MAX_DISTINCT_FRACTION", "TIED_MIN_TOP_SHARE", "TiedValuesWarning",
-           "as_float_dtype", "as_rng", "check_data", "holdout_split", "renamed_seed",
-           "tied_columns", "tied_values_message", "warn_if_tied"]
+           "as_float_dtype", "as_rng", "check_data", "column_counts", "holdout_split",
+           "renamed_seed", "tied_columns", "tied_values_message", "warn_if_tied"]
 
 # A column whose distinct values number at most this fraction of its rows
 # holds tied values: rounded measurements, counts or categories.
@@ -111,6 +111,15 @@ def check_data(x, *, n_dims=None, dtype=None, name="x", min_rows=1, purpose="fit
     return arr
 
 
+def column_counts(x):
+    """``(distinct, top)``: per column of ``x [N, D]``, its number of distinct values
+    and how many rows hold its most common value (int arrays ``[D]``)."""
+    x = np.asarray(x)
+    counts = [np.unique(x[:, j], return_counts=True)[1] for j in range(x.shape[1])]
+    return (np.array([c.size for c in counts], np.int64),
+            np.array([c.max(initial=0) for c in counts], np.int64))
+
+
 def tied_columns(x):
     """``(columns, distinct, top_share)``: the columns of ``x [N, D]`` that hold tied values.
 
@@ -123,13 +132,7 @@ def tied_columns(x):
     own. Returns the column indices, their distinct-value counts and the
     share of rows holding each one's most common value.
     """
-    x = np.asarray(x)
-    distinct, top = [], []
-    for j in range(x.shape[1]):
-        _, counts = np.unique(x[:, j], return_counts=True)
-        distinct.append(counts.size)
-        top.append(counts.max(initial=0))
-    distinct, top = np.array(distinct, np.int64), np.array(top, np.int64)
+    distinct, top = column_counts(x)
     n = len(x)
     tied = (distinct <= TIED_MAX_DISTINCT_FRACTION * n) | (
         (top >= TIED_MIN_TOP_SHARE * n) & (top >= 3))

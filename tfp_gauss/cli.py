@@ -319,7 +319,7 @@ def _previous_run(directory, n_columns):
 
 def _fit(args):
     import tfp_gauss
-    from tfp_gauss import datasets
+    from tfp_gauss import _validation, datasets
 
     started = time.perf_counter()
     if args.data is None:
@@ -362,7 +362,7 @@ def _fit(args):
         # The greedy start fits a K-component mixture to every column by EM,
         # which needs K distinct values; said here in the command's terms
         # rather than as a traceback from inside the fit.
-        distinct = np.array([np.unique(train[:, j]).size for j in range(train.shape[1])])
+        distinct = _validation.column_counts(train)[0]
         few = np.flatnonzero(distinct < args.components)
         if few.size:
             shown = ", ".join(f"{j + 1} ({distinct[j]})" for j in few[:10])
@@ -371,8 +371,6 @@ def _fit(args):
                 f"distinct training values than --components {args.components}: pass "
                 f"--components {max(1, int(distinct.min()))} or fewer, or add dequantization "
                 "noise to discrete columns.")
-    from tfp_gauss import _validation
-
     tied = _validation.tied_values_message(x, source, first_index=1)
     if tied is not None:  # said in the command's terms (the fit below does not repeat it)
         print(f"tfp-gauss: warning: {tied}", file=sys.stderr)

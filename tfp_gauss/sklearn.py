@@ -43,11 +43,6 @@ __all__ = ["GaussianizationDensity", "GaussianizationTransformer"]
 _DERIVED = ("distribution_", "_flow64", "_params64", "_coupling64")
 
 
-def _distinct_per_column(x):
-    x_sorted = np.sort(x, axis=0)
-    return 1 + np.count_nonzero(np.diff(x_sorted, axis=0) > 0, axis=0)
-
-
 class _GaussianizationEstimator(BaseEstimator):
     """What the density estimator and the transformer share: fit and the fitted flow."""
 
@@ -149,7 +144,8 @@ class _GaussianizationEstimator(BaseEstimator):
             train, val = y64, None
         train = train.astype(np.float32)
         # EM needs K distinct values per column: fewer components for discrete columns.
-        n_components = int(max(1, min(self.n_components, _distinct_per_column(train).min())))
+        distinct = _validation.column_counts(train)[0]
+        n_components = int(max(1, min(self.n_components, distinct.min())))
 
         if self.max_steps == 0:
             dist = fit_rbig(train, n_layers=self.n_layers, n_components=n_components,
