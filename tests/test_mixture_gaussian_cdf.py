@@ -449,9 +449,19 @@ def test_capped_inverse_is_reported_and_an_error_under_validate_args(dtype, cap)
     for inverse in (strict.inverse, tf.function(strict.inverse)):
         with pytest.raises(tf.errors.InvalidArgumentError, match="did not converge for"):
             inverse(z)
-    # Under XLA the assertion compiles away; the capped elements are NaN.
+    # Under XLA the assertion compiles away; the capped elements are NaN. XLA's
+    # fused float arithmetic may round differently from TF's kernels (it does on
+    # some CPUs), so an element at the edge of the test can converge under one
+    # and not the other: the NaNs are where XLA's own solve stopped at the cap,
+    # and that differs from the graph's in at most a couple of the 120 elements;
+    # the XLA roots it kept are accurate.
     x_xla = tf.function(strict.inverse, jit_compile=True)(z).numpy()
-    np.testing.assert_array_equal(np.isnan(x_xla), ~converged)
+    converged_xla = tf.function(capped.inverse_diagnostics,
+                                jit_compile=True)(z).converged.numpy()
+    np.testing.assert_array_equal(np.isnan(x_xla), ~converged_xla)
+    assert np.sum(converged_xla != converged) <= 2
+    z_back_xla, _ = mixture_reference(np.where(converged_xla, x_xla, 0), *params)
+    assert np.abs(z_back_xla - z)[converged_xla].max() <= tol
     # With the default cap every element converges and nothing is raised.
     good = MixtureGaussianCDF(*params, validate_args=True)
     assert good.inverse_diagnostics(z).converged.numpy().all()

@@ -100,3 +100,28 @@ def test_estimators_and_information_name_the_users_own_input():
     message = str(seen[0].message)
     assert "`y` has 1 column(s) of repeated values among its 400 rows: 0 (10)" in message
     assert "no differential entropy" in message
+
+
+def test_plain_keras_fit_and_from_data_warn_about_arrays():
+    from tfp_gauss.bijectors import MixtureGaussianCDF
+    from tfp_gauss.keras import GaussianizationFlowModel
+
+    x = _tied_data().astype(np.float32)
+    seen = _tied_warnings(MixtureGaussianCDF.from_data, x, n_components=2, max_iterations=5)
+    assert len(seen) == 1 and seen[0].filename == __file__
+    assert "`x` has 2 column(s) of repeated values among its 400 rows: 0 (10), 2 (200)" in str(
+        seen[0].message)
+    assert _tied_warnings(MixtureGaussianCDF.from_data, x[:, [1, 3]], n_components=2,
+                          max_iterations=5) == []
+    model = GaussianizationFlowModel(4, n_layers=1, n_components=2, seed=0)
+    model.compile(optimizer="adam", jit_compile=False)
+    seen = _tied_warnings(model.fit, x, batch_size=400, epochs=1, verbose=0)
+    assert len(seen) == 1 and seen[0].filename == __file__
+    assert "0 (10), 2 (200)" in str(seen[0].message)
+    # continuous columns, and a dataset (not read ahead), do not warn
+    assert _tied_warnings(model.fit, x[:, [1, 3, 1, 3]], batch_size=400, epochs=1,
+                          verbose=0) == []
+    import tensorflow as tf  # noqa: PLC0415
+
+    dataset = tf.data.Dataset.from_tensor_slices(x).batch(400)
+    assert _tied_warnings(model.fit, dataset, epochs=1, verbose=0) == []

@@ -321,6 +321,10 @@ class MixtureGaussianCDF(_composite.CompositeBijector):
             says how many and in which columns), or a column has fewer distinct
             values than ``n_components``.
 
+        Warns:
+          TiedValuesWarning: a column of ``x`` holds many repeated values
+            (rounded or discrete data): the mixture grows narrow peaks at them.
+
         #### Example
 
         ```python
@@ -336,5 +340,7 @@ class MixtureGaussianCDF(_composite.CompositeBijector):
         seed = _validation.renamed_seed(seed, random_state, "MixtureGaussianCDF.from_data")
         fit = mixture_em.fit_mixture_em(x, n_components, seed=seed,
                                         max_iterations=max_iterations)
+        # (after the fit, which raises for columns with too few distinct values)
+        _validation.warn_if_tied(x, "x", stacklevel=2)
         return cls(logits=fit["log_weights"], locs=fit["locs"], scales=fit["scales"],
                    validate_args=validate_args, name=name)

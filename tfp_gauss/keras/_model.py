@@ -375,11 +375,17 @@ class GaussianizationFlowModel(keras.Model):
         Arrays are checked before the first step (rank 2, width ``n_dims``,
         at least one row, no NaN/inf rows: ``ValueError`` says what was seen).
         Training stops at the first non-finite loss, keeping the last finite
-        weights (``keras.callbacks.TerminateOnNaN`` is added if absent).
+        weights (``keras.callbacks.TerminateOnNaN`` is added if absent). An
+        array with many repeated values in a column (rounded or discrete
+        data) warns (``tfp_gauss.TiedValuesWarning``); a dataset is not read
+        ahead to check.
         """
         if y is not None:
             raise ValueError("GaussianizationFlowModel.fit takes no targets: pass only `x`.")
+        array = x is not None and not isinstance(x, (tf.data.Dataset, keras.utils.PyDataset))
         x = self._checked(x, "x")
+        if array:
+            _validation.warn_if_tied(x, "x", stacklevel=2)
         if validation_data is not None:
             if isinstance(validation_data, tuple):
                 validation_data = validation_data[0]
