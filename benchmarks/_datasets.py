@@ -95,16 +95,22 @@ def load(name, seed=0):
     raise ValueError(f"unknown dataset {name!r}; choose from {ALL_NAMES}.")
 
 
-def manifold(rng, n=20_000, n_dims=8, noise=0.05):
+def trefoil(t):
+    """Points ``[n, 3]`` of the trefoil knot at parameters ``t`` (closed over ``[0, 2 pi)``)."""
+    return np.stack([np.sin(t) + 2.0 * np.sin(2.0 * t), np.cos(t) - 2.0 * np.cos(2.0 * t),
+                     -np.sin(3.0 * t)], axis=1)
+
+
+def manifold(rng, n=20_000, n_dims=8, noise=0.05, curve=None):
     """A trefoil knot (a closed 3-D curve) rotated into ``n_dims`` D, plus noise.
 
     ``noise`` is the isotropic noise's standard deviation as a fraction of the
     curve's spread (root mean square of its coordinates' standard deviations).
+    ``curve(rng, n)`` (``[n, 3]`` points; default the whole trefoil) builds the
+    same construction around another curve (``manifold_shapes.py``).
     """
-    t = rng.uniform(0.0, 2.0 * np.pi, n)
-    curve = np.stack([np.sin(t) + 2.0 * np.sin(2.0 * t),
-                      np.cos(t) - 2.0 * np.cos(2.0 * t),
-                      -np.sin(3.0 * t)], axis=1)
+    curve = (trefoil(rng.uniform(0.0, 2.0 * np.pi, n)) if curve is None else
+             np.asarray(curve(rng, n), np.float64))
     q, r = np.linalg.qr(rng.standard_normal((n_dims, n_dims)))
     q = q * np.sign(np.diag(r))  # a Haar-random orthogonal matrix
     x = np.concatenate([curve, np.zeros((n, n_dims - 3))], axis=1) @ q.T
@@ -120,7 +126,11 @@ def splits(name, seed=0, fractions=(0.7, 0.1, 0.2)):
     and ``log_jacobian``: add it to a log-density of standardized data to get
     the log-density in the data's units.
     """
-    x = load(name)
+    return split_standardized(load(name), seed, fractions)
+
+
+def split_standardized(x, seed=0, fractions=(0.7, 0.1, 0.2)):
+    """``splits`` of the array ``x`` (float64 ``[N, D]``)."""
     train, val, test = datasets.split(x, fractions, seed=seed)
     shift, scale = train.mean(0), train.std(0)
     out = dict(train=train, val=val, test=test, shift=shift, scale=scale,

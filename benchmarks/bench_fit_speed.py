@@ -32,24 +32,22 @@ import json, sys, time
 import numpy as np
 import tfp_gauss
 arch, steps = sys.argv[1], [int(s) for s in sys.argv[2].split(",")]
-extra = json.loads(sys.argv[3])
 x = tfp_gauss.datasets.two_moons()
 out = []
 for n in steps:
     t = time.perf_counter()
     _, h = tfp_gauss.fit_gaussianization_flow(x, steps=n, seed=0, verbose=0, architecture=arch,
-                                              early_stopping=False, **extra)
+                                              early_stopping=False)
     out.append(dict(steps=n, seconds=time.perf_counter() - t,
                     val_nll=float(h.history["val_loss"][-1])))
 print("RESULT " + json.dumps(out))
 """
 
 
-def _run(tree, arch, steps, extra=None):
+def _run(tree, arch, steps):
     env = dict(os.environ, PYTHONPATH=str(tree), TF_CPP_MIN_LOG_LEVEL="3")
     # cwd=tree: `python -c` puts the working directory ahead of PYTHONPATH.
-    proc = subprocess.run([sys.executable, "-c", _CHILD, arch, ",".join(map(str, steps)),
-                           json.dumps(extra or {})],
+    proc = subprocess.run([sys.executable, "-c", _CHILD, arch, ",".join(map(str, steps))],
                           env=env, capture_output=True, text=True, check=True, cwd=str(tree))
     line = [s for s in proc.stdout.splitlines() if s.startswith("RESULT ")][-1]
     return json.loads(line[len("RESULT "):])
@@ -105,10 +103,7 @@ def main(argv=None):
         for arch in archs:
             order = list(trees) if r % 2 == 0 else list(trees)[::-1]
             for tree in order:
-                # (the quick run, a smoke test: one candidate per fit, not the
-                # default's two, which only doubles its compile time)
-                result = _run(trees[tree], arch, steps,
-                              {"scale_floor": 0} if args.quick else None)
+                result = _run(trees[tree], arch, steps)
                 runs[tree][arch].append(result)
                 print(f"[bench_fit_speed] {tree} {arch} repeat {r}: "
                       + ", ".join(f"{s['steps']} steps {s['seconds']:.1f} s" for s in result),

@@ -459,7 +459,7 @@ def test_capped_inverse_is_reported_and_an_error_under_validate_args(dtype, cap)
     converged_xla = tf.function(capped.inverse_diagnostics,
                                 jit_compile=True)(z).converged.numpy()
     np.testing.assert_array_equal(np.isnan(x_xla), ~converged_xla)
-    assert np.sum(converged_xla != converged) <= 2
+    assert np.sum(converged_xla != converged) <= 2 and np.sum(~converged_xla) >= 3
     z_back_xla, _ = mixture_reference(np.where(converged_xla, x_xla, 0), *params)
     assert np.abs(z_back_xla - z)[converged_xla].max() <= tol
     # With the default cap every element converges and nothing is raised.

@@ -3,8 +3,9 @@
 Each layer is fit once, from the data in front of it, with no gradients:
 
 1. marginal: a ``K``-component mixture per coordinate by EM
-   (``MixtureGaussianCDF.from_data``), and the data pushed through that
-   bijector's own ``forward`` (there is one implementation of the maths);
+   (``mixture_em.fit_mixture_em``, what ``MixtureGaussianCDF.from_data``
+   fits), and the data pushed through that bijector's own ``forward`` (there
+   is one implementation of the maths);
 2. rotation: PCA of the Gaussianized data (or a random rotation), stored
    exactly as a ``HouseholderRotation`` via ``from_matrix``.
 
