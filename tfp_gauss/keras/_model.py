@@ -382,9 +382,8 @@ class GaussianizationFlowModel(keras.Model):
         """
         if y is not None:
             raise ValueError("GaussianizationFlowModel.fit takes no targets: pass only `x`.")
-        array = x is not None and not isinstance(x, (tf.data.Dataset, keras.utils.PyDataset))
         x = self._checked(x, "x")
-        if array:
+        if isinstance(x, np.ndarray):  # (an array, checked; datasets pass through)
             _validation.warn_if_tied(x, "x", stacklevel=2)
         if validation_data is not None:
             if isinstance(validation_data, tuple):
