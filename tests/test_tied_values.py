@@ -129,3 +129,38 @@ def test_plain_keras_fit_and_from_data_warn_about_arrays():
 
     dataset = tf.data.Dataset.from_tensor_slices(x).batch(400)
     assert _tied_warnings(model.fit, dataset, epochs=1, verbose=0) == []
+
+
+def test_ties_made_by_the_float32_cast_are_named_as_such():
+    # Continuous float64 values near 1e6 (spread 1) are distinct; float32 spaces
+    # its numbers 2**-4 = 0.0625 apart there, so the cast ties them (~100 values).
+    rng = np.random.default_rng(0)
+    x64 = 1e6 + rng.normal(size=(3000, 2))
+    assert _validation.tied_values_message(x64) is None
+    x32 = x64.astype(np.float32)
+    assert np.unique(x32[:, 0]).size < 200
+    assert _validation.resolution_limited_columns(x32) == [0, 1]
+    message = _validation.tied_values_message(x32)
+    assert "Column(s) [0, 1] may repeat values because float32 cannot tell them apart" in message
+    assert "float32 numbers are 0.062 apart" in message and "dtype='float64'" in message
+    # Rounded data (a 0.5 grid) and a point mass among continuous float32 values
+    # (most gaps far wider than float32's spacing) keep the dequantization advice only.
+    rounded = (np.round(rng.normal(size=(3000, 1)) * 2) / 2).astype(np.float32)
+    inflated = np.r_[np.zeros(5000), rng.normal(size=45_000)][:, None].astype(np.float32)
+    for x in (rounded, inflated):
+        assert _validation.resolution_limited_columns(x) == []
+        message = _validation.tied_values_message(x)
+        assert "dequantize first" in message and "cannot tell them apart" not in message
+    # Integers near 1e8 are tied by float32 too (its numbers are 8 apart there);
+    # float64 data on float64's own grid get no advice to pass float64.
+    big = np.round(1e8 + 100 * rng.normal(size=(3000, 1)))
+    assert _validation.resolution_limited_columns(big.astype(np.float32)) == [0]
+    assert _validation.resolution_limited_columns(big) == []
+    grid64 = (1.0 + np.spacing(1.0) * rng.integers(0, 50, size=(3000, 1)))
+    assert _validation.resolution_limited_columns(grid64) == [0]
+    assert "dtype='float64'" not in _validation.tied_values_message(grid64)
+    # The one-call fit says it of the user's float64 rows (cast to its float32);
+    # an impossible split then stops it before any training.
+    with pytest.warns(tfp_gauss.TiedValuesWarning, match="cannot tell them apart"):
+        with pytest.raises(ValueError, match="validation_split"):
+            tfp_gauss.fit_gaussianization_flow(x64, validation_split=0.9999, verbose=0)

@@ -6,7 +6,8 @@ import numpy as np
 
 __all__ = ["TIED_MAX_DISTINCT_FRACTION", "TIED_MIN_TOP_SHARE", "TiedValuesWarning",
            "as_float_dtype", "as_rng", "check_data", "column_counts", "holdout_split",
-           "renamed_seed", "tied_columns", "tied_values_message", "warn_if_tied"]
+           "renamed_seed", "resolution_limited_columns", "tied_columns", "tied_values_message",
+           "warn_if_tied"]
 
 # A column whose distinct values number at most this fraction of its rows
 # holds tied values: rounded measurements, counts or categories.
@@ -163,13 +164,51 @@ def tied_values_message(x, name="x", first_index=0, consequence=DENSITY_CONSEQUE
         for c, d, share in zip(columns[:10], distinct[:10], top_share[:10]))
     more = f" and {columns.size - 10} more" if columns.size > 10 else ""
     numbering = "numbered from 1" if first_index else "Python indices"
-    return (
+    message = (
         f"`{name}` has {columns.size} column(s) of repeated values among its {len(x)} rows: "
         f"{shown}{more} ({numbering}; distinct values in brackets). {consequence} "
         f"If these are rounded measurements or counts, "
         f"dequantize first: add uniform noise of one rounding step, "
         f"x + step * (U(0, 1) - 1/2) (step 1 for integers); a value that fills many rows "
         f"(a point mass, such as zeros) is better modelled apart from the rest.")
+    coarse = resolution_limited_columns(x, columns)
+    if coarse:
+        dtype = np.asarray(x).dtype
+        magnitude = max(float(np.max(np.abs(np.asarray(x)[:, c]))) for c in coarse)
+        step = float(np.spacing(dtype.type(magnitude)))
+        fix = ("subtract each column's mean (standardize) before fitting"
+               + (", or pass dtype='float64'" if dtype == np.float32 else ""))
+        message += (
+            f" Column(s) {[c + first_index for c in coarse]} may repeat values because "
+            f"{dtype} cannot tell them apart: near their magnitude (up to {magnitude:.3g}) "
+            f"{dtype} numbers are {step:.2g} apart and their values sit on that grid, so the "
+            f"ties may come from storing them as {dtype}, not from the data: {fix}.")
+    return message
+
+
+def resolution_limited_columns(x, columns=None):
+    """The columns (of ``columns``; default all) of float ``x`` tied by its dtype's precision.
+
+    A column qualifies when the median gap between its sorted distinct
+    values is at most 4 spacings of ``x``'s dtype at the column's largest
+    magnitude (``np.spacing``): its values sit on the dtype's own grid (as
+    large float64 values cast to float32 do: near 1e6, float32 numbers are
+    0.0625 apart), so its ties say little about how the data were recorded.
+    (The median, not the smallest gap: among many continuous values some
+    always sit one spacing apart.)
+    """
+    x = np.asarray(x)
+    if not np.issubdtype(x.dtype, np.floating):
+        return []
+    out = []
+    for c in range(x.shape[1]) if columns is None else columns:
+        values = np.unique(x[:, c])
+        if values.size < 2:
+            continue
+        spacing = np.spacing(x.dtype.type(np.max(np.abs(values))))
+        if np.median(np.diff(values)) <= 4 * spacing:
+            out.append(int(c))
+    return out
 
 
 def warn_if_tied(x, name="x", stacklevel=2, consequence=DENSITY_CONSEQUENCE):
