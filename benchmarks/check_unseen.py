@@ -1,0 +1,65 @@
+"""The default fit on tables no default was chosen on (``_datasets.UNSEEN_NAMES``).
+
+Every default of ``fit_gaussianization_flow`` (architecture rule, scale
+floor, weight averaging, learning rates, sizes) was chosen on the validation
+splits of ``_datasets.NAMES`` (and manifold8). This runs ``bench_compare``'s
+protocol unchanged (the same models, selection on validation, test scored
+once, three split seeds) on tables none of those choices saw: MASS's crabs
+(200 x 5), R's quakes (1000 x 5) and scikit-learn's breast cancer table
+(569 x 30). It checks that the defaults generalize; nothing is tuned on it.
+
+    python benchmarks/check_unseen.py [--datasets NAME ...]
+    python benchmarks/check_unseen.py --report-only
+
+Each dataset's result is saved under ``results/unseen_parts/`` (a dataset per
+process keeps memory bounded); the report, ``results/unseen.{md,json}``, is
+built from every part present. Not run by ``run_all.py`` (~10 min per
+dataset on 2 cores).
+"""
+
+import argparse
+import json
+
+import _common
+import _datasets
+import bench_compare
+
+PARTS = _common.RESULTS / "unseen_parts"
+
+
+def markdown(res):
+    text = bench_compare.markdown(res)
+    title, rest = text.split("\n", 1)
+    return (title.replace("### Density estimation against the alternatives",
+                          "### Tables no default was chosen on") + "\n" + rest)
+
+
+def merge_parts():
+    parts = {}
+    for name in _datasets.UNSEEN_NAMES:
+        path = PARTS / f"{name}.json"
+        if path.exists():
+            parts[name] = json.loads(path.read_text())
+    if not parts:
+        raise SystemExit(f"no results in {PARTS}; run the datasets first.")
+    config = next(iter(parts.values()))["config"]
+    return dict(config=config, datasets={n: p["datasets"][n] for n, p in parts.items()})
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", nargs="+", choices=_datasets.UNSEEN_NAMES,
+                        default=list(_datasets.UNSEEN_NAMES))
+    parser.add_argument("--report-only", action="store_true")
+    args = parser.parse_args(argv)
+    if not args.report_only:
+        res = bench_compare.run(names=args.datasets)
+        PARTS.mkdir(parents=True, exist_ok=True)
+        for name in args.datasets:
+            part = dict(res, datasets={name: res["datasets"][name]})
+            (PARTS / f"{name}.json").write_text(json.dumps(part, indent=2, default=float) + "\n")
+    return _common.report("unseen", merge_parts(), markdown, write=True)
+
+
+if __name__ == "__main__":
+    main()
