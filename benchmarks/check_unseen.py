@@ -6,15 +6,18 @@ splits of ``_datasets.NAMES`` (and manifold8). This runs ``bench_compare``'s
 protocol unchanged (the same models, selection on validation, test scored
 once, three split seeds) on tables none of those choices saw: MASS's crabs
 (200 x 5), R's quakes (1000 x 5) and scikit-learn's breast cancer table
-(569 x 30). It checks that the defaults generalize; nothing is tuned on it.
+(556 x 30). It checks that the defaults generalize; nothing is tuned on it.
 
-    python benchmarks/check_unseen.py [--datasets NAME ...]
+    python benchmarks/check_unseen.py --datasets crabs      # one dataset per process
+    python benchmarks/check_unseen.py --datasets quakes
+    python benchmarks/check_unseen.py --datasets breast-cancer
     python benchmarks/check_unseen.py --report-only
 
-Each dataset's result is saved under ``results/unseen_parts/`` (a dataset per
-process keeps memory bounded); the report, ``results/unseen.{md,json}``, is
-built from every part present. Not run by ``run_all.py`` (~10 min per
-dataset on 2 cores).
+Each dataset's result is saved under ``results/unseen_parts/`` (one dataset
+per process keeps memory bounded: every fit leaves compiled functions
+behind); every run rebuilds the report, ``results/unseen.{md,json}``, from
+the parts present. Not run by ``run_all.py`` (~10-20 min per dataset on 2
+cores).
 """
 
 import argparse

@@ -191,6 +191,41 @@ def test_bad_data_is_rejected_before_any_step(small_data):
         model.fit(small_data, small_data, verbose=0)
 
 
+_fit = tfp_gauss.fit_gaussianization_flow
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda x: _fit(x, batch_size=1.5), r"batch_size must be an int >= 1; got 1\.5"),
+    (lambda x: _fit(x, steps=100.0), r"steps must be an int >= 1; got 100\.0"),
+    (lambda x: _fit(x, steps=0), r"steps must be an int >= 1; got 0"),
+    (lambda x: _fit(x, n_layers=True), r"n_layers must be an int >= 1; got True"),
+    (lambda x: _fit(x, patience=-5), r"patience must be an int >= 1; got -5"),
+    (lambda x: _fit(x, dtype="float16"), r"dtype must be 'float32' or 'float64'.*'float16'"),
+    (lambda x: tfp_gauss.fit_rbig(x, n_components=2.5),
+     r"n_components must be an int >= 1; got 2\.5"),
+    (lambda x: tfp_gauss.fit_rbig(x, max_em_iterations=0), r"max_em_iterations must be an int"),
+    (lambda x: GaussianizationFlowModel(2, n_layers=2.5), r"n_layers must be an int >= 1"),
+    (lambda x: GaussianizationFlowModel(2, n_reflections=-1), r"n_reflections must be an int >= 0"),
+    (lambda x: GaussianizationFlowModel(2, dtype="float16"),
+     r"computes in float32 or float64; got dtype policy 'float16'"),
+])
+def test_bad_sizes_and_dtypes_are_clear_errors_before_any_work(small_data, call, match):
+    # Before: a float size was truncated or failed deep in TensorFlow ("Cannot
+    # convert 1.5 to EagerTensor of dtype int64"), float16 with a KeyError.
+    with pytest.raises(ValueError, match=match):
+        call(small_data)
+
+
+def test_sample_sizes_are_checked_and_integer_tensors_accepted():
+    model = GaussianizationFlowModel(2, n_layers=1, n_components=2, seed=0)
+    for n, match in [(-1, r"n must be an int >= 0; got -1"), (2.7, r"got 2\.7")]:
+        with pytest.raises(ValueError, match=match):
+            model.sample(n, seed=1)  # (-1 was an opaque graph error, 2.7 drew 2 rows)
+    assert model.sample(0, seed=1).shape == (0, 2)
+    np.testing.assert_array_equal(model.sample(tf.constant(3), seed=[1, 2]),
+                                  model.sample(np.int64(3), seed=[1, 2]))  # stateless seed
+
+
 def test_fit_gaussianization_flow_one_call(small_data):
     model, history = tfp_gauss.fit_gaussianization_flow(
         small_data[:768], n_layers=2, n_components=3, steps=60, batch_size=128, seed=0,

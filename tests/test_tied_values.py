@@ -140,27 +140,41 @@ def test_ties_made_by_the_float32_cast_are_named_as_such():
     x32 = x64.astype(np.float32)
     assert np.unique(x32[:, 0]).size < 200
     assert _validation.resolution_limited_columns(x32) == [0, 1]
-    message = _validation.tied_values_message(x32)
-    assert "Column(s) [0, 1] may repeat values because float32 cannot tell them apart" in message
-    assert "float32 numbers are 0.062 apart" in message and "dtype='float64'" in message
-    # Rounded data (a 0.5 grid) and a point mass among continuous float32 values
-    # (most gaps far wider than float32's spacing) keep the dequantization advice only.
+    message = _validation.tied_values_message(x32, float32_fix="do this")
+    assert message.startswith("`x`: column(s) 0, 1 (Python indices) may repeat values because "
+                              "float32 cannot tell them apart")
+    assert "float32 numbers are 0.0625 apart" in message and "do this, or centre" in message
+    # Rounded data (a 0.5 grid), the same with one value of 1e7 (where float32
+    # numbers are 1 apart, but not where the rounded values are), and a point
+    # mass among continuous float32 values keep the dequantization advice only.
     rounded = (np.round(rng.normal(size=(3000, 1)) * 2) / 2).astype(np.float32)
+    outlier = rounded.copy()
+    outlier[0] = 1e7
     inflated = np.r_[np.zeros(5000), rng.normal(size=45_000)][:, None].astype(np.float32)
-    for x in (rounded, inflated):
+    for x in (rounded, outlier, inflated):
         assert _validation.resolution_limited_columns(x) == []
         message = _validation.tied_values_message(x)
         assert "dequantize first" in message and "cannot tell them apart" not in message
-    # Integers near 1e8 are tied by float32 too (its numbers are 8 apart there);
-    # float64 data on float64's own grid get no advice to pass float64.
+    # Integers: float32 holds them exactly below 2**24; near 5e6 its spacing is 0.5
+    # (not the grid), near 1e8 it is 8 (it merges them). float64 data on float64's
+    # own grid get no float32 advice.
+    counts = np.round(5e6 + 100 * rng.normal(size=(3000, 1))).astype(np.float32)
+    assert _validation.resolution_limited_columns(counts) == []
     big = np.round(1e8 + 100 * rng.normal(size=(3000, 1)))
     assert _validation.resolution_limited_columns(big.astype(np.float32)) == [0]
     assert _validation.resolution_limited_columns(big) == []
     grid64 = (1.0 + np.spacing(1.0) * rng.integers(0, 50, size=(3000, 1)))
     assert _validation.resolution_limited_columns(grid64) == [0]
-    assert "dtype='float64'" not in _validation.tied_values_message(grid64)
-    # The one-call fit says it of the user's float64 rows (cast to its float32);
-    # an impossible split then stops it before any training.
-    with pytest.warns(tfp_gauss.TiedValuesWarning, match="cannot tell them apart"):
+    message = _validation.tied_values_message(grid64)
+    assert "precision was lost before" in message and "float64 before" not in message
+    # Each entry point says what its own user can do (the one-call fit: an
+    # impossible split then stops it before any training).
+    with pytest.warns(tfp_gauss.TiedValuesWarning, match="pass dtype='float64', or centre"):
         with pytest.raises(ValueError, match="validation_split"):
             tfp_gauss.fit_gaussianization_flow(x64, validation_split=0.9999, verbose=0)
+    with pytest.warns(tfp_gauss.TiedValuesWarning, match="pass the data as float64, or centre"):
+        tfp_gauss.fit_rbig(x32, n_layers=1, n_components=2, validation_split=0)
+    model = tfp_gauss.keras.GaussianizationFlowModel(2, n_layers=1, n_components=2)
+    with pytest.warns(tfp_gauss.TiedValuesWarning, match="build the model with dtype='float64'"):
+        with pytest.raises(ValueError, match=r"must call `compile\(\)`"):  # (no step runs)
+            model.fit(x64, verbose=0)

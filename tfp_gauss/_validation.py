@@ -1,13 +1,14 @@
 """Checks on user data and seeds, shared by every entry point that accepts a sample."""
 
+import numbers
 import warnings
 
 import numpy as np
 
-__all__ = ["TIED_MAX_DISTINCT_FRACTION", "TIED_MIN_TOP_SHARE", "TiedValuesWarning",
-           "as_float_dtype", "as_rng", "check_data", "column_counts", "holdout_split",
-           "renamed_seed", "resolution_limited_columns", "tied_columns", "tied_values_message",
-           "warn_if_tied"]
+__all__ = ["FLOAT32_FIX", "TIED_MAX_DISTINCT_FRACTION", "TIED_MIN_TOP_SHARE", "TiedValuesWarning",
+           "as_float_dtype", "as_rng", "check_data", "check_float_dtype", "check_int",
+           "column_counts", "holdout_split", "renamed_seed", "resolution_limited_columns",
+           "tied_columns", "tied_values_message", "warn_if_tied"]
 
 # A column whose distinct values number at most this fraction of its rows
 # holds tied values: rounded measurements, counts or categories.
@@ -22,6 +23,34 @@ class TiedValuesWarning(UserWarning):
     A continuous density fit to tied values grows narrow peaks at them;
     ``tied_values_message`` says why that matters and what to do.
     """
+
+
+def check_int(value, name, minimum=1):
+    """``value`` as an ``int``, or a ``ValueError`` saying what was seen.
+
+    Accepts Python and numpy integers ``>= minimum`` (and integer scalar
+    tensors); a bool, a float (even ``3.0``: a size or a count is not
+    silently truncated) or anything else is an error naming ``name``.
+    """
+    if hasattr(value, "numpy") and callable(value.numpy) and getattr(value, "shape", None) == ():
+        value = value.numpy()
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value[()]
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}; got {value!r}.")
+    return int(value)
+
+
+def check_float_dtype(dtype, name="dtype"):
+    """``dtype`` as a numpy float32/float64 dtype, or a ``ValueError`` saying what was seen."""
+    try:
+        out = np.dtype(getattr(dtype, "as_numpy_dtype", dtype))
+    except TypeError:
+        out = None
+    if out not in (np.float32, np.float64):
+        raise ValueError(f"{name} must be 'float32' or 'float64' (what tfp_gauss computes in); "
+                         f"got {dtype!r}.")
+    return out
 
 
 def as_float_dtype(dtype):
@@ -148,54 +177,71 @@ DENSITY_CONSEQUENCE = (
     "and do not compare with other models'.")
 
 
-def tied_values_message(x, name="x", first_index=0, consequence=DENSITY_CONSEQUENCE):
+# How to keep float64 precision, by caller (``float32_fix`` of the messages):
+# where the data were cast to float32, what would have kept them in float64.
+FLOAT32_FIX = "pass the data as float64"
+
+
+def tied_values_message(x, name="x", first_index=0, consequence=DENSITY_CONSEQUENCE,
+                        float32_fix=FLOAT32_FIX):
     """What to tell a user fitting ``x`` with tied columns (``None`` when it has none).
 
     ``first_index`` numbers the columns as ``check_data``'s messages do (0:
     Python indices, 1: columns of a file); ``consequence`` says what the
-    ties do to the result.
+    ties do to the result. Columns whose values sit on the dtype's own grid
+    (``resolution_limited_columns``: large values cast to float32) get a
+    sentence of their own: their ties may come from the storage, not the
+    data; for float32 ``x`` it ends with ``float32_fix``, what the caller's
+    user can do to keep float64 precision.
     """
     columns, distinct, top_share = tied_columns(x)
     if not columns.size:
         return None
+    numbering = "numbered from 1" if first_index else "Python indices"
+    message = ""
+    coarse = resolution_limited_columns(x, columns)
+    if coarse:
+        x = np.asarray(x)
+        dtype = x.dtype
+        magnitude = max(float(np.max(np.abs(x[:, c]))) for c in coarse)
+        step = float(np.spacing(dtype.type(magnitude)))
+        listed = ", ".join(str(c + first_index) for c in coarse[:10])
+        listed += f" and {len(coarse) - 10} more" if len(coarse) > 10 else ""
+        if dtype == np.float32:
+            fix = (f"to keep the precision, {float32_fix}, or centre the columns (subtract "
+                   f"a typical value) in float64 before they become float32")
+        else:
+            fix = "the precision was lost before tfp_gauss saw them"
+        message = (
+            f"`{name}`: column(s) {listed} ({numbering}) may repeat values because {dtype} "
+            f"cannot tell them apart: near their magnitude (up to {magnitude:.3g}) {dtype} "
+            f"numbers are {step:.3g} apart, and the columns' values sit on that grid, so "
+            f"their ties may come from storing them as {dtype}, not from the data; {fix}. ")
     shown = ", ".join(
         f"{c + first_index} ({d}" + (f"; {share:.0%} of rows one value)"
                                      if d > TIED_MAX_DISTINCT_FRACTION * len(x) else ")")
         for c, d, share in zip(columns[:10], distinct[:10], top_share[:10]))
     more = f" and {columns.size - 10} more" if columns.size > 10 else ""
-    numbering = "numbered from 1" if first_index else "Python indices"
-    message = (
+    return message + (
         f"`{name}` has {columns.size} column(s) of repeated values among its {len(x)} rows: "
         f"{shown}{more} ({numbering}; distinct values in brackets). {consequence} "
         f"If these are rounded measurements or counts, "
         f"dequantize first: add uniform noise of one rounding step, "
         f"x + step * (U(0, 1) - 1/2) (step 1 for integers); a value that fills many rows "
         f"(a point mass, such as zeros) is better modelled apart from the rest.")
-    coarse = resolution_limited_columns(x, columns)
-    if coarse:
-        dtype = np.asarray(x).dtype
-        magnitude = max(float(np.max(np.abs(np.asarray(x)[:, c]))) for c in coarse)
-        step = float(np.spacing(dtype.type(magnitude)))
-        fix = ("subtract each column's mean (standardize) before fitting"
-               + (", or pass dtype='float64'" if dtype == np.float32 else ""))
-        message += (
-            f" Column(s) {[c + first_index for c in coarse]} may repeat values because "
-            f"{dtype} cannot tell them apart: near their magnitude (up to {magnitude:.3g}) "
-            f"{dtype} numbers are {step:.2g} apart and their values sit on that grid, so the "
-            f"ties may come from storing them as {dtype}, not from the data: {fix}.")
-    return message
 
 
 def resolution_limited_columns(x, columns=None):
     """The columns (of ``columns``; default all) of float ``x`` tied by its dtype's precision.
 
-    A column qualifies when the median gap between its sorted distinct
-    values is at most 4 spacings of ``x``'s dtype at the column's largest
-    magnitude (``np.spacing``): its values sit on the dtype's own grid (as
-    large float64 values cast to float32 do: near 1e6, float32 numbers are
-    0.0625 apart), so its ties say little about how the data were recorded.
-    (The median, not the smallest gap: among many continuous values some
-    always sit one spacing apart.)
+    Each gap between a column's sorted distinct values is measured in
+    spacings of ``x``'s dtype at the larger of its two ends
+    (``np.spacing``); a column qualifies when the median gap is at most 1.5
+    spacings: its values fill the dtype's own grid (as large float64 values
+    cast to float32 do: near 1e6, float32 numbers are 0.0625 apart), so its
+    ties say little about how the data were recorded. Measured per gap, one
+    large value among rounded ones does not qualify a column, and integers
+    qualify only where the dtype's spacing reaches 1 (float32 from 2**23).
     """
     x = np.asarray(x)
     if not np.issubdtype(x.dtype, np.floating):
@@ -205,19 +251,21 @@ def resolution_limited_columns(x, columns=None):
         values = np.unique(x[:, c])
         if values.size < 2:
             continue
-        spacing = np.spacing(x.dtype.type(np.max(np.abs(values))))
-        if np.median(np.diff(values)) <= 4 * spacing:
+        ends = np.maximum(np.abs(values[:-1]), np.abs(values[1:]))
+        if np.median(np.diff(values) / np.spacing(ends)) <= 1.5:
             out.append(int(c))
     return out
 
 
-def warn_if_tied(x, name="x", stacklevel=2, consequence=DENSITY_CONSEQUENCE):
+def warn_if_tied(x, name="x", stacklevel=2, consequence=DENSITY_CONSEQUENCE,
+                 float32_fix=FLOAT32_FIX):
     """Warns (``TiedValuesWarning``) when ``x`` has tied columns (``tied_columns``).
 
     ``stacklevel`` as for ``warnings.warn`` called by the caller of this function
-    (2: the line that called the caller).
+    (2: the line that called the caller); ``consequence`` and ``float32_fix``
+    as for ``tied_values_message``.
     """
-    message = tied_values_message(x, name, consequence=consequence)
+    message = tied_values_message(x, name, consequence=consequence, float32_fix=float32_fix)
     if message is not None:
         warnings.warn(message, TiedValuesWarning, stacklevel=stacklevel + 1)
 

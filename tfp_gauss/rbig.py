@@ -249,10 +249,10 @@ def fit_rbig(x, n_layers=32, n_components=8, *, rotation="pca", seed=None,
     """
     x = _validation.check_data(x, name="x", min_rows=2)
     all_rows = x
-    if n_layers < 1:
-        raise ValueError(f"n_layers must be >= 1; got {n_layers}.")
-    if patience < 1:
-        raise ValueError(f"patience must be >= 1; got {patience}.")
+    n_layers = _validation.check_int(n_layers, "n_layers")
+    n_components = _validation.check_int(n_components, "n_components")
+    patience = _validation.check_int(patience, "patience")
+    max_em_iterations = _validation.check_int(max_em_iterations, "max_em_iterations")
     if np.any(np.asarray(bandwidth_factor) < 0) or np.size(bandwidth_factor) < 1:
         raise ValueError(
             f"bandwidth_factor must be a number >= 0 or a sequence of them; got "

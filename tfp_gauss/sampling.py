@@ -34,6 +34,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 from tensorflow_probability.python.internal import samplers
 
+from tfp_gauss import _validation
 from tfp_gauss.bijectors import householder_rotation
 from tfp_gauss.math import coupling as coupling_math
 from tfp_gauss.math import mixture_cdf
@@ -660,8 +661,8 @@ def sample_stacked(n, seed, logits, locs, raw_scales, vectors, *, max_iterations
     int(unconverged.numpy().sum())      # 0: every root converged
     ```
     """
-    if int(max_iterations) < 1:
-        raise ValueError(f"max_iterations must be an int >= 1; got {max_iterations!r}.")
+    n = _validation.check_int(n, "n", 0)
+    max_iterations = _validation.check_int(max_iterations, "max_iterations")
     dtype = tf.as_dtype(getattr(locs, "dtype", None) or np.asarray(locs).dtype)
     has_floor = scale_floor is not None
     key = (dtype, None if conditioner is None else len(conditioner), has_floor)

@@ -462,14 +462,17 @@ def fit_gaussianization_flow(x, n_layers=8, n_components=8, steps=None, batch_si
     print(history.best_step, history.best_val_loss, model.evaluate(x, verbose=0))
     ```
     """
+    dtype = _validation.check_float_dtype(dtype).name  # "float32" or "float64"
+    n_layers = _validation.check_int(n_layers, "n_layers")
+    n_components = _validation.check_int(n_components, "n_components")
+    steps = None if steps is None else _validation.check_int(steps, "steps")
+    batch_size = _validation.check_int(batch_size, "batch_size")
+    steps_per_epoch = _validation.check_int(steps_per_epoch, "steps_per_epoch")
+    patience = _validation.check_int(patience, "patience")
     x = _validation.check_data(x, name="x", dtype=np.dtype(dtype))
     n_dims = x.shape[1]
     if architecture != "auto":
         flows.check_architecture(architecture, n_dims)
-    if (steps is not None and steps < 1) or batch_size < 1 or steps_per_epoch < 1 or patience < 1:
-        raise ValueError(
-            f"steps, batch_size, steps_per_epoch and patience must be >= 1; got {steps}, "
-            f"{batch_size}, {steps_per_epoch}, {patience}.")
     if not (isinstance(noise, numbers.Real) and np.isfinite(noise) and noise >= 0):
         raise ValueError(f"noise must be a finite number >= 0 (a fraction of each column's "
                          f"standard deviation); got {noise!r}.")
@@ -491,7 +494,7 @@ def fit_gaussianization_flow(x, n_layers=8, n_components=8, steps=None, batch_si
             "init must be 'random', 'rbig', a GaussianizationFlowModel or a flow built by "
             f"tfp_gauss (to continue training it); got {init!r}.")
     if _warn_tied:  # (callers that warned about their own input pass False)
-        _validation.warn_if_tied(x, "x")
+        _validation.warn_if_tied(x, "x", float32_fix="pass dtype='float64'")
     rng = _validation.as_rng(seed)
     if validation_data is not None:
         validation_data = _validation.check_data(

@@ -166,15 +166,16 @@ class GaussianizationFlowModel(keras.Model):
                  architecture="marginal", conditioner_units=coupling_math.DEFAULT_UNITS,
                  scale_floor=False, **kwargs):
         super().__init__(**kwargs)
-        self.n_dims = int(n_dims)
-        self.n_layers = int(n_layers)
-        self.n_components = int(n_components)
-        self.n_reflections = self.n_dims if n_reflections is None else int(n_reflections)
-        self.seed = seed
-        if min(self.n_dims, self.n_layers, self.n_components) < 1 or self.n_reflections < 0:
+        if self.compute_dtype not in ("float32", "float64"):
             raise ValueError(
-                "n_dims, n_layers and n_components must be >= 1 and n_reflections >= 0; got "
-                f"{n_dims}, {n_layers}, {n_components}, {n_reflections}.")
+                f"GaussianizationFlowModel computes in float32 or float64; got dtype policy "
+                f"{self.dtype_policy.name!r} (compute dtype {self.compute_dtype}).")
+        self.n_dims = _validation.check_int(n_dims, "n_dims")
+        self.n_layers = _validation.check_int(n_layers, "n_layers")
+        self.n_components = _validation.check_int(n_components, "n_components")
+        self.n_reflections = (self.n_dims if n_reflections is None
+                              else _validation.check_int(n_reflections, "n_reflections", 0))
+        self.seed = seed
         self.architecture = flows.check_architecture(architecture, self.n_dims)
         self.conditioner_units = tuple(int(u) for u in conditioner_units)
         if any(u < 1 for u in self.conditioner_units):
@@ -384,7 +385,8 @@ class GaussianizationFlowModel(keras.Model):
             raise ValueError("GaussianizationFlowModel.fit takes no targets: pass only `x`.")
         x = self._checked(x, "x")
         if isinstance(x, np.ndarray):  # (an array, checked; datasets pass through)
-            _validation.warn_if_tied(x, "x", stacklevel=2)
+            _validation.warn_if_tied(x, "x", stacklevel=2,
+                                     float32_fix="build the model with dtype='float64'")
         if validation_data is not None:
             if isinstance(validation_data, tuple):
                 validation_data = validation_data[0]
@@ -392,7 +394,8 @@ class GaussianizationFlowModel(keras.Model):
         callbacks = list(callbacks or [])
         if not any(isinstance(c, keras.callbacks.TerminateOnNaN) for c in callbacks):
             callbacks.append(keras.callbacks.TerminateOnNaN())
-        if self.optimizer is not None and not self.optimizer.built:
+        optimizer = getattr(self, "optimizer", None)  # (none before compile: Keras says so)
+        if optimizer is not None and not optimizer.built:
             # Build the slots now: the step applies updates inside a `tf.cond`,
             # where variables cannot be created (nor lifted out under XLA).
             with self.distribute_strategy.scope():
@@ -431,7 +434,8 @@ class GaussianizationFlowModel(keras.Model):
         that raises ``tf.errors.InvalidArgumentError``;
         ``sampling.sample_stacked(..., return_diagnostics=True)`` counts them.
         """
-        return sampling.sample_stacked(int(n), seed, *(w.value for w in self._flow_weights),
+        n = _validation.check_int(n, "n", 0)
+        return sampling.sample_stacked(n, seed, *(w.value for w in self._flow_weights),
                                        validate_args=validate_args, **self._coupling_kwargs())
 
     def get_config(self):
