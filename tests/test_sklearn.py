@@ -190,8 +190,9 @@ def test_bad_input_gets_sklearn_errors():
         est.score_samples(np.array([[0.0, np.nan]]))
     with pytest.raises(ValueError, match="Expected 2D array"):
         est.fit(x[:, 0])
-    with pytest.raises(ValueError, match="max_steps"):
-        GaussianizationDensity(max_steps=-1).fit(x)
+    for bad in (-1, True, 2.5):
+        with pytest.raises(ValueError, match=f"max_steps must be None.*got {bad!r}"):
+            GaussianizationDensity(max_steps=bad).fit(x)
 
 
 def test_dataframe_names_and_pandas_output():

@@ -5,10 +5,10 @@ import warnings
 
 import numpy as np
 
-__all__ = ["FLOAT32_FIX", "TIED_MAX_DISTINCT_FRACTION", "TIED_MIN_TOP_SHARE", "TiedValuesWarning",
-           "as_float_dtype", "as_rng", "check_data", "check_float_dtype", "check_int",
-           "column_counts", "holdout_split", "renamed_seed", "resolution_limited_columns",
-           "tied_columns", "tied_values_message", "warn_if_tied"]
+__all__ = ["FLOAT32_FIX", "TIED_MAX_DISTINCT_FRACTION", "TIED_MIN_TOP_SHARE",
+           "TiedValuesWarning", "as_float_dtype", "as_rng", "check_data", "check_float_dtype",
+           "check_int", "column_counts", "given_as_float32", "holdout_split", "renamed_seed",
+           "resolution_limited_columns", "tied_columns", "tied_values_message", "warn_if_tied"]
 
 # A column whose distinct values number at most this fraction of its rows
 # holds tied values: rounded measurements, counts or categories.
@@ -23,6 +23,15 @@ class TiedValuesWarning(UserWarning):
     A continuous density fit to tied values grows narrow peaks at them;
     ``tied_values_message`` says why that matters and what to do.
     """
+
+
+def given_as_float32(x):
+    """Whether ``x`` (before ``check_data``) already holds float32 values (its ``dtype``)."""
+    dtype = getattr(x, "dtype", None)
+    try:
+        return np.dtype(getattr(dtype, "as_numpy_dtype", dtype)) == np.float32
+    except TypeError:
+        return False
 
 
 def check_int(value, name, minimum=1):
@@ -42,9 +51,12 @@ def check_int(value, name, minimum=1):
 
 
 def check_float_dtype(dtype, name="dtype"):
-    """``dtype`` as a numpy float32/float64 dtype, or a ``ValueError`` saying what was seen."""
+    """``dtype`` as a numpy float32/float64 dtype, or a ``ValueError`` saying what was seen.
+
+    (``None`` is an error, not numpy's float64.)
+    """
     try:
-        out = np.dtype(getattr(dtype, "as_numpy_dtype", dtype))
+        out = None if dtype is None else np.dtype(getattr(dtype, "as_numpy_dtype", dtype))
     except TypeError:
         out = None
     if out not in (np.float32, np.float64):
@@ -192,7 +204,8 @@ def tied_values_message(x, name="x", first_index=0, consequence=DENSITY_CONSEQUE
     (``resolution_limited_columns``: large values cast to float32) get a
     sentence of their own: their ties may come from the storage, not the
     data; for float32 ``x`` it ends with ``float32_fix``, what the caller's
-    user can do to keep float64 precision.
+    user can do to keep float64 precision (``None``: the user's data were
+    float32 already, ``given_as_float32``).
     """
     columns, distinct, top_share = tied_columns(x)
     if not columns.size:
@@ -207,11 +220,12 @@ def tied_values_message(x, name="x", first_index=0, consequence=DENSITY_CONSEQUE
         step = float(np.spacing(dtype.type(magnitude)))
         listed = ", ".join(str(c + first_index) for c in coarse[:10])
         listed += f" and {len(coarse) - 10} more" if len(coarse) > 10 else ""
-        if dtype == np.float32:
+        if dtype == np.float32 and float32_fix:
             fix = (f"to keep the precision, {float32_fix}, or centre the columns (subtract "
                    f"a typical value) in float64 before they become float32")
         else:
-            fix = "the precision was lost before tfp_gauss saw them"
+            fix = (f"the data were {dtype} before tfp_gauss saw them, so keep them in float64 "
+                   f"(centred: minus a typical value) where they are produced")
         message = (
             f"`{name}`: column(s) {listed} ({numbering}) may repeat values because {dtype} "
             f"cannot tell them apart: near their magnitude (up to {magnitude:.3g}) {dtype} "

@@ -70,7 +70,8 @@ class _GaussianizationEstimator(BaseEstimator):
             if not isinstance(v, numbers.Integral) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"{name}: {p} must be an int >= 1; got {v!r}.")
         if self.max_steps is not None and (
-                not isinstance(self.max_steps, numbers.Integral) or self.max_steps < 0):
+                not isinstance(self.max_steps, numbers.Integral) or isinstance(self.max_steps, bool)
+                or self.max_steps < 0):
             raise ValueError(
                 f"{name}: max_steps must be None (the default length), 0 (greedy fit only) "
                 f"or an int >= 1; got {self.max_steps!r}.")
