@@ -33,8 +33,9 @@ PARTS = _common.RESULTS / "unseen_parts"
 def markdown(res):
     text = bench_compare.markdown(res)
     title, rest = text.split("\n", 1)
-    return (title.replace("### Density estimation against the alternatives",
+    text = (title.replace("### Density estimation against the alternatives",
                           "### Tables no default was chosen on") + "\n" + rest)
+    return text + (f"\n{res['note']}\n" if res.get("note") else "")
 
 
 def merge_parts():
@@ -54,6 +55,7 @@ def main(argv=None):
     parser.add_argument("--datasets", nargs="+", choices=_datasets.UNSEEN_NAMES,
                         default=list(_datasets.UNSEEN_NAMES))
     parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--note", default="", help="a sentence for the report (how it was run)")
     args = parser.parse_args(argv)
     if not args.report_only:
         res = bench_compare.run(names=args.datasets)
@@ -61,7 +63,7 @@ def main(argv=None):
         for name in args.datasets:
             part = dict(res, datasets={name: res["datasets"][name]})
             (PARTS / f"{name}.json").write_text(json.dumps(part, indent=2, default=float) + "\n")
-    return _common.report("unseen", merge_parts(), markdown, write=True)
+    return _common.report("unseen", dict(merge_parts(), note=args.note), markdown, write=True)
 
 
 if __name__ == "__main__":
