@@ -314,15 +314,23 @@ def targets(res):
 PARTS = _common.RESULTS / "comparison_parts"
 
 
-def merge_parts():
-    """The comparison over every dataset from ``results/comparison_parts/*.json``."""
+def save_parts(res, names, parts_dir=PARTS):
+    """Writes each dataset of ``res`` to ``parts_dir/<name>.json`` (with the run's config)."""
+    parts_dir.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        part = dict(res, datasets={name: res["datasets"][name]})
+        (parts_dir / f"{name}.json").write_text(json.dumps(part, indent=2, default=float) + "\n")
+
+
+def merge_parts(parts_dir=PARTS, names=_datasets.ALL_NAMES):
+    """The comparison over every dataset of ``names`` saved in ``parts_dir`` (``save_parts``)."""
     parts = {}
-    for name in _datasets.ALL_NAMES:
-        path = PARTS / f"{name}.json"
+    for name in names:
+        path = parts_dir / f"{name}.json"
         if path.exists():
             parts[name] = json.loads(path.read_text())
     if not parts:
-        raise SystemExit(f"no results in {PARTS}; run the datasets first.")
+        raise SystemExit(f"no results in {parts_dir}; run the datasets first.")
     config = next(iter(parts.values()))["config"]
     return dict(config=config, datasets={n: p["datasets"][n] for n, p in parts.items()})
 
@@ -342,10 +350,7 @@ def main(argv=None):
         # One file per dataset, so that datasets can run in separate processes
         # (each fit leaves compiled functions behind: a process per dataset
         # keeps memory bounded) and be merged with --report-only.
-        PARTS.mkdir(parents=True, exist_ok=True)
-        for name in args.datasets:
-            part = dict(res, datasets={name: res["datasets"][name]})
-            (PARTS / f"{name}.json").write_text(json.dumps(part, indent=2, default=float) + "\n")
+        save_parts(res, args.datasets)
     return _common.report("comparison", res, markdown,
                           write=not args.quick and tuple(args.datasets) == DATASETS)
 

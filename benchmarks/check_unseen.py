@@ -21,7 +21,6 @@ cores).
 """
 
 import argparse
-import json
 
 import _common
 import _datasets
@@ -38,18 +37,6 @@ def markdown(res):
     return text + (f"\n{res['note']}\n" if res.get("note") else "")
 
 
-def merge_parts():
-    parts = {}
-    for name in _datasets.UNSEEN_NAMES:
-        path = PARTS / f"{name}.json"
-        if path.exists():
-            parts[name] = json.loads(path.read_text())
-    if not parts:
-        raise SystemExit(f"no results in {PARTS}; run the datasets first.")
-    config = next(iter(parts.values()))["config"]
-    return dict(config=config, datasets={n: p["datasets"][n] for n, p in parts.items()})
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", choices=_datasets.UNSEEN_NAMES,
@@ -58,12 +45,9 @@ def main(argv=None):
     parser.add_argument("--note", default="", help="a sentence for the report (how it was run)")
     args = parser.parse_args(argv)
     if not args.report_only:
-        res = bench_compare.run(names=args.datasets)
-        PARTS.mkdir(parents=True, exist_ok=True)
-        for name in args.datasets:
-            part = dict(res, datasets={name: res["datasets"][name]})
-            (PARTS / f"{name}.json").write_text(json.dumps(part, indent=2, default=float) + "\n")
-    return _common.report("unseen", dict(merge_parts(), note=args.note), markdown, write=True)
+        bench_compare.save_parts(bench_compare.run(names=args.datasets), args.datasets, PARTS)
+    merged = bench_compare.merge_parts(PARTS, _datasets.UNSEEN_NAMES)
+    return _common.report("unseen", dict(merged, note=args.note), markdown, write=True)
 
 
 if __name__ == "__main__":
