@@ -65,10 +65,10 @@ class _GaussianizationEstimator(BaseEstimator):
 
     def _check_params(self):
         name = type(self).__name__
+        from tfp_gauss import _validation  # noqa: PLC0415  (as in fit)
+
         for p in ("n_layers", "n_components", "batch_size"):
-            v = getattr(self, p)
-            if not isinstance(v, numbers.Integral) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"{name}: {p} must be an int >= 1; got {v!r}.")
+            _validation.check_int(getattr(self, p), f"{name}: {p}")
         if self.max_steps is not None and (
                 not isinstance(self.max_steps, numbers.Integral) or isinstance(self.max_steps, bool)
                 or self.max_steps < 0):
