@@ -272,13 +272,17 @@ def resolution_limited_columns(x, columns=None):
 
 
 def warn_if_tied(x, name="x", stacklevel=2, consequence=DENSITY_CONSEQUENCE,
-                 float32_fix=FLOAT32_FIX):
+                 float32_fix=FLOAT32_FIX, given=None):
     """Warns (``TiedValuesWarning``) when ``x`` has tied columns (``tied_columns``).
 
     ``stacklevel`` as for ``warnings.warn`` called by the caller of this function
     (2: the line that called the caller); ``consequence`` and ``float32_fix``
-    as for ``tied_values_message``.
+    as for ``tied_values_message``. ``given``: the user's argument before
+    ``check_data`` made ``x`` of it; when it held float32 values already,
+    no ``float32_fix`` is offered (``given_as_float32``).
     """
+    if given is not None and given_as_float32(given):
+        float32_fix = None
     message = tied_values_message(x, name, consequence=consequence, float32_fix=float32_fix)
     if message is not None:
         warnings.warn(message, TiedValuesWarning, stacklevel=stacklevel + 1)

@@ -247,7 +247,7 @@ def fit_rbig(x, n_layers=32, n_components=8, *, rotation="pca", seed=None,
     model = tfp_gauss.keras.GaussianizationFlowModel.from_distribution(flow)
     ```
     """
-    given32 = _validation.given_as_float32(x)
+    given = x
     x = _validation.check_data(x, name="x", min_rows=2)
     all_rows = x
     n_layers = _validation.check_int(n_layers, "n_layers")
@@ -271,8 +271,7 @@ def fit_rbig(x, n_layers=32, n_components=8, *, rotation="pca", seed=None,
             f"fit_rbig: column(s) {constant.tolist()} of x are constant (value "
             f"{x[0, constant].tolist()}); a constant has no density. Drop them first.")
     if _warn_tied:  # (callers that warned about their own input pass False)
-        _validation.warn_if_tied(all_rows, "x",
-                                 float32_fix=None if given32 else _validation.FLOAT32_FIX)
+        _validation.warn_if_tied(all_rows, "x", given=given)
     candidates = np.atleast_1d(np.asarray(bandwidth_factor, np.float64))
     if val is None:
         candidates = candidates[len(candidates) // 2:][:1]  # nothing to choose on: the median

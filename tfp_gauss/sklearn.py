@@ -222,13 +222,12 @@ class _GaussianizationEstimator(BaseEstimator):
         return (np.asarray(X, np.float64) - self.mean_) / self.scale_
 
     def _sample(self, n_samples, random_state):
-        from tfp_gauss import sampling  # noqa: PLC0415
+        from tfp_gauss import _validation, sampling  # noqa: PLC0415
 
         check_is_fitted(self)
-        if not isinstance(n_samples, numbers.Integral) or n_samples < 1:
-            raise ValueError(f"n_samples must be an int >= 1; got {n_samples!r}.")
+        n_samples = _validation.check_int(n_samples, "n_samples")
         seed = check_random_state(random_state).randint(0, 2**31 - 1, size=2).astype(np.int32)
-        y = sampling.sample_stacked(int(n_samples), seed, *self._params64,
+        y = sampling.sample_stacked(n_samples, seed, *self._params64,
                                     **self._coupling64).numpy()
         return self.mean_ + self.scale_ * y
 

@@ -336,13 +336,12 @@ class MixtureGaussianCDF(_composite.CompositeBijector):
         b = MixtureGaussianCDF.from_data(x[:, None], n_components=6)   # [D=1, K=6]
         ```
         """
-        given32 = _validation.given_as_float32(x)
+        given = x
         x = _validation.check_data(x, name="x")
         seed = _validation.renamed_seed(seed, random_state, "MixtureGaussianCDF.from_data")
         fit = mixture_em.fit_mixture_em(x, n_components, seed=seed,
                                         max_iterations=max_iterations)
         # (after the fit, which raises for columns with too few distinct values)
-        _validation.warn_if_tied(x, "x", stacklevel=2,
-                                 float32_fix=None if given32 else _validation.FLOAT32_FIX)
+        _validation.warn_if_tied(x, "x", stacklevel=2, given=given)
         return cls(logits=fit["log_weights"], locs=fit["locs"], scales=fit["scales"],
                    validate_args=validate_args, name=name)

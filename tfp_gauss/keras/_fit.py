@@ -470,7 +470,7 @@ def fit_gaussianization_flow(x, n_layers=8, n_components=8, steps=None, batch_si
     batch_size = _validation.check_int(batch_size, "batch_size")
     steps_per_epoch = _validation.check_int(steps_per_epoch, "steps_per_epoch")
     patience = _validation.check_int(patience, "patience")
-    given32 = _validation.given_as_float32(x)
+    given = x
     x = _validation.check_data(x, name="x", dtype=np.dtype(dtype))
     n_dims = x.shape[1]
     if architecture != "auto":
@@ -496,7 +496,7 @@ def fit_gaussianization_flow(x, n_layers=8, n_components=8, steps=None, batch_si
             "init must be 'random', 'rbig', a GaussianizationFlowModel or a flow built by "
             f"tfp_gauss (to continue training it); got {init!r}.")
     if _warn_tied:  # (callers that warned about their own input pass False)
-        _validation.warn_if_tied(x, "x", float32_fix=None if given32 else "pass dtype='float64'")
+        _validation.warn_if_tied(x, "x", float32_fix="pass dtype='float64'", given=given)
     rng = _validation.as_rng(seed)
     if validation_data is not None:
         validation_data = _validation.check_data(

@@ -383,12 +383,11 @@ class GaussianizationFlowModel(keras.Model):
         """
         if y is not None:
             raise ValueError("GaussianizationFlowModel.fit takes no targets: pass only `x`.")
-        given32 = _validation.given_as_float32(x)
+        given = x
         x = self._checked(x, "x")
         if isinstance(x, np.ndarray):  # (an array, checked; datasets pass through)
-            _validation.warn_if_tied(
-                x, "x", stacklevel=2,
-                float32_fix=None if given32 else "build the model with dtype='float64'")
+            _validation.warn_if_tied(x, "x", stacklevel=2, given=given,
+                                     float32_fix="build the model with dtype='float64'")
         if validation_data is not None:
             if isinstance(validation_data, tuple):
                 validation_data = validation_data[0]
@@ -436,7 +435,6 @@ class GaussianizationFlowModel(keras.Model):
         that raises ``tf.errors.InvalidArgumentError``;
         ``sampling.sample_stacked(..., return_diagnostics=True)`` counts them.
         """
-        n = _validation.check_int(n, "n", 0)
         return sampling.sample_stacked(n, seed, *(w.value for w in self._flow_weights),
                                        validate_args=validate_args, **self._coupling_kwargs())
 
