@@ -10,6 +10,11 @@ TensorFlow and building the model.
   seed; and, for comparison, the pre-issue-15 path
   (``tf.function(dist.sample, jit_compile=True)``, traced and compiled per
   ``n``) with its round-trip error next to the new one.
+- ``coupling_sample``: the same for a coupling flow (the architecture the
+  default fit chooses from 1,000 training rows) at D = 2 and D = 7, the
+  conditioner's last layer given small random weights so that the
+  conditional solves differ from the base map's; with ``--baseline-tree``
+  the other tree is timed as often, alternating.
 - ``log_prob``: ``model.log_prob`` (eager), ``model(x)`` and
   ``model.predict`` on a first and on a new batch size.
 - ``fit_rbig``: 6000 x 8 data, 12 layers x 8 components (the RBIG
@@ -71,6 +76,23 @@ timed("first", lambda: model.sample(n, seed=1))
 timed("second", lambda: model.sample(n, seed=1))
 timed("new_n", lambda: model.sample(n + 1234, seed=1))
 timed("new_seed", lambda: model.sample(n, seed=2))
+seed = tf.constant([5, 6])
+x = model.sample(n, seed=seed)
+z = samplers.normal([n, d], seed=seed)
+out["round_trip_max_abs_z"] = float(np.abs(model.distribution.bijector.bijector.forward(x) - z).max())
+"""
+
+_COUPLING_SAMPLE = """
+d, layers, k, n = {d}, {layers}, {k}, {n}
+model = tfp_gauss.keras.GaussianizationFlowModel(d, layers, k, architecture="coupling", seed=0)
+model(np.zeros([1, d], "float32"))
+rng = np.random.default_rng(0)
+for w in model.trainable_weights:  # the conditioners' last kernels start at zero
+    if len(w.shape) == 3 and not np.any(w.numpy()):
+        w.assign(0.1 * rng.standard_normal(w.shape).astype("float32"))
+timed("first", lambda: model.sample(n, seed=1))
+timed("second", lambda: model.sample(n, seed=1))
+timed("new_n", lambda: model.sample(n + 1234, seed=1))
 seed = tf.constant([5, 6])
 x = model.sample(n, seed=seed)
 z = samplers.normal([n, d], seed=seed)
@@ -192,7 +214,7 @@ def _cli_once(root=ROOT):
                                  root, tmp))
 
 
-PARTS = ("sample", "log_prob", "fit_rbig", "export", "cli")
+PARTS = ("sample", "coupling_sample", "log_prob", "fit_rbig", "export", "cli")
 
 
 def run(quick=False, repeats=3, only=PARTS, previous=None, baseline_tree=None,
@@ -231,6 +253,18 @@ def run(quick=False, repeats=3, only=PARTS, previous=None, baseline_tree=None,
         for d in (2, 24):
             res["sample"][str(d)] = _repeat(repeats, _SAMPLE, d=d, layers=layers, k=k, n=n)
             res["old_sample"][str(d)] = _repeat(1, _OLD_SAMPLE, d=d, layers=layers, k=k, n=n)
+    if "coupling_sample" in only:
+        res["coupling_sample"], base_coupling = {}, {}
+        for d in (2, 7):
+            runs, base_runs = [], []
+            for _ in range(repeats):  # alternating with the baseline tree, if any
+                runs.append(_run(_COUPLING_SAMPLE, d=d, layers=layers, k=k, n=n))
+                if baseline_tree:
+                    base_runs.append(_run(_COUPLING_SAMPLE, root=baseline_tree, d=d,
+                                          layers=layers, k=k, n=n))
+            res["coupling_sample"][str(d)] = _summary(runs)
+            if base_runs:
+                base_coupling[str(d)] = _summary(base_runs)
     if "log_prob" in only:
         res["log_prob"] = _repeat(repeats, _LOG_PROB, d=24, layers=layers, k=k)
     if "fit_rbig" in only:
@@ -246,6 +280,8 @@ def run(quick=False, repeats=3, only=PARTS, previous=None, baseline_tree=None,
             base["export"] = _export_once(root=baseline_tree, layers=layers, k=k)
         if "cli" in only:
             base["cli"] = _cli_once(root=baseline_tree)
+        if "coupling_sample" in only:
+            base["coupling_sample"] = base_coupling
         res["baseline"] = base
     return res
 
@@ -275,6 +311,24 @@ def markdown(res):
             f"| {d} | {_fmt(s['first'])} | {_fmt(s['second'], 3)} | {_fmt(s['new_n'], 3)} | "
             f"{_fmt(s['new_seed'], 3)} | {_fmt(o['first'])} | {_fmt(o['second'], 3)} | "
             f"{s['round_trip_max_abs_z']['max']:.1e} / {o['round_trip_max_abs_z']['max']:.1e} |")
+    if "coupling_sample" in res:
+        cs = res["coupling_sample"]
+        base = res.get("baseline", {})
+        bc = base.get("coupling_sample")
+        lines += ["", f"Coupling flows (`architecture=\"coupling\"`, the default fit's choice "
+                  f"from 1,000 training rows; {c['layers']} x {c['components']}, conditioners' "
+                  "last kernels 0.1 x N(0, 1)): `sample(10000)`"
+                  + (f"; the source tree of {base['label']} timed as often, alternating" if bc
+                     else "") + ":", "",
+                  "| D | first | second | new n | round trip max abs z |"
+                  + (" first, before | second, before |" if bc else ""),
+                  "|---|---|---|---|---|" + ("---|---|" if bc else "")]
+        for d, s in cs.items():
+            line = (f"| {d} | {_fmt(s['first'])} | {_fmt(s['second'], 3)} | "
+                    f"{_fmt(s['new_n'], 3)} | {s['round_trip_max_abs_z']['max']:.1e} |")
+            if bc:
+                line += f" {_fmt(bc[d]['first'])} | {_fmt(bc[d]['second'], 3)} |"
+            lines.append(line)
     before = res.get("before", {})
     lp, lp0 = res["log_prob"], before.get("log_prob")
     rows = [("`model.log_prob` (eager)", "log_prob_first", "log_prob_new_batch"),
@@ -335,7 +389,7 @@ def main(argv=None):
     parser.add_argument("--only", nargs="+", choices=PARTS, default=list(PARTS),
                         help="parts to run; the others keep their committed results")
     parser.add_argument("--baseline-tree", help="another commit's source tree to time once "
-                        "(export and cli parts)")
+                        "(export and cli parts; coupling_sample: as often as this one)")
     parser.add_argument("--baseline-label")
     args = parser.parse_args(argv)
     previous = None

@@ -16,10 +16,13 @@ streaming loops and ``L`` Hermite-table solves) and XLA compiles them all:
 XLA-compiled kernel of fixed shape: a buffer of ``_CHUNK`` elements, of
 which a runtime count is valid, streamed through a working set of
 ``_CAPACITY`` slots (``root_finding._streaming_newton_loop``). Larger
-inputs loop over chunks. XLA therefore compiles the kernel once per
-``(D, K, dtype)`` and process, whatever ``n``, the seed, ``L`` or the
-model; the outer function is a plain graph traced once per dtype (its
-input signature leaves every size unknown).
+inputs loop over chunks. Every solve (a marginal layer's, a coupling
+layer's conditioning and conditioned coordinates, the Hermite tables'
+nodes) runs that one kernel on parameter rows ``[_CHUNK, K]``, so XLA
+compiles it once per ``(D, K, dtype)`` and process (``D`` sizes the
+layer's Hermite table), whatever ``n``, the seed, ``L``, the
+architecture or the model; the outer function is a plain graph traced
+once per dtype (its input signature leaves every size unknown).
 
 The inverse keeps the implicit-function gradient of
 ``root_finding.invert_increasing`` for every layer (``tf.custom_gradient``
@@ -51,46 +54,6 @@ _CAPACITY = 4096
 _MAX_ITERATIONS = 100
 
 
-def _solve_chunk_impl(y, member, count, logits, locs, scales, table_x, table_m, use_table,
-                      max_iterations):
-    """Roots of ``T_m(x) = y`` for the first ``count`` of the ``_CHUNK`` elements.
-
-    Args:
-      y: ``[_CHUNK]`` targets; ``member``: ``[_CHUNK]`` int32, each element's row
-        of the ``[P, K]`` parameters; ``count``: int32 scalar.
-      table_x, table_m: ``[P * GRID_SIZE]`` Hermite table (``mixture_cdf.grid_table``),
-        used where ``use_table``; otherwise the start is the weighted mean of
-        the component quantiles (how the table's own nodes are solved).
-      max_iterations: int32 scalar, the cap per element (a runtime value).
-
-    Returns:
-      ``(x, num_iterations, converged)``, ``[_CHUNK]`` each (0, 0, True past
-      ``count``).
-    """
-    chunk_locs, chunk_scales = tf.gather(locs, member), tf.gather(scales, member)
-    lower, upper, x_scale = mixture_cdf.mixture_bracket(y, chunk_locs, chunk_scales)
-    weights = tf.gather(tf.math.softmax(logits, axis=-1), member)
-    mean_start = tf.reduce_sum(weights * (chunk_locs + chunk_scales * y[:, tf.newaxis]), -1)
-    table_start = mixture_cdf.hermite_start(y, member, table_x, table_m)
-    initial = tf.where(use_table, table_start, mean_start)
-    initial = tf.where(tf.math.is_finite(initial), initial, 0.5 * (lower + upper))
-    x = tf.clip_by_value(initial, lower, upper)
-
-    def gather_params(indices):
-        rows = tf.gather(member, indices)
-        return tuple(tf.gather(p, rows) for p in (logits, locs, scales))
-
-    result = root_finding._streaming_newton_loop(
-        mixture_cdf.mixture_cdf_value, y, x, lower, upper, x_scale, gather_params, _CAPACITY,
-        max_iterations, size=count, record_width=False)
-    return result.x, result.num_iterations, result.converged
-
-
-# Traced once per dtype (shapes are left generic); XLA compiles once per (P, K, dtype).
-_solve_chunk = tf.function(_solve_chunk_impl, jit_compile=True, reduce_retracing=True,
-                           autograph=False)
-
-
 def _chunks(t, n_chunks, value=0):
     """``t`` (``[n, ...]``) padded with ``value`` and split into ``[n_chunks, _CHUNK, ...]``."""
     pad = [[0, n_chunks * _CHUNK - tf.shape(t)[0]]] + [[0, 0]] * (len(t.shape) - 1)
@@ -118,37 +81,41 @@ def _over_chunks(y, solve_chunk):
     return (tf.reshape(xs.stack(), [-1])[:n], tf.reshape(converged.stack(), [-1])[:n])
 
 
-def _solve_flat(y, member, logits, locs, scales, table_x, table_m, use_table, max_iterations):
-    """``_solve_chunk`` over any number of elements (flat ``y``, ``member``).
+def _solve_chunk_impl(y, member, coordinate, count, logits, locs, scales, table_x, table_m,
+                      use_table, max_iterations):
+    """Roots of ``T(x; params[member_i]) = y_i`` for the first ``count`` of ``_CHUNK`` elements.
 
-    Returns ``(x, converged)``, flat.
+    Args:
+      y: ``[_CHUNK]`` targets; ``member``: ``[_CHUNK]`` int32, each element's
+        row of the parameters; ``count``: int32 scalar, how many are valid.
+      logits, locs, scales: ``[_CHUNK, K]`` parameter rows: a coupling
+        layer's conditional mixtures (``member`` the identity), or a layer's
+        ``[D, K]`` base maps padded to ``_CHUNK`` rows (``_solve_flat``).
+      coordinate, table_x, table_m: each element's coordinate ``d`` and the
+        layer's ``[D * GRID_SIZE]`` Hermite table of its base maps
+        (``mixture_cdf.grid_table``), the start where ``use_table``;
+        otherwise the start is the weighted mean of the component quantiles
+        (how the table's own nodes are solved).
+      max_iterations: int32 scalar, the cap per element (a runtime value).
+
+    A non-finite start becomes the bracket's midpoint (``mixture_bracket``);
+    inside XLA a NaN or inf ``y`` reaching the table's gather is harmless
+    (its index is clamped and the start comes out non-finite).
+
+    Returns ``(x, converged)``, ``[_CHUNK]`` each (0 and True past ``count``).
     """
-    n_chunks = (tf.size(y) + _CHUNK - 1) // _CHUNK
-    y_chunks, member_chunks = _chunks(y, n_chunks), _chunks(member, n_chunks)
-
-    def solve_chunk(i, count):
-        x, _, ok = _solve_chunk(y_chunks[i], member_chunks[i], count, logits, locs, scales,
-                                table_x, table_m, use_table, max_iterations)
-        return x, ok
-
-    return _over_chunks(y, solve_chunk)
-
-
-def _solve_rows_chunk_impl(y, x_start, count, logits, locs, scales, max_iterations):
-    """Roots of ``T(x; params_i) = y_i`` for the first ``count`` of ``_CHUNK`` elements.
-
-    Each element has its own parameter row (``[_CHUNK, K]``): the coupling
-    layers' conditional mixtures. ``x_start`` is the start (the base map's
-    Hermite-table interpolant, ``_coupling_solver``), clipped into the
-    bracket ``mixture_bracket`` gives; a non-finite start becomes the
-    bracket's midpoint.
-    """
-    lower, upper, x_scale = mixture_cdf.mixture_bracket(y, locs, scales)
-    start = tf.where(tf.math.is_finite(x_start), x_start, 0.5 * (lower + upper))
+    chunk_locs, chunk_scales = tf.gather(locs, member), tf.gather(scales, member)
+    lower, upper, x_scale = mixture_cdf.mixture_bracket(y, chunk_locs, chunk_scales)
+    weights = tf.math.softmax(tf.gather(logits, member), axis=-1)
+    mean_start = tf.reduce_sum(weights * (chunk_locs + chunk_scales * y[:, tf.newaxis]), -1)
+    table_start = mixture_cdf.hermite_start(y, coordinate, table_x, table_m)
+    start = tf.where(use_table, table_start, mean_start)
+    start = tf.where(tf.math.is_finite(start), start, 0.5 * (lower + upper))
     x = tf.clip_by_value(start, lower, upper)
 
     def gather_params(indices):
-        return tuple(tf.gather(p, indices) for p in (logits, locs, scales))
+        rows = tf.gather(member, indices)
+        return tuple(tf.gather(p, rows) for p in (logits, locs, scales))
 
     result = root_finding._streaming_newton_loop(
         mixture_cdf.mixture_cdf_value, y, x, lower, upper, x_scale, gather_params, _CAPACITY,
@@ -156,24 +123,60 @@ def _solve_rows_chunk_impl(y, x_start, count, logits, locs, scales, max_iteratio
     return result.x, result.converged
 
 
-# Traced once per dtype; XLA compiles once per (K, dtype): the shapes are fixed.
-_solve_rows_chunk = tf.function(_solve_rows_chunk_impl, jit_compile=True,
-                                reduce_retracing=True, autograph=False)
+# Traced once per dtype; XLA compiles once per (D, K, dtype): the parameter rows have a
+# fixed shape, so the marginal layers' solves and a coupling layer's two kinds share one
+# compilation (two were ~2 s more of a coupling flow's first sample on a 2-core CPU).
+_solve_chunk = tf.function(_solve_chunk_impl, jit_compile=True, reduce_retracing=True,
+                           autograph=False)
 
 
-def _solve_rows(y, x_start, logits, locs, scales, max_iterations):
-    """``_solve_rows_chunk`` over any number of elements (flat ``y``, params ``[n, K]``).
+def _solve_rows(y, coordinate, logits, locs, scales, table, max_iterations):
+    """``_solve_chunk`` over any number of elements, each with its own parameter row.
+
+    Args: flat ``y`` and ``coordinate`` ``[n]``, parameters ``[n, K]``, the
+    base maps' Hermite ``table`` for the starts.
 
     Returns ``(x, converged)``, flat.
     """
     n_chunks = (tf.size(y) + _CHUNK - 1) // _CHUNK
-    y_c, x_c = _chunks(y, n_chunks), _chunks(x_start, n_chunks)
+    y_c, coordinate_c = _chunks(y, n_chunks), _chunks(coordinate, n_chunks)
     logits_c, locs_c = _chunks(logits, n_chunks), _chunks(locs, n_chunks)
     scales_c = _chunks(scales, n_chunks, 1)  # positive padding: no 0/0 in the bracket
+    identity = tf.range(_CHUNK)
 
     def solve_chunk(i, count):
-        return _solve_rows_chunk(y_c[i], x_c[i], count, logits_c[i], locs_c[i], scales_c[i],
-                                 max_iterations)
+        return _solve_chunk(y_c[i], identity, coordinate_c[i], count, logits_c[i], locs_c[i],
+                            scales_c[i], *table, tf.constant(True), max_iterations)
+
+    return _over_chunks(y, solve_chunk)
+
+
+def _solve_flat(y, member, logits, locs, scales, table=None, max_iterations=_MAX_ITERATIONS):
+    """Roots of ``T_m(x) = y`` over flat ``y``, element ``i`` in map ``member[i]``.
+
+    The maps' parameters ``[D, K]`` (``D <= _CHUNK``) are padded to the
+    kernel's ``_CHUNK`` rows (``_solve_chunk``). Each element starts from
+    the Hermite interpolant of ``table`` (``(table_x, table_m)``,
+    ``mixture_cdf.grid_table``), or without one from the weighted mean of the
+    component quantiles (how the table's own nodes are solved).
+
+    Returns ``(x, converged)``, flat.
+    """
+    n_dims = tf.shape(locs)[0]
+    with tf.control_dependencies([tf.debugging.assert_less_equal(
+            n_dims, _CHUNK, message="the sampler solves at most _CHUNK coordinates")]):
+        pad = [[0, _CHUNK - n_dims], [0, 0]]
+    logits, locs = tf.pad(logits, pad), tf.pad(locs, pad)
+    scales = tf.pad(scales, pad, constant_values=1)
+    use_table = tf.constant(table is not None)
+    if table is None:
+        table = (tf.zeros([n_dims * mixture_cdf.GRID_SIZE], y.dtype),) * 2
+    n_chunks = (tf.size(y) + _CHUNK - 1) // _CHUNK
+    y_c, member_c = _chunks(y, n_chunks), _chunks(member, n_chunks)
+
+    def solve_chunk(i, count):
+        return _solve_chunk(y_c[i], member_c[i], member_c[i], count, logits, locs, scales,
+                            *table, use_table, max_iterations)
 
     return _over_chunks(y, solve_chunk)
 
@@ -211,29 +214,21 @@ def _coupling_solver(h, layer, logits, locs, scales, masks, conditioner, max_ite
     for every free element).
     """
     base_scales = _floored(scales, floor, layer)
-    table_x, table_m = _mixture_table(h.dtype, logits[layer], locs[layer], base_scales,
-                                      max_iterations)
+    table = _mixture_table(h.dtype, logits[layer], locs[layer], base_scales, max_iterations)
     flat_h = tf.reshape(h, [-1])
     member = tf.tile(tf.range(tf.shape(h)[1]), [tf.shape(h)[0]])
     free = tf.reshape(tf.broadcast_to(tf.equal(masks[layer], 0), tf.shape(h)), [-1])
     fixed, where = tf.where(~free), tf.where(free)
     x_fixed, converged_fixed = _solve_flat(
         tf.gather_nd(flat_h, fixed), tf.gather_nd(member, fixed), logits[layer], locs[layer],
-        base_scales, table_x, table_m, tf.constant(True), max_iterations)
-    h_free = tf.gather_nd(flat_h, where)
-    # (hermite_start indexes its table by z: a NaN or inf must not reach that
-    # gather; such an element keeps its non-finite value, the root-find's
-    # cue to start it mid-bracket.)
-    finite = tf.math.is_finite(h_free)
-    start = tf.where(finite, mixture_cdf.hermite_start(
-        tf.where(finite, h_free, tf.zeros_like(h_free)), tf.gather_nd(member, where), table_x,
-        table_m), h_free)
-    x0 = tf.reshape(tf.tensor_scatter_nd_update(
-        tf.tensor_scatter_nd_update(flat_h, fixed, x_fixed), where, start), tf.shape(h))
+        base_scales, table, max_iterations)
+    h_free, free_member = tf.gather_nd(flat_h, where), tf.gather_nd(member, where)
+    # (x0's free entries still hold their targets: the conditioner masks them out.)
+    x0 = tf.reshape(tf.tensor_scatter_nd_update(flat_h, fixed, x_fixed), tf.shape(h))
     params = _coupled(x0, layer, logits, locs, scales, masks, conditioner, floor)
     k = tf.shape(locs)[-1]
     rows = [tf.gather_nd(tf.reshape(p, [-1, k]), where) for p in params]
-    x_free, converged_free = _solve_rows(h_free, start, *rows, max_iterations)
+    x_free, converged_free = _solve_rows(h_free, free_member, *rows, table, max_iterations)
     x = tf.tensor_scatter_nd_update(tf.reshape(x0, [-1]), where, x_free)
     converged = tf.tensor_scatter_nd_update(
         tf.tensor_scatter_nd_update(tf.ones_like(free), fixed, converged_fixed), where,
@@ -254,9 +249,8 @@ def _mixture_table(dtype, logits, locs, scales, max_iterations):
     z_grid = tf.reshape(tf.broadcast_to(
         tf.linspace(-grid_z, grid_z, grid_size)[:, tf.newaxis], [grid_size, n_dims]), [-1])
     grid_member = tf.tile(tf.range(n_dims), [grid_size])
-    dummy = tf.zeros([n_dims * grid_size], dtype)
-    x_grid, _ = _solve_flat(z_grid, grid_member, logits, locs, scales, dummy, dummy,
-                            tf.constant(False), max_iterations)
+    x_grid, _ = _solve_flat(z_grid, grid_member, logits, locs, scales,
+                            max_iterations=max_iterations)
     x_grid = tf.reshape(x_grid, [grid_size, n_dims])
     _, log_slope = mixture_cdf.mixture_cdf_value(x_grid, logits, locs, scales)
     return mixture_cdf.grid_table(x_grid, log_slope)
@@ -268,10 +262,10 @@ def _mixture_solver(h, logits, locs, scales, max_iterations):
     Returns ``(x, converged)``, ``[N, D]`` each, each element started from
     the layer's Hermite table (``_mixture_table``).
     """
-    table_x, table_m = _mixture_table(h.dtype, logits, locs, scales, max_iterations)
+    table = _mixture_table(h.dtype, logits, locs, scales, max_iterations)
     member = tf.tile(tf.range(tf.shape(locs)[0]), [tf.shape(h)[0]])
-    x, converged = _solve_flat(tf.reshape(h, [-1]), member, logits, locs, scales, table_x,
-                               table_m, tf.constant(True), max_iterations)
+    x, converged = _solve_flat(tf.reshape(h, [-1]), member, logits, locs, scales, table,
+                               max_iterations)
     return tf.reshape(x, tf.shape(h)), tf.reshape(converged, tf.shape(h))
 
 
