@@ -15,6 +15,10 @@ TensorFlow and building the model.
   conditioner's last layer given small random weights so that the
   conditional solves differ from the base map's; with ``--baseline-tree``
   the other tree is timed as often, alternating.
+- ``eager_sample``: ``fit_rbig``'s flow (a ``TransformedDistribution`` of
+  per-layer TFP bijectors, fit on ``datasets.two_moons()``): its eager
+  ``sample(10000)`` first and second, and ``sample(5000)``; with
+  ``--baseline-tree`` also timed there, alternating.
 - ``log_prob``: ``model.log_prob`` (eager), ``model(x)`` and
   ``model.predict`` on a first and on a new batch size.
 - ``fit_rbig``: 6000 x 8 data, 12 layers x 8 components (the RBIG
@@ -100,6 +104,14 @@ z_back = model.distribution.bijector.bijector.forward(x)
 out["round_trip_max_abs_z"] = float(np.abs(z_back - z).max())
 """
 
+_EAGER_SAMPLE = """
+flow, info = tfp_gauss.fit_rbig(tfp_gauss.datasets.two_moons(), seed=0, return_info=True)
+out["layers"] = float(info.best_n_layers)
+timed("first", lambda: flow.sample({n}, seed=1))
+timed("second", lambda: flow.sample({n}, seed=2))
+timed("new_n", lambda: flow.sample({n} // 2, seed=3))
+"""
+
 _OLD_SAMPLE = """
 d, layers, k, n = {d}, {layers}, {k}, {n}
 model = tfp_gauss.keras.GaussianizationFlowModel(d, layers, k, seed=0)
@@ -176,6 +188,16 @@ def _repeat(repeats, snippet, **fmt):
     return _summary([_run(snippet, **fmt) for _ in range(repeats)])
 
 
+def _alternating(repeats, baseline_tree, snippet, **fmt):
+    """``snippet``'s summary here and (if given) in ``baseline_tree``, runs alternating."""
+    runs, base_runs = [], []
+    for _ in range(repeats):
+        runs.append(_run(snippet, **fmt))
+        if baseline_tree:
+            base_runs.append(_run(snippet, root=baseline_tree, **fmt))
+    return _summary(runs), (_summary(base_runs) if base_runs else None)
+
+
 def _export_once(root=ROOT, layers=8, k=8):
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "sm")
@@ -215,7 +237,7 @@ def _cli_once(root=ROOT):
                                  root, tmp))
 
 
-PARTS = ("sample", "coupling_sample", "log_prob", "fit_rbig", "export", "cli")
+PARTS = ("sample", "coupling_sample", "eager_sample", "log_prob", "fit_rbig", "export", "cli")
 
 
 def run(quick=False, repeats=3, only=PARTS, previous=None, baseline_tree=None,
@@ -254,21 +276,20 @@ def run(quick=False, repeats=3, only=PARTS, previous=None, baseline_tree=None,
         for d in (2, 24):
             res["sample"][str(d)] = _repeat(repeats, _SAMPLE, d=d, layers=layers, k=k, n=n)
             res["old_sample"][str(d)] = _repeat(1, _OLD_SAMPLE, d=d, layers=layers, k=k, n=n)
+    label = baseline_label or str(baseline_tree)
     if "coupling_sample" in only:
         res["coupling_sample"], base_coupling = {}, {}
         for d in (2, 7):
-            runs, base_runs = [], []
-            for _ in range(repeats):  # alternating with the baseline tree, if any
-                runs.append(_run(_COUPLING_SAMPLE, d=d, layers=layers, k=k, n=n))
-                if baseline_tree:
-                    base_runs.append(_run(_COUPLING_SAMPLE, root=baseline_tree, d=d,
-                                          layers=layers, k=k, n=n))
-            res["coupling_sample"][str(d)] = _summary(runs)
-            if base_runs:
-                base_coupling[str(d)] = _summary(base_runs)
+            res["coupling_sample"][str(d)], base = _alternating(
+                repeats, baseline_tree, _COUPLING_SAMPLE, d=d, layers=layers, k=k, n=n)
+            if base:
+                base_coupling[str(d)] = base
         if base_coupling:  # (its own label: the export/cli baseline may be another tree)
-            res["coupling_baseline"] = dict(base_coupling, label=baseline_label
-                                            or str(baseline_tree))
+            res["coupling_baseline"] = dict(base_coupling, label=label)
+    if "eager_sample" in only:
+        res["eager_sample"], base = _alternating(repeats, baseline_tree, _EAGER_SAMPLE, n=n)
+        if base:
+            res["eager_baseline"] = dict(base, label=label)
     if "log_prob" in only:
         res["log_prob"] = _repeat(repeats, _LOG_PROB, d=24, layers=layers, k=k)
     if "fit_rbig" in only:
@@ -331,6 +352,19 @@ def markdown(res):
             if bc:
                 line += f" {_fmt(bc[d]['first'])} | {_fmt(bc[d]['second'], 3)} |"
             lines.append(line)
+    if "eager_sample" in res:
+        es, eb = res["eager_sample"], res.get("eager_baseline")
+        lines += ["", f"`fit_rbig(two_moons, seed=0)`'s flow ({es['layers']['max']:.0f} layers of "
+                  "TFP bijectors), eager `flow.sample`"
+                  + (f"; the source tree of {eb['label']} timed as often, alternating" if eb
+                     else "") + ":", "",
+                  "| call | seconds |" + (" before |" if eb else ""),
+                  "|---|---|" + ("---|" if eb else "")]
+        for key, label in (("first", f"`sample({c['n']})`, first"),
+                           ("second", f"`sample({c['n']})`, second"),
+                           ("new_n", f"`sample({c['n'] // 2})`")):
+            lines.append(f"| {label} | {_fmt(es[key])} |"
+                         + (f" {_fmt(eb[key])} |" if eb else ""))
     before = res.get("before", {})
     lp, lp0 = res["log_prob"], before.get("log_prob")
     rows = [("`model.log_prob` (eager)", "log_prob_first", "log_prob_new_batch"),

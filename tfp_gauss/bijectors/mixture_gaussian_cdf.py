@@ -265,10 +265,8 @@ class MixtureGaussianCDF(_composite.CompositeBijector):
         ```
         """
         z, params = self._broadcast_target(z)
-        lower, upper, initial, x_scale, options = mixture_cdf.inverse_start(z, *params)
-        return root_finding.bracketed_newton(
-            mixture_cdf.mixture_cdf_value, z, lower, upper, initial, params,
-            max_iterations=self._max_iterations, x_scale=x_scale, **options)
+        return root_finding.solve_increasing(mixture_cdf.mixture_cdf_value, z, params,
+                                             mixture_cdf.inverse_start, self._max_iterations)
 
     # The inverse log-det is left to the base class: -fldj(inverse(z)), which
     # differentiates correctly through the implicit gradient of the inverse.
