@@ -277,6 +277,9 @@ def run(quick=False, repeats=3, only=PARTS, previous=None, baseline_tree=None,
             res["sample"][str(d)] = _repeat(repeats, _SAMPLE, d=d, layers=layers, k=k, n=n)
             res["old_sample"][str(d)] = _repeat(1, _OLD_SAMPLE, d=d, layers=layers, k=k, n=n)
     label = baseline_label or str(baseline_tree)
+    for part in ("coupling", "eager"):  # a rerun's baseline is its own, or none
+        if f"{part}_sample" in only:
+            res.pop(f"{part}_baseline", None)
     if "coupling_sample" in only:
         res["coupling_sample"], base_coupling = {}, {}
         for d in (2, 7):

@@ -154,8 +154,8 @@ def _solve_rows(y, coordinate, logits, locs, scales, table, max_iterations):
 def _solve_flat(y, member, logits, locs, scales, table=None, max_iterations=_MAX_ITERATIONS):
     """Roots of ``T_m(x) = y`` over flat ``y``, element ``i`` in map ``member[i]``.
 
-    The maps' parameters ``[D, K]`` (``D <= _CHUNK``) are padded to the
-    kernel's ``_CHUNK`` rows (``_solve_chunk``). Each element starts from
+    The maps' parameters ``[D, K]`` are padded to the kernel's ``_CHUNK``
+    rows (``_solve_chunk``; to ``D`` rows, another compilation, if more). Each element starts from
     the Hermite interpolant of ``table`` (``(table_x, table_m)``,
     ``mixture_cdf.grid_table``), or without one from the weighted mean of the
     component quantiles (how the table's own nodes are solved).
@@ -163,9 +163,7 @@ def _solve_flat(y, member, logits, locs, scales, table=None, max_iterations=_MAX
     Returns ``(x, converged)``, flat.
     """
     n_dims = tf.shape(locs)[0]
-    with tf.control_dependencies([tf.debugging.assert_less_equal(
-            n_dims, _CHUNK, message="the sampler solves at most _CHUNK coordinates")]):
-        pad = [[0, _CHUNK - n_dims], [0, 0]]
+    pad = [[0, tf.maximum(_CHUNK, n_dims) - n_dims], [0, 0]]
     logits, locs = tf.pad(logits, pad), tf.pad(locs, pad)
     scales = tf.pad(scales, pad, constant_values=1)
     use_table = tf.constant(table is not None)

@@ -55,9 +55,11 @@ class MixtureGaussianCDF(_composite.CompositeBijector):
     the bracket), is reported by `inverse_diagnostics`, and is an error
     under `validate_args=True`. For many elements per dimension it
     starts from a cubic Hermite table of the inverse (64 nodes per dimension,
-    most elements then converge after one step) and, in graphs, streams the
-    elements through a working set, so the few slow ones do not cost a pass
-    over the whole batch per iteration. Its gradient, with respect to `z` and to
+    most elements then converge after one step) and streams the elements
+    through a working set, so the few slow ones do not cost a pass over the
+    whole batch per iteration (in graphs; eagerly, such a batch is solved in
+    one graph call, traced once per rank and parameter shapes, and a few
+    elements in an eager loop). Its gradient, with respect to `z` and to
     every parameter, comes from the implicit-function theorem
     ($dx/dz = 1/T'(x)$, $dx/d\theta = -\partial_\theta T / T'$) through
     `tf.custom_gradient`; the loop itself is never differentiated.
@@ -221,14 +223,29 @@ class MixtureGaussianCDF(_composite.CompositeBijector):
         batch_shape = tf.shape(locs[..., 0] + scales[..., 0] + logits[..., 0])
         return tf.broadcast_to(z, tf.broadcast_dynamic_shape(tf.shape(z), batch_shape)), params
 
+    @staticmethod
+    def _start(z, params):
+        """The inverse's start, and whether to solve in a cached graph function.
+
+        Eagerly, with many elements (where ``inverse_start`` takes the Hermite
+        table), the root-find runs as one graph call, traced once for every
+        size of that rank and those parameter shapes
+        (``root_finding.solve_increasing``), from the table as the static
+        shapes choose; few elements are solved eagerly.
+        """
+        if tf.executing_eagerly() and mixture_cdf.uses_grid_start(z, *params):
+            return mixture_cdf.grid_inverse_start, True
+        return mixture_cdf.inverse_start, False
+
     def _inverse(self, z):
         # Non-convergence: see `inverse_diagnostics`; with validate_args an error.
         z, params = self._broadcast_target(z)
+        start, eager_graph = self._start(z, params)
         return root_finding.invert_increasing(
-            mixture_cdf.mixture_cdf_transform, z, params, mixture_cdf.inverse_start,
+            mixture_cdf.mixture_cdf_transform, z, params, start,
             solve_fn=mixture_cdf.mixture_cdf_value,
             max_iterations=self._max_iterations, validate=self.validate_args,
-            what=f"{type(self).__name__} ({self.name}) inverse")
+            what=f"{type(self).__name__} ({self.name}) inverse", eager_graph=eager_graph)
 
     def inverse_diagnostics(self, z):
         """The inverse's root-find with its convergence record (no gradient).
@@ -265,8 +282,9 @@ class MixtureGaussianCDF(_composite.CompositeBijector):
         ```
         """
         z, params = self._broadcast_target(z)
-        return root_finding.solve_increasing(mixture_cdf.mixture_cdf_value, z, params,
-                                             mixture_cdf.inverse_start, self._max_iterations)
+        start, eager_graph = self._start(z, params)
+        return root_finding.solve_increasing(mixture_cdf.mixture_cdf_value, z, params, start,
+                                             self._max_iterations, eager_graph)
 
     # The inverse log-det is left to the base class: -fldj(inverse(z)), which
     # differentiates correctly through the implicit gradient of the inverse.

@@ -29,9 +29,10 @@ import tensorflow as tf
 from tfp_gauss.math import normal, root_finding
 
 __all__ = ["ANCHOR_OFFSETS", "GRID_SIZE", "GRID_Z", "MixtureCDFParts", "RELATIVE_WEIGHT_FLOOR",
-           "STACKED_GRADIENT_MIN_PARAMS", "anchor_start", "grid_start", "grid_table",
-           "hermite_start", "inverse_start", "mixture_bracket", "mixture_cdf_parts",
-           "mixture_cdf_transform", "mixture_cdf_value"]
+           "STACKED_GRADIENT_MIN_PARAMS", "anchor_start", "grid_inverse_start", "grid_start",
+           "grid_table", "hermite_start", "inverse_start", "mixture_bracket",
+           "mixture_cdf_parts", "mixture_cdf_transform", "mixture_cdf_value",
+           "uses_grid_start"]
 
 
 class MixtureCDFParts(NamedTuple):
@@ -464,6 +465,21 @@ def hermite_start(z, member, table_x, table_m):
     return tf.where((s < 0) | (s > 1), beyond, hermite)
 
 
+def uses_grid_start(z, logits, locs, scales):
+    """Whether ``inverse_start`` starts from the Hermite table (static shapes decide).
+
+    Yes with at least ``4 * GRID_SIZE`` elements per batch member of the
+    parameters, or an unknown number of elements (but known members).
+    """
+    static_batch = tf.TensorShape(logits.shape)[:-1]
+    for p in (locs, scales):
+        static_batch = tf.broadcast_static_shape(static_batch, tf.TensorShape(p.shape)[:-1])
+    static_members = static_batch.num_elements()
+    static_size = tf.TensorShape(z.shape).num_elements()
+    return static_members is not None and (
+        static_size is None or static_size >= 4 * GRID_SIZE * static_members)
+
+
 def inverse_start(z, logits, locs, scales, use_grid=None):
     """Bracket, start and solver options for ``MixtureGaussianCDF._inverse``.
 
@@ -486,14 +502,8 @@ def inverse_start(z, logits, locs, scales, use_grid=None):
         rows = tf.gather(tf.reshape(member, [-1]), indices)
         return tuple(tf.gather(p, rows) for p in flat)
 
-    static_batch = tf.TensorShape(logits.shape)[:-1]
-    for p in (locs, scales):
-        static_batch = tf.broadcast_static_shape(static_batch, tf.TensorShape(p.shape)[:-1])
-    static_members = static_batch.num_elements()
-    static_size = tf.TensorShape(z.shape).num_elements()
     if use_grid is None:
-        use_grid = static_members is not None and (
-            static_size is None or static_size >= 4 * GRID_SIZE * static_members)
+        use_grid = uses_grid_start(z, logits, locs, scales)
     if use_grid:
         lower, upper, x_scale = mixture_bracket(z, locs, scales)
         grid = grid_start(z, member, *flat)
@@ -502,3 +512,8 @@ def inverse_start(z, logits, locs, scales, use_grid=None):
         lower, upper, initial, x_scale = anchor_start(z, logits, locs, scales)
     options = dict(gather_params=gather_params)
     return lower, upper, initial, x_scale, options
+
+
+def grid_inverse_start(z, logits, locs, scales):
+    """``inverse_start`` with the Hermite-table start, whatever the number of elements."""
+    return inverse_start(z, logits, locs, scales, use_grid=True)

@@ -346,39 +346,44 @@ def _solve(bracket_fn, fn, max_iterations, y, *params):
 
 
 @functools.lru_cache(maxsize=32)
-def _graph_solver(bracket_fn, fn, max_iterations, specs):
-    """``_solve`` as a ``tf.function`` of inputs shaped as ``specs`` ``((shape, dtype), ...)``."""
+def _graph_solver(bracket_fn, fn, max_iterations, y_spec, param_specs):
+    """``_solve`` as a ``tf.function`` for targets of any size (of ``y_spec``'s rank)."""
+    signature = [tf.TensorSpec([None] * y_spec[0], y_spec[1])] + [
+        tf.TensorSpec(shape, dtype) for shape, dtype in param_specs]
     return tf.function(functools.partial(_solve, bracket_fn, fn, max_iterations),
-                       input_signature=[tf.TensorSpec(*spec) for spec in specs],
-                       autograph=False)
+                       input_signature=signature, autograph=False)
 
 
-def solve_increasing(fn, y, params, bracket_fn, max_iterations=100):
+def solve_increasing(fn, y, params, bracket_fn, max_iterations=100, eager_graph=False):
     """``bracket_fn`` then ``bracketed_newton``: what ``invert_increasing`` solves, no gradient.
 
-    Executed eagerly, every op of every Newton step would be a Python
-    dispatch (a ``MixtureGaussianCDF.inverse`` of ``[10000, 2]`` took
-    ~0.4 s, a 13-layer RBIG flow's ``sample(10000)`` ~5 s), and the grid
-    start's table solve is one more such loop. So eagerly the solve runs as
-    a graph function, traced once per ``(bracket_fn, fn, max_iterations)``
-    and shapes and dtypes of ``y`` and ``params`` (the last 32 such kept:
-    a flow's layers of one shape share a trace): it is then the same solve
-    as in a ``tf.function`` of the caller (the working-set loop instead of
-    the eager vectorized one, which gives the same iterates per element).
+    With ``eager_graph``, when executing eagerly, the solve runs as a graph
+    function, traced once per ``(bracket_fn, fn, max_iterations)``, the
+    targets' dtype and rank and the parameters' shapes (whatever the
+    targets' size; the last 32 such kept): executed eagerly, every op of
+    every Newton step is a Python dispatch (a ``MixtureGaussianCDF.inverse``
+    of ``[10000, 2]`` took ~0.4 s, a 13-layer RBIG flow's ``sample(10000)``
+    ~5 s). Only for module-level functions that are pure and traceable,
+    whose choices do not depend on the targets' static size (the graph sees
+    it as unknown): the cache holds them and their trace. In the graph the
+    working-set loop runs instead of the eager vectorized one (the same
+    iterates per element).
 
     Returns a ``RootSearchResult`` (without ``log_slope``).
     """
-    if not tf.executing_eagerly():
+    if not (eager_graph and tf.executing_eagerly()):
         return RootSearchResult(*_solve(bracket_fn, fn, max_iterations, y, *params))
-    y = tf.convert_to_tensor(y)
-    params = [tf.convert_to_tensor(p) for p in params]
-    solve = _graph_solver(bracket_fn, fn, max_iterations,
-                          tuple((tuple(t.shape), t.dtype) for t in (y, *params)))
+    # (Constants for the graph call: the caller's custom gradient supplies the
+    # gradient, and a recording tape would make TF build one for the whole loop.)
+    y = tf.stop_gradient(tf.convert_to_tensor(y))
+    params = [tf.stop_gradient(tf.convert_to_tensor(p)) for p in params]
+    solve = _graph_solver(bracket_fn, fn, max_iterations, (y.shape.rank, y.dtype),
+                          tuple((tuple(p.shape), p.dtype) for p in params))
     return RootSearchResult(*solve(y, *params))
 
 
 def invert_increasing(fn, y, params, bracket_fn, max_iterations=100, solve_fn=None,
-                      validate=False, what="root-find"):
+                      validate=False, what="root-find", eager_graph=False):
     """Differentiable elementwise inverse of an increasing map ``fn``.
 
     Args:
@@ -398,17 +403,22 @@ def invert_increasing(fn, y, params, bracket_fn, max_iterations=100, solve_fn=No
         such an element is NaN instead). Otherwise it silently keeps its
         last iterate (inside the bracket); ``bracketed_newton`` reports it.
       what: the solver's name in the error message.
+      eager_graph: executed eagerly, solve in a cached graph function
+        (``solve_increasing``; for module-level, pure, traceable ``fn`` and
+        ``bracket_fn`` only).
 
     Returns:
       ``x`` with ``fn(x) = y``. Gradients with respect to ``y`` and every
       parameter follow the implicit-function rule; the loop is never
-      differentiated.
+      differentiated (so there are no second derivatives, except eagerly
+      without ``eager_graph``, where the eager loop itself is recorded).
     """
     params = tuple(params)
 
     @tf.custom_gradient
     def _inverse(y, *params):
-        result = solve_increasing(solve_fn or fn, y, params, bracket_fn, max_iterations)
+        result = solve_increasing(solve_fn or fn, y, params, bracket_fn, max_iterations,
+                                  eager_graph)
         x = result.x
         if validate:
             residual = (solve_fn or fn)(x, *params)[0] - y
