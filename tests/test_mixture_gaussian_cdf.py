@@ -529,3 +529,8 @@ def test_eager_inverse_of_a_batch_is_one_graph_solve_traced_once_per_rank():
     dx_dz = tape.gradient(xt, zt).numpy()
     _, log_slope = mixture_reference(xt.numpy(), *(p.numpy() for p in first._params()))
     np.testing.assert_allclose(dx_dz, np.exp(-log_slope), rtol=1e-9)
+    # One trace served the three batch sizes, both bijectors and the taped call.
+    solver = root_finding._graph_solver(mixture_cdf.grid_inverse_start,
+                                        mixture_cdf.mixture_cdf_value, 100, (2, tf.float64),
+                                        (((3, 4), tf.float64),) * 3)
+    assert solver.experimental_get_tracing_count() == 1

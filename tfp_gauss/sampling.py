@@ -18,8 +18,9 @@ which a runtime count is valid, streamed through a working set of
 ``_CAPACITY`` slots (``root_finding._streaming_newton_loop``). Larger
 inputs loop over chunks. Every solve (a marginal layer's, a coupling
 layer's conditioning and conditioned coordinates, the Hermite tables'
-nodes) runs that one kernel on parameter rows ``[_CHUNK, K]``, so XLA
-compiles it once per ``(D, K, dtype)`` and process (``D`` sizes the
+nodes) runs that one kernel on parameter rows ``[_CHUNK, K]`` (``[D, K]``
+if ``D > _CHUNK``), so XLA compiles it once per ``(D, K, dtype)`` and
+process (``D`` sizes the
 layer's Hermite table), whatever ``n``, the seed, ``L``, the
 architecture or the model; the outer function is a plain graph traced
 once per dtype (its input signature leaves every size unknown).
@@ -90,7 +91,8 @@ def _solve_chunk_impl(y, member, coordinate, count, logits, locs, scales, table_
         row of the parameters; ``count``: int32 scalar, how many are valid.
       logits, locs, scales: ``[_CHUNK, K]`` parameter rows: a coupling
         layer's conditional mixtures (``member`` the identity), or a layer's
-        ``[D, K]`` base maps padded to ``_CHUNK`` rows (``_solve_flat``).
+        ``[D, K]`` base maps padded to ``_CHUNK`` rows (``_solve_flat``; kept
+        at ``D`` rows if more).
       coordinate, table_x, table_m: each element's coordinate ``d`` and the
         layer's ``[D * GRID_SIZE]`` Hermite table of its base maps
         (``mixture_cdf.grid_table``), the start where ``use_table``;

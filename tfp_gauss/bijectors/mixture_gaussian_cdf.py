@@ -62,7 +62,9 @@ class MixtureGaussianCDF(_composite.CompositeBijector):
     elements in an eager loop). Its gradient, with respect to `z` and to
     every parameter, comes from the implicit-function theorem
     ($dx/dz = 1/T'(x)$, $dx/d\theta = -\partial_\theta T / T'$) through
-    `tf.custom_gradient`; the loop itself is never differentiated.
+    `tf.custom_gradient`; the loop itself is never differentiated, so there
+    are no second derivatives (except eagerly for a few elements, where the
+    eager loop is recorded).
 
     Parameters may be `tf.Variable`s or `tfp.util.DeferredTensor`s (e.g.
     `tfp.util.TransformedVariable(s, tfb.Softplus())` to keep scales

@@ -227,7 +227,8 @@ def bracketed_newton(fn, y, lower, upper, initial, params=(), max_iterations=100
     that is refilled from the queue of waiting elements as its members
     converge, so the cost follows the mean number of iterations, not the
     maximum. (Eagerly the vectorized loop is used: there each iteration costs
-    a Python dispatch per op.) Both give the same iterates per element.
+    a Python dispatch per op.) Both take the same steps per element; the
+    roots agree to the last bits (rounding), within the tolerance.
 
     Args:
       fn: callable ``fn(x, *params) -> (value, log_slope)`` with
@@ -367,7 +368,7 @@ def solve_increasing(fn, y, params, bracket_fn, max_iterations=100, eager_graph=
     whose choices do not depend on the targets' static size (the graph sees
     it as unknown): the cache holds them and their trace. In the graph the
     working-set loop runs instead of the eager vectorized one (the same
-    iterates per element).
+    steps per element; roots equal up to rounding).
 
     Returns a ``RootSearchResult`` (without ``log_slope``).
     """
