@@ -91,7 +91,7 @@ def _solve_chunk_impl(y, member, coordinate, count, logits, locs, scales, table_
         row of the parameters; ``count``: int32 scalar, how many are valid.
       logits, locs, scales: ``[_CHUNK, K]`` parameter rows: a coupling
         layer's conditional mixtures (``member`` the identity), or a layer's
-        ``[D, K]`` base maps padded to ``_CHUNK`` rows (``_solve_flat``; kept
+        ``[D, K]`` base maps padded to ``_CHUNK`` rows (``_padded_maps``; kept
         at ``D`` rows if more).
       coordinate, table_x, table_m: each element's coordinate ``d`` and the
         layer's ``[D * GRID_SIZE]`` Hermite table of its base maps
@@ -153,30 +153,37 @@ def _solve_rows(y, coordinate, logits, locs, scales, table, max_iterations):
     return _over_chunks(y, solve_chunk)
 
 
-def _solve_flat(y, member, logits, locs, scales, table=None, max_iterations=_MAX_ITERATIONS):
-    """Roots of ``T_m(x) = y`` over flat ``y``, element ``i`` in map ``member[i]``.
+def _padded_maps(logits, locs, scales):
+    """A layer's base maps ``[D, K]`` as the kernel's parameter rows.
 
-    The maps' parameters ``[D, K]`` are padded to the kernel's ``_CHUNK``
-    rows (``_solve_chunk``; to ``D`` rows, another compilation, if more). Each element starts from
-    the Hermite interpolant of ``table`` (``(table_x, table_m)``,
-    ``mixture_cdf.grid_table``), or without one from the weighted mean of the
-    component quantiles (how the table's own nodes are solved).
-
-    Returns ``(x, converged)``, flat.
+    Padded to ``max(_CHUNK, D)`` rows (scale 1: no 0/0 in a bracket), once
+    per layer: its table's nodes and its elements' solves share them.
     """
     n_dims = tf.shape(locs)[0]
     pad = [[0, tf.maximum(_CHUNK, n_dims) - n_dims], [0, 0]]
-    logits, locs = tf.pad(logits, pad), tf.pad(locs, pad)
-    scales = tf.pad(scales, pad, constant_values=1)
-    use_table = tf.constant(table is not None)
-    if table is None:
-        table = (tf.zeros([n_dims * mixture_cdf.GRID_SIZE], y.dtype),) * 2
+    return tf.pad(logits, pad), tf.pad(locs, pad), tf.pad(scales, pad, constant_values=1)
+
+
+def _solve_flat(y, member, maps, table, use_table=True, max_iterations=_MAX_ITERATIONS):
+    """Roots of ``T_m(x) = y`` over flat ``y``, element ``i`` in map ``member[i]``.
+
+    ``maps`` are the layer's ``[D, K]`` base maps as ``_padded_maps`` rows
+    (``_CHUNK`` of them, the kernel's fixed shape; ``D`` if more, another
+    compilation). Each element starts from the Hermite interpolant of
+    ``table`` (``(table_x, table_m)``, ``mixture_cdf.grid_table``), or,
+    unless ``use_table``, from the weighted mean of the component quantiles
+    (how the table's own nodes are solved; ``table`` then only gives the
+    kernel its shape).
+
+    Returns ``(x, converged)``, flat.
+    """
     n_chunks = (tf.size(y) + _CHUNK - 1) // _CHUNK
     y_c, member_c = _chunks(y, n_chunks), _chunks(member, n_chunks)
+    use_table = tf.constant(use_table)
 
     def solve_chunk(i, count):
-        return _solve_chunk(y_c[i], member_c[i], member_c[i], count, logits, locs, scales,
-                            *table, use_table, max_iterations)
+        return _solve_chunk(y_c[i], member_c[i], member_c[i], count, *maps, *table, use_table,
+                            max_iterations)
 
     return _over_chunks(y, solve_chunk)
 
@@ -214,14 +221,15 @@ def _coupling_solver(h, layer, logits, locs, scales, masks, conditioner, max_ite
     for every free element).
     """
     base_scales = _floored(scales, floor, layer)
-    table = _mixture_table(h.dtype, logits[layer], locs[layer], base_scales, max_iterations)
+    maps = _padded_maps(logits[layer], locs[layer], base_scales)
+    table = _mixture_table(logits[layer], locs[layer], base_scales, maps, max_iterations)
     flat_h = tf.reshape(h, [-1])
     member = tf.tile(tf.range(tf.shape(h)[1]), [tf.shape(h)[0]])
     free = tf.reshape(tf.broadcast_to(tf.equal(masks[layer], 0), tf.shape(h)), [-1])
     fixed, where = tf.where(~free), tf.where(free)
     x_fixed, converged_fixed = _solve_flat(
-        tf.gather_nd(flat_h, fixed), tf.gather_nd(member, fixed), logits[layer], locs[layer],
-        base_scales, table, max_iterations)
+        tf.gather_nd(flat_h, fixed), tf.gather_nd(member, fixed), maps, table,
+        max_iterations=max_iterations)
     h_free, free_member = tf.gather_nd(flat_h, where), tf.gather_nd(member, where)
     # (x0's free entries still hold their targets: the conditioner masks them out.)
     x0 = tf.reshape(tf.tensor_scatter_nd_update(flat_h, fixed, x_fixed), tf.shape(h))
@@ -236,20 +244,23 @@ def _coupling_solver(h, layer, logits, locs, scales, masks, conditioner, max_ite
     return tf.reshape(x, tf.shape(h)), tf.reshape(converged, tf.shape(h))
 
 
-def _mixture_table(dtype, logits, locs, scales, max_iterations):
+def _mixture_table(logits, locs, scales, maps, max_iterations):
     """The Hermite table (``mixture_cdf.grid_table``) of one layer's map, params ``[D, K]``.
 
-    Its nodes are solved from the component quantiles' weighted mean. (A
+    ``maps`` are the same parameters as the kernel's rows (``_padded_maps``).
+    The nodes are solved from the component quantiles' weighted mean. (A
     node that did not converge only makes a worse start; the elements' own
     solves are what is reported.)
     """
+    dtype = locs.dtype
     np_dtype = dtype.as_numpy_dtype
     n_dims = tf.shape(locs)[0]
     grid_size, grid_z = mixture_cdf.GRID_SIZE, np_dtype(mixture_cdf.GRID_Z)
     z_grid = tf.reshape(tf.broadcast_to(
         tf.linspace(-grid_z, grid_z, grid_size)[:, tf.newaxis], [grid_size, n_dims]), [-1])
     grid_member = tf.tile(tf.range(n_dims), [grid_size])
-    x_grid, _ = _solve_flat(z_grid, grid_member, logits, locs, scales,
+    no_table = (tf.zeros([n_dims * grid_size], dtype),) * 2
+    x_grid, _ = _solve_flat(z_grid, grid_member, maps, no_table, use_table=False,
                             max_iterations=max_iterations)
     x_grid = tf.reshape(x_grid, [grid_size, n_dims])
     _, log_slope = mixture_cdf.mixture_cdf_value(x_grid, logits, locs, scales)
@@ -262,10 +273,11 @@ def _mixture_solver(h, logits, locs, scales, max_iterations):
     Returns ``(x, converged)``, ``[N, D]`` each, each element started from
     the layer's Hermite table (``_mixture_table``).
     """
-    table = _mixture_table(h.dtype, logits, locs, scales, max_iterations)
+    maps = _padded_maps(logits, locs, scales)
+    table = _mixture_table(logits, locs, scales, maps, max_iterations)
     member = tf.tile(tf.range(tf.shape(locs)[0]), [tf.shape(h)[0]])
-    x, converged = _solve_flat(tf.reshape(h, [-1]), member, logits, locs, scales, table,
-                               max_iterations)
+    x, converged = _solve_flat(tf.reshape(h, [-1]), member, maps, table,
+                               max_iterations=max_iterations)
     return tf.reshape(x, tf.shape(h)), tf.reshape(converged, tf.shape(h))
 
 
