@@ -183,3 +183,38 @@ def test_ties_made_by_the_float32_cast_are_named_as_such():
     with pytest.warns(tfp_gauss.TiedValuesWarning, match="build the model with dtype='float64'"):
         with pytest.raises(ValueError, match=r"must call `compile\(\)`"):  # (no step runs)
             model.fit(x64, verbose=0)
+
+
+def test_columns_lost_in_the_float32_cast_are_clear_errors():
+    # Spread ~0.5 near 1e8, where float32 numbers are 8 apart: the cast makes column 0
+    # one value (column 1, spread ~100, still varies). Before, the fit failed in EM
+    # with "have only 1 distinct value(s) ... drop constant columns".
+    rng = np.random.default_rng(0)
+    x64 = 1e8 + rng.normal(size=(300, 2)) * [0.5, 100.0]
+    assert np.ptp(x64[:, 0]) > 2 and np.ptp(x64[:, 0].astype(np.float32)) == 0
+    constant = (r"`x`: column\(s\) \[0\] \(Python indices\) vary, but are constant once cast "
+                r"to float32: column 0's values span \d\.\d+ near 1e\+08, where float32 numbers "
+                r"are 8 apart; to keep them, ")
+    with pytest.raises(ValueError, match=constant + "pass dtype='float64', or centre"):
+        tfp_gauss.fit_gaussianization_flow(x64, verbose=0)
+    model = tfp_gauss.keras.GaussianizationFlowModel(2, n_layers=1, n_components=2)
+    with pytest.raises(ValueError, match=constant + "build the model with dtype='float64'"):
+        model.fit(x64, verbose=0)
+    # Integers become float32 in fit_rbig: 1e8 + {0, 1, 2} is one float32 value.
+    counts = 10**8 + rng.integers(0, 3, size=(300, 2)) * np.array([1, 1000])
+    with pytest.raises(ValueError, match=r"column\(s\) \[0\].*pass the data as float64"):
+        tfp_gauss.fit_rbig(counts, n_layers=1, n_components=2, validation_split=0)
+    # Kept: float64 itself, and scoring (a few rows may share a float32 value).
+    assert np.array_equal(_validation.check_data(x64, dtype=np.float64), x64)
+    scored = _validation.check_data(x64[:3], dtype=np.float32, purpose="scoring")
+    assert scored.dtype == np.float32 and np.ptp(scored[:, 0]) == 0
+    # Finite values beyond float32's range: an overflow, not "NaN or infinity" rows.
+    huge = np.array([[1e39, 0.0], [2.0, 1.0], [3.0, 5.0]])
+    overflow = (r"`x`: column\(s\) \[0\] \(Python indices\) are finite but overflow float32 "
+                r"\(largest magnitude 1e\+39; float32 holds up to 3.4e\+38\)")
+    with pytest.raises(ValueError, match=overflow):
+        tfp_gauss.fit_gaussianization_flow(huge, verbose=0)
+    with pytest.raises(ValueError, match=overflow):
+        model.log_prob(huge)
+    with pytest.raises(ValueError, match="NaN or infinity"):  # infinite already: as before
+        model.log_prob(np.array([[np.inf, 0.0]]))

@@ -73,8 +73,54 @@ def as_float_dtype(dtype):
     return np.dtype(np.float32)
 
 
+# How to keep float64 precision, by caller (``float32_fix`` of the messages):
+# where the data were cast to float32, what would have kept them in float64.
+FLOAT32_FIX = "pass the data as float64"
+
+
+def _mantissa_bits(dtype):
+    """Significand bits a value of ``dtype`` can carry (integers: their value bits)."""
+    if np.issubdtype(dtype, np.floating):
+        return np.finfo(dtype).nmant
+    return np.iinfo(dtype).bits - np.issubdtype(dtype, np.signedinteger)
+
+
+def _check_cast(given, arr, name, purpose, first_index, float32_fix):
+    """Raises when casting ``given`` to ``arr``'s narrower dtype lost a column.
+
+    A column finite in ``given`` but not in ``arr`` overflowed the dtype; for
+    ``purpose == "fitting"``, a column that varies in ``given`` but is
+    constant in ``arr`` was merged into one value by the dtype's spacing.
+    """
+    numbering = "numbered from 1" if first_index == 1 else "Python indices"
+    dtype = arr.dtype
+    fix = (f"to keep them, {float32_fix}, or centre the columns (subtract a typical value) "
+           f"and scale them in float64 before they become {dtype}" if float32_fix else
+           "keep them in float64, centred and scaled, where they are produced")
+    with np.errstate(invalid="ignore"):
+        overflow = np.flatnonzero(np.isfinite(given).all(axis=0) & ~np.isfinite(arr).all(axis=0))
+    if overflow.size:
+        largest = float(np.max(np.abs(given[:, overflow])))
+        raise ValueError(
+            f"`{name}`: column(s) {(overflow + first_index).tolist()} ({numbering}) are finite "
+            f"but overflow {dtype} (largest magnitude {largest:.3g}; {dtype} holds up to "
+            f"{float(np.finfo(dtype).max):.3g}); {fix}.")
+    if purpose != "fitting" or len(arr) < 2:
+        return
+    with np.errstate(invalid="ignore"):
+        merged = np.flatnonzero((np.ptp(given, axis=0) > 0) & (np.ptp(arr, axis=0) == 0))
+    if merged.size:
+        c = merged[0]
+        magnitude = float(np.max(np.abs(given[:, c])))
+        raise ValueError(
+            f"`{name}`: column(s) {(merged + first_index).tolist()} ({numbering}) vary, but "
+            f"are constant once cast to {dtype}: column {c + first_index}'s values span "
+            f"{float(np.ptp(given[:, c])):.3g} near {magnitude:.3g}, where {dtype} numbers are "
+            f"{float(np.spacing(dtype.type(magnitude))):.3g} apart; {fix}.")
+
+
 def check_data(x, *, n_dims=None, dtype=None, name="x", min_rows=1, purpose="fitting",
-               first_index=0):
+               first_index=0, float32_fix=FLOAT32_FIX):
     """Validates a data matrix and returns it as a float ``np.ndarray``.
 
     Args:
@@ -89,6 +135,8 @@ def check_data(x, *, n_dims=None, dtype=None, name="x", min_rows=1, purpose="fit
       first_index: how rows and columns are numbered in messages: 0 (Python
         indices, the default) or 1 (data rows of a file, as the command line
         reports them). The message says which.
+      float32_fix: what the caller's user can do to keep float64 precision,
+        named when casting to ``dtype`` would lose a column (see Raises).
 
     Returns:
       ``x`` as a C-contiguous float32/float64 array of shape ``[N, D]``.
@@ -99,6 +147,10 @@ def check_data(x, *, n_dims=None, dtype=None, name="x", min_rows=1, purpose="fit
       ValueError: ``x`` is not numeric, not of rank 2, has the wrong width,
         fewer than ``min_rows`` rows, or rows holding NaN or infinity. The
         message says what was seen and how rows and columns are numbered.
+        Also when the cast to a narrower ``dtype`` (float64 data to
+        float32) makes a finite column overflow, or, for fitting, makes a
+        varying column constant (values near 1e8 that differ by less than
+        float32's spacing of 8 there): the message says the cast did it.
     """
     if hasattr(x, "numpy") and callable(x.numpy):
         x = x.numpy()
@@ -139,7 +191,9 @@ def check_data(x, *, n_dims=None, dtype=None, name="x", min_rows=1, purpose="fit
         raise ValueError(
             f"`{name}` needs at least {min_rows} row(s); got shape {arr.shape}.")
     out_dtype = as_float_dtype(arr.dtype) if dtype is None else np.dtype(dtype)
-    arr = np.ascontiguousarray(arr, dtype=out_dtype)
+    given, arr = arr, np.ascontiguousarray(arr, dtype=out_dtype)
+    if given.dtype != bool and np.finfo(out_dtype).nmant < _mantissa_bits(given.dtype):
+        _check_cast(given, arr, name, purpose, first_index, float32_fix)
     finite = np.isfinite(arr)
     if not finite.all():
         bad_rows = ~finite.all(axis=1)
@@ -187,11 +241,6 @@ DENSITY_CONSEQUENCE = (
     "A continuous density fit to tied values grows narrow peaks at them, and held-out rows "
     "with the same ties reward the peaks, so its log-likelihoods overstate the data's density "
     "and do not compare with other models'.")
-
-
-# How to keep float64 precision, by caller (``float32_fix`` of the messages):
-# where the data were cast to float32, what would have kept them in float64.
-FLOAT32_FIX = "pass the data as float64"
 
 
 def tied_values_message(x, name="x", first_index=0, consequence=DENSITY_CONSEQUENCE,

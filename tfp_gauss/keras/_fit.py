@@ -441,7 +441,9 @@ def fit_gaussianization_flow(x, n_layers=8, n_components=8, steps=None, batch_si
       scale-floor weight (zeros when the fit without a floor won).
 
     Raises:
-      ValueError: bad data (shape, NaN/inf rows, empty), a bad
+      ValueError: bad data (shape, NaN/inf rows, empty; float64 columns
+        that the cast to ``dtype="float32"`` would make infinite, or constant,
+        as values near 1e8 that differ by less than 8 are), a bad
         ``validation_split`` or other argument, before any training step.
 
     Warns:
@@ -471,7 +473,8 @@ def fit_gaussianization_flow(x, n_layers=8, n_components=8, steps=None, batch_si
     steps_per_epoch = _validation.check_int(steps_per_epoch, "steps_per_epoch")
     patience = _validation.check_int(patience, "patience")
     given = x
-    x = _validation.check_data(x, name="x", dtype=np.dtype(dtype))
+    x = _validation.check_data(x, name="x", dtype=np.dtype(dtype),
+                               float32_fix="pass dtype='float64'")
     n_dims = x.shape[1]
     if architecture != "auto":
         flows.check_architecture(architecture, n_dims)
@@ -500,7 +503,8 @@ def fit_gaussianization_flow(x, n_layers=8, n_components=8, steps=None, batch_si
     rng = _validation.as_rng(seed)
     if validation_data is not None:
         validation_data = _validation.check_data(
-            validation_data, n_dims=n_dims, name="validation_data", dtype=np.dtype(dtype))
+            validation_data, n_dims=n_dims, name="validation_data", dtype=np.dtype(dtype),
+            purpose="scoring", float32_fix="pass dtype='float64'")
     else:
         x, validation_data = _validation.holdout_split(
             x, validation_split, rng, name="fit_gaussianization_flow")

@@ -356,7 +356,7 @@ class GaussianizationFlowModel(keras.Model):
 
     # -- data checks before any step ---------------------------------------------------
 
-    def _checked(self, x, name):
+    def _checked(self, x, name, purpose="fitting"):
         if x is None or isinstance(x, (tf.data.Dataset, keras.utils.PyDataset)):
             if isinstance(x, tf.data.Dataset):
                 spec = x.element_spec
@@ -368,7 +368,8 @@ class GaussianizationFlowModel(keras.Model):
                         f"dataset yields {shape}.")
             return x
         return _validation.check_data(x, n_dims=self.n_dims, name=name,
-                                      dtype=np.dtype(self.compute_dtype))
+                                      dtype=np.dtype(self.compute_dtype), purpose=purpose,
+                                      float32_fix="build the model with dtype='float64'")
 
     def fit(self, x=None, y=None, *args, validation_data=None, callbacks=None, **kwargs):
         """``keras.Model.fit`` on data ``x`` of shape ``[N, D]`` (no targets).
@@ -391,7 +392,7 @@ class GaussianizationFlowModel(keras.Model):
         if validation_data is not None:
             if isinstance(validation_data, tuple):
                 validation_data = validation_data[0]
-            validation_data = self._checked(validation_data, "validation_data")
+            validation_data = self._checked(validation_data, "validation_data", "scoring")
         callbacks = list(callbacks or [])
         if not any(isinstance(c, keras.callbacks.TerminateOnNaN) for c in callbacks):
             callbacks.append(keras.callbacks.TerminateOnNaN())
@@ -406,7 +407,7 @@ class GaussianizationFlowModel(keras.Model):
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
         """Mean negative log-likelihood of ``x`` (``[N, D]``; checked like ``fit``)."""
-        return super().evaluate(self._checked(x, "x"), y, *args, **kwargs)
+        return super().evaluate(self._checked(x, "x", "scoring"), y, *args, **kwargs)
 
     # -- conveniences ------------------------------------------------------------------
 
@@ -417,7 +418,7 @@ class GaussianizationFlowModel(keras.Model):
         of the flow the model was built from to the last bit; ``model(x)`` and
         ``model.predict(x)`` give the same values from a compiled graph.
         """
-        return self.distribution.log_prob(self._checked(x, "x"))
+        return self.distribution.log_prob(self._checked(x, "x", "scoring"))
 
     def sample(self, n, seed=None, *, validate_args=False):
         """``n`` draws from the flow, ``[n, D]`` (runs the mixture root-find).
