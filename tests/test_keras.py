@@ -44,7 +44,9 @@ def test_fit_evaluate_and_every_weight_trains(small_data):
     # the distribution is bound to the live weights
     dist = model.distribution
     lp0 = dist.log_prob(small_data[:5]).numpy()
-    model.fit(small_data, batch_size=256, epochs=1, verbose=0)
+    # 1000 rows: a partial last batch (232 rows) retraces the XLA step with an
+    # unknown batch size (its gradient failed to compile before).
+    model.fit(small_data[:1000], batch_size=256, epochs=1, verbose=0)
     assert np.abs(dist.log_prob(small_data[:5]).numpy() - lp0).max() > 0
     s = model.sample(100, seed=1)
     assert s.shape == (100, 2) and np.isfinite(s.numpy()).all()

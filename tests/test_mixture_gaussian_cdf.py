@@ -300,6 +300,38 @@ def test_analytic_gradient_matches_autodiff_of_a_plain_reference(param_shape):
         np.testing.assert_allclose(ours.numpy(), ref.numpy(), rtol=1e-9, atol=1e-11)
 
 
+@pytest.mark.parametrize("param_shape", [(2, 3), (16, 8)], ids=["per-parameter", "stacked"])
+def test_gradient_compiles_in_an_xla_loop_over_an_unknown_number_of_rows(param_shape):
+    # A Keras step on a partial last batch traces the flow's loop over layers
+    # with rows of unknown number; there, BroadcastGradientArgs of runtime
+    # shapes is not a compile-time constant for XLA (it failed to compile).
+    rng = np.random.default_rng(9)
+    d, k = param_shape
+    params = [tf.constant(p) for p in random_mixture(rng, d, k)]
+    x = tf.constant(2.0 * rng.standard_normal((7, d)))
+    c = tf.constant(rng.standard_normal(d))
+
+    def loss_and_grads(fn, x):
+        with tf.GradientTape() as tape:
+            tape.watch([x] + params)
+
+            def body(i, h, total):
+                z, ld = fn(h, *params)
+                return i + 1, h, total + tf.reduce_sum(c * z + ld)
+
+            _, _, total = tf.while_loop(lambda i, *_: i < 1, body,
+                                        (0, x, tf.constant(0.0, tf.float64)),
+                                        maximum_iterations=1)
+        return tape.gradient(total, [x] + params)
+
+    compiled = tf.function(
+        functools.partial(loss_and_grads, mixture_cdf.mixture_cdf_transform), jit_compile=True,
+        input_signature=[tf.TensorSpec([None, d], tf.float64)])
+    for ours, ref in zip(compiled(x), loss_and_grads(_plain_transform, x)):
+        assert ours.shape == ref.shape
+        np.testing.assert_allclose(ours.numpy(), ref.numpy(), rtol=1e-9, atol=1e-11)
+
+
 def test_transformed_distribution_density_integrates_to_one_and_samples():
     b, params = _bijector(5, np.float64, d=2, k=3)
     dist = tfd.TransformedDistribution(tfd.Sample(tfd.Normal(np.float64(0), 1), 2), tfb.Invert(b))

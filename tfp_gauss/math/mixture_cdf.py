@@ -56,8 +56,48 @@ class MixtureCDFParts(NamedTuple):
     q: Optional[tf.Tensor] = None
 
 
-def _sum_to_shape(grad, shape):
-    """Sums a broadcast gradient back to an input's ``shape``."""
+def _static_sum_axes(grad_shape, target, others):
+    """The axes that sum a broadcast gradient back to ``target``, from static shapes.
+
+    ``grad_shape``, ``target`` and ``others`` (the other operands of the
+    broadcast, right-aligned) are ``tf.TensorShape``s. Returns ``(lead,
+    ones)``: ``grad``'s leading axes that ``target`` lacks, and ``target``'s
+    axes of size 1 (summed, kept). An axis where ``target``'s size is unknown
+    needs no sum if no other operand has it with a size other than 1;
+    otherwise (or an unknown rank) returns ``None``: only the runtime shapes
+    can tell.
+    """
+    if grad_shape.rank is None or target.rank is None or any(o.rank is None for o in others):
+        return None
+    n_lead = grad_shape.rank - target.rank
+    if n_lead < 0:
+        return None
+    ones = []
+    for i, size in enumerate(target.as_list()):
+        if size == 1:
+            ones.append(i)
+        elif size is None and any(o.rank >= target.rank - i and o[i - target.rank] != 1
+                                  for o in others):
+            return None
+    return list(range(n_lead)), ones
+
+
+def _sum_to_shape(grad, shape, static=None):
+    """Sums a broadcast gradient back to an input's ``shape``.
+
+    With ``static`` (the input's and the other operands' ``tf.TensorShape``s,
+    ``_static_sum_axes``) the axes are constants where those shapes decide
+    them: XLA needs that inside a loop over tensors of unknown batch size
+    (a Keras training step on a partial last batch), where
+    ``BroadcastGradientArgs`` of the runtime shapes is not a compile-time
+    constant.
+    """
+    axes = None if static is None else _static_sum_axes(tf.TensorShape(grad.shape), *static)
+    if axes is not None:
+        lead, ones = axes
+        if lead:
+            grad = tf.reduce_sum(grad, axis=lead)
+        return tf.reduce_sum(grad, axis=ones, keepdims=True) if ones else grad
     _, axes = tf.raw_ops.BroadcastGradientArgs(s0=tf.shape(grad), s1=shape)
     return tf.reshape(tf.reduce_sum(grad, axis=axes), shape)
 
@@ -128,6 +168,7 @@ def mixture_cdf_transform(x, logits, locs, scales):
     z, log_det = parts.z, parts.log_det
     x_shape, param_shapes = tf.shape(x), [tf.shape(p) for p in (logits, locs, scales)]
     static_shapes = [tf.TensorShape(p.shape) for p in (logits, locs, scales)]
+    x_static = tf.TensorShape(x.shape)
     # The three parameter gradients reduce as one stacked tensor only from
     # STACKED_GRADIENT_MIN_PARAMS up (BENCHMARKS.md, "Mixture-CDF kernel").
     stack_param_grads = (
@@ -156,11 +197,19 @@ def mixture_cdf_transform(x, logits, locs, scales):
             # The three parameter gradients in one reduction over the batch.
             stacked = tf.stack(g_params)
             pad = tf.ones([tf.rank(stacked) - 1 - tf.size(param_shapes[0])], tf.int32)
-            summed = _sum_to_shape(stacked, tf.concat([[3], pad, param_shapes[0]], 0))
-            g_params = [tf.reshape(g, param_shapes[0]) for g in tf.unstack(summed)]
+            static = None
+            if stacked.shape.rank is not None:
+                n_pad = stacked.shape.rank - 1 - static_shapes[0].rank
+                static = (tf.TensorShape([3] + [1] * n_pad).concatenate(static_shapes[0]),
+                          [x_static.concatenate([1])])
+            summed = _sum_to_shape(stacked, tf.concat([[3], pad, param_shapes[0]], 0), static)
+            # (stack_param_grads: the parameters' static shape is fully defined.)
+            g_params = [tf.reshape(g, static_shapes[0]) for g in tf.unstack(summed)]
         else:
-            g_params = [_sum_to_shape(g, shape) for g, shape in zip(g_params, param_shapes)]
-        return [_sum_to_shape(g_x, x_shape)] + list(g_params)
+            g_params = [_sum_to_shape(g, shape, (static, [x_static.concatenate([1])]))
+                        for g, shape, static in zip(g_params, param_shapes, static_shapes)]
+        return [_sum_to_shape(g_x, x_shape, (x_static, [p[:-1] for p in static_shapes]))
+                ] + list(g_params)
 
     return (z, log_det), grad
 
