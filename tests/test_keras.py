@@ -191,6 +191,19 @@ def test_bad_data_is_rejected_before_any_step(small_data):
     assert model.optimizer.iterations.numpy() == 0
     with pytest.raises(ValueError, match="no targets"):
         model.fit(small_data, small_data, verbose=0)
+    # predict and model(x): one column was broadcast to both (silently wrong),
+    # three failed inside the layer loop; a single row failed to bind.
+    for x, shape in [(small_data[:10, :1], r"\(10, 1\)"), (np.zeros((10, 3), "float32"),
+                                                           r"\(10, 3\)"),
+                     (small_data[0], r"\(2,\) \(one row: x\[None, :\]\)")]:
+        match = r"takes rows of shape \[N, 2\] \(its n_dims\); got shape " + shape
+        with pytest.raises(ValueError, match=match):
+            model(x)
+        if x.ndim == 2:
+            with pytest.raises(ValueError, match=match):
+                model.predict(x, verbose=0)
+    np.testing.assert_allclose(model.predict(small_data[:10], verbose=0),
+                               model.log_prob(small_data[:10]), rtol=1e-5, atol=1e-5)
 
 
 _fit = tfp_gauss.fit_gaussianization_flow

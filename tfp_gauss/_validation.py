@@ -383,6 +383,20 @@ def as_rng(seed):
     return np.random.default_rng(0 if seed is None else seed)
 
 
+def stateless_seed(seed):
+    """A sampling ``seed`` with an int made the stateless seed ``[s >> 31, s mod 2**31]``.
+
+    TFP treats an int seed as stateful (every call draws anew); tfp_gauss's
+    sampling draws the same rows for the same int (``s`` taken mod
+    ``2**62``). Anything else (a stateless int32 ``[2]`` seed, ``None`` for
+    fresh draws) passes through to ``tfp.random.sanitize_seed``.
+    """
+    if isinstance(seed, numbers.Integral) and not isinstance(seed, bool):
+        s = int(seed) % 2**62
+        return np.array([s >> 31, s & (2**31 - 1)], np.int32)
+    return seed
+
+
 def renamed_seed(seed, random_state, where):
     """``seed``, or the deprecated ``random_state`` it replaced (with a warning)."""
     if random_state is None:

@@ -200,6 +200,7 @@ def marginal_entropy(x):
     #### Example
 
     ```python
+    import numpy as np
     from tfp_gauss import information
     x = np.random.default_rng(0).normal(size=(5000, 2)) * [1.0, 3.0]
     print(information.marginal_entropy(x))  # [1.426 2.508]; truth [1.419, 2.518]
@@ -435,6 +436,7 @@ def entropy(x, *, method="rbig", return_details=False, seed=None, fit_kwargs=Non
     #### Example
 
     ```python
+    import numpy as np
     from tfp_gauss import information
     cov = np.array([[1.0, 0.8], [0.8, 1.0]])
     x = np.random.default_rng(0).multivariate_normal([0, 0], cov, size=2000)
@@ -459,6 +461,7 @@ def total_correlation(x, *, method="rbig", return_details=False, seed=None,
     #### Example
 
     ```python
+    import numpy as np
     from tfp_gauss import information
     cov = np.array([[1.0, 0.8], [0.8, 1.0]])
     x = np.random.default_rng(0).multivariate_normal([0, 0], cov, size=2000)
@@ -503,6 +506,7 @@ def mutual_information(x, y, *, method="rbig", return_details=False, seed=None,
     #### Example
 
     ```python
+    import numpy as np
     from tfp_gauss import information
     rng = np.random.default_rng(0)
     x = rng.normal(size=(2000, 1))
@@ -571,6 +575,7 @@ def kl_divergence(x, y, *, method="flow", return_details=False, seed=None,
     #### Example
 
     ```python
+    import numpy as np
     from tfp_gauss import information
     rng = np.random.default_rng(0)
     x = rng.normal(0.5, 1.0, size=(2000, 2))

@@ -624,8 +624,8 @@ def sample_stacked(n, seed, logits, locs, raw_scales, vectors, *, max_iterations
                    scale_floor=None):
     """``n`` draws of ``flow_from_stacked(logits, locs, raw_scales, vectors)``.
 
-    Equal (to the root-find's tolerance) to that flow's ``sample(n, seed=seed)``:
-    the same latents, inverted by ``invert_stacked``. One graph per dtype
+    Equal (to the root-find's tolerance) to that flow's ``sample(n, seed=seed)``
+    for a stateless seed: the same latents, inverted by ``invert_stacked``. One graph per dtype
     serves every ``n``, seed, model and ``max_iterations``; the compiled
     kernel is shared by models with the same ``D``, ``K`` and dtype.
 
@@ -637,8 +637,9 @@ def sample_stacked(n, seed, logits, locs, raw_scales, vectors, *, max_iterations
 
     Args:
       n: int, the number of draws.
-      seed: a stateless seed (int32 ``[2]``) or anything
-        ``tfp.random.sanitize_seed`` takes.
+      seed: an int (the same rows for the same int: the stateless seed
+        ``[s >> 31, s mod 2**31]``; TFP's own int seeds are stateful), a
+        stateless seed (int32 ``[2]``), or ``None`` for fresh draws.
       logits, locs, raw_scales: ``[L, D, K]``; ``vectors``: ``[L, M, D]``.
       max_iterations: int >= 1, cap on each root-find's steps (a runtime
         value: changing it does not recompile).
@@ -681,7 +682,7 @@ def sample_stacked(n, seed, logits, locs, raw_scales, vectors, *, max_iterations
             functools.partial(_draw, has_floor=has_floor),
             input_signature=[scalar, tf.TensorSpec([2], tf.int32), spec, spec, spec, spec,
                              scalar, *extra], autograph=False)
-    seed = tfp.random.sanitize_seed(seed)
+    seed = tfp.random.sanitize_seed(_validation.stateless_seed(seed))
     params = [tf.convert_to_tensor(p, dtype) for p in (logits, locs, raw_scales, vectors)]
     floor = None if scale_floor is None else tf.convert_to_tensor(scale_floor, dtype)
     coupling = _coupling_args(dtype, masks, conditioner)

@@ -315,6 +315,12 @@ class GaussianizationFlowModel(keras.Model):
         return flows.flow_gaussianizer(self.distribution)
 
     def call(self, x, training=False):
+        shape = tf.TensorShape(x.shape)
+        if shape.rank is not None and (shape.rank != 2 or shape[-1] not in (None, self.n_dims)):
+            hint = " (one row: x[None, :])" if shape.rank == 1 else ""
+            raise ValueError(
+                f"{type(self).__name__} takes rows of shape [N, {self.n_dims}] (its n_dims); "
+                f"got shape {tuple(shape.as_list())}{hint}.")
         x = tf.cast(x, self.compute_dtype)
         if training:
             # The stacked maps that inference and export run too (not the
@@ -428,8 +434,9 @@ class GaussianizationFlowModel(keras.Model):
         root-find in an XLA kernel compiled once per ``(D, K, dtype)`` in a
         process (about 2 s on a 2-core CPU), so no later call recompiles.
         Equal, to the root-find's tolerance, to ``distribution.sample(n, seed)``
-        for a stateless seed; gradients with respect to the weights follow
-        the implicit-function rule.
+        for a stateless seed; an int ``seed`` draws the same rows on every
+        call (``sample_stacked``); gradients with respect to the weights
+        follow the implicit-function rule.
 
         A root-find that stops at its iteration cap (100 steps; typically 1-6
         are taken) leaves that coordinate inaccurate: with ``validate_args``
