@@ -155,12 +155,6 @@ def _backward_loop(inputs, dx, dfldj, logits, locs, scales, rotations):
     return (out[1],) + tuple(_stack_layers(a, p) for a, p in zip(out[2:], params))
 
 
-def _sum_to_shape(grad, shape):
-    """Sums a broadcast gradient back to ``shape``."""
-    _, axes = tf.raw_ops.BroadcastGradientArgs(s0=tf.shape(grad), s1=shape)
-    return tf.reshape(tf.reduce_sum(grad, axis=axes), shape)
-
-
 def _sample_partials(h, logits, locs, scales):
     """One layer's values and the partials of ``y`` that the path gradient needs.
 
@@ -235,10 +229,11 @@ def _path_backward(saved, dx, logits, locs, scales, rotations):
         q = _layer(rotations, layer, 3)
         # out = Q y: dy = Q^T dh and dQ = dh y^T (summed over the samples).
         dy = _rotate(dh, q, transpose=True)
-        d_rot = d_rot.write(layer, _sum_to_shape(dh[..., :, tf.newaxis] * y[..., tf.newaxis, :],
-                                                 rot_shape))
-        d_mix = d_mix.write(layer, _sum_to_shape(dy[..., tf.newaxis, tf.newaxis, :]
-                                                 * partials[layer], mix_shape))
+        sum_to_shape = mixture_cdf._sum_to_shape  # (the kernel's, one definition)
+        d_rot = d_rot.write(layer, sum_to_shape(dh[..., :, tf.newaxis] * y[..., tf.newaxis, :],
+                                                rot_shape))
+        d_mix = d_mix.write(layer, sum_to_shape(dy[..., tf.newaxis, tf.newaxis, :]
+                                                * partials[layer], mix_shape))
         return layer - 1, dy * slope, d_mix, d_rot
 
     arrays = [tf.TensorArray(locs.dtype, size=n_layers) for _ in range(2)]
