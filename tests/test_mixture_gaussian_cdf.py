@@ -332,6 +332,31 @@ def test_gradient_compiles_in_an_xla_loop_over_an_unknown_number_of_rows(param_s
         np.testing.assert_allclose(ours.numpy(), ref.numpy(), rtol=1e-9, atol=1e-11)
 
 
+def test_parameter_gradients_sum_over_an_axis_another_parameter_broadcasts():
+    # logits of unknown static size, 1 at run time, where locs and scales have
+    # 2 and x (one column) cannot tell: the static axes must count the other
+    # parameters too (a first version returned a [2, 3] gradient for logits).
+    rng = np.random.default_rng(10)
+    locs = tf.constant(rng.normal(size=(2, 3)))
+    scales = tf.constant(np.exp(0.3 * rng.normal(size=(2, 3))))
+    logits, x = tf.constant(rng.normal(size=(1, 3))), tf.constant(rng.normal(size=(5, 1)))
+    c = tf.constant(rng.standard_normal(2))
+
+    def grads(fn, x, logits):
+        with tf.GradientTape() as tape:
+            tape.watch([x, logits, locs, scales])
+            z, ld = fn(x, logits, locs, scales)
+            loss = tf.reduce_sum(c * z + ld)
+        return tape.gradient(loss, [x, logits, locs, scales])
+
+    graph = tf.function(functools.partial(grads, mixture_cdf.mixture_cdf_transform),
+                        input_signature=[tf.TensorSpec([None, 1], tf.float64),
+                                         tf.TensorSpec([None, 3], tf.float64)])
+    for ours, ref in zip(graph(x, logits), grads(_plain_transform, x, logits)):
+        assert ours.shape == ref.shape
+        np.testing.assert_allclose(ours.numpy(), ref.numpy(), rtol=1e-9, atol=1e-11)
+
+
 def test_transformed_distribution_density_integrates_to_one_and_samples():
     b, params = _bijector(5, np.float64, d=2, k=3)
     dist = tfd.TransformedDistribution(tfd.Sample(tfd.Normal(np.float64(0), 1), 2), tfb.Invert(b))

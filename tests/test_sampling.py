@@ -45,13 +45,13 @@ def test_model_sample_compiles_once_for_every_n_seed_and_model():
     assert sampling._solve_chunk.experimental_get_tracing_count() == kernel_traces
     assert np.isfinite(model.sample(0, seed=1).numpy()).all()
     # An int seed draws the same rows every call (TFP's int seeds are stateful):
-    # it is the stateless seed [s >> 31, s mod 2**31].
+    # it is the stateless seed [s mod 2**31, s >> 31] (the CLI's [S, 0]).
     a, b = model.sample(6, seed=3).numpy(), model.sample(6, seed=3).numpy()
     assert np.array_equal(a, b) and not np.array_equal(a, model.sample(6, seed=4).numpy())
-    assert np.array_equal(a, model.sample(6, seed=np.array([0, 3], np.int32)).numpy())
+    assert np.array_equal(a, model.sample(6, seed=np.array([3, 0], np.int32)).numpy())
     big = 5 * 2**31 + 7
     assert np.array_equal(model.sample(6, seed=big).numpy(),
-                          model.sample(6, seed=np.array([5, 7], np.int32)).numpy())
+                          model.sample(6, seed=np.array([7, 5], np.int32)).numpy())
 
 
 def test_capped_sampler_reports_unconverged_draws_and_validate_args_raises():

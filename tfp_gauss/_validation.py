@@ -147,8 +147,8 @@ def check_data(x, *, n_dims=None, dtype=None, name="x", min_rows=1, purpose="fit
       ValueError: ``x`` is not numeric, not of rank 2, has the wrong width,
         fewer than ``min_rows`` rows, or rows holding NaN or infinity. The
         message says what was seen and how rows and columns are numbered.
-        Also when the cast to a narrower ``dtype`` (float64 data to
-        float32) makes a finite column overflow, or, for fitting, makes a
+        Also when the cast to float32 (of float64 or integer data) makes a
+        finite column overflow, or, for fitting, makes a
         varying column constant (values near 1e8 that differ by less than
         float32's spacing of 8 there): the message says the cast did it.
     """
@@ -192,7 +192,8 @@ def check_data(x, *, n_dims=None, dtype=None, name="x", min_rows=1, purpose="fit
             f"`{name}` needs at least {min_rows} row(s); got shape {arr.shape}.")
     out_dtype = as_float_dtype(arr.dtype) if dtype is None else np.dtype(dtype)
     given, arr = arr, np.ascontiguousarray(arr, dtype=out_dtype)
-    if given.dtype != bool and np.finfo(out_dtype).nmant < _mantissa_bits(given.dtype):
+    if out_dtype == np.float32 and given.dtype != bool and (
+            np.finfo(np.float32).nmant < _mantissa_bits(given.dtype)):
         _check_cast(given, arr, name, purpose, first_index, float32_fix)
     finite = np.isfinite(arr)
     if not finite.all():
@@ -384,16 +385,17 @@ def as_rng(seed):
 
 
 def stateless_seed(seed):
-    """A sampling ``seed`` with an int made the stateless seed ``[s >> 31, s mod 2**31]``.
+    """A sampling ``seed`` with an int made the stateless seed ``[s mod 2**31, s >> 31]``.
 
     TFP treats an int seed as stateful (every call draws anew); tfp_gauss's
     sampling draws the same rows for the same int (``s`` taken mod
-    ``2**62``). Anything else (a stateless int32 ``[2]`` seed, ``None`` for
-    fresh draws) passes through to ``tfp.random.sanitize_seed``.
+    ``2**62``; ``[s, 0]`` below ``2**31``, as ``tfp-gauss sample --seed``).
+    Anything else (a stateless int32 ``[2]`` seed, ``None`` for fresh
+    draws) passes through to ``tfp.random.sanitize_seed``.
     """
     if isinstance(seed, numbers.Integral) and not isinstance(seed, bool):
         s = int(seed) % 2**62
-        return np.array([s >> 31, s & (2**31 - 1)], np.int32)
+        return np.array([s & (2**31 - 1), s >> 31], np.int32)
     return seed
 
 

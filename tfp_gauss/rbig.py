@@ -260,7 +260,7 @@ def fit_rbig(x, n_layers=32, n_components=8, *, rotation="pca", seed=None,
             f"{bandwidth_factor!r}.")
     rng = _validation.as_rng(_validation.renamed_seed(seed, random_state, "fit_rbig"))
     if validation_data is not None:
-        val = _validation.check_data(validation_data, n_dims=x.shape[1],
+        val = _validation.check_data(validation_data, n_dims=x.shape[1], purpose="scoring",
                                      name="validation_data", dtype=x.dtype)
     else:
         x, val = _validation.holdout_split(x, validation_split, rng, name="fit_rbig")

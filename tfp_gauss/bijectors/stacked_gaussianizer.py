@@ -15,6 +15,7 @@ from tfp_gauss.bijectors import mixture_gaussian_cdf as mgc
 from tfp_gauss.math import mixture_cdf
 
 tfb = tfp.bijectors
+_sum_to_shape = mixture_cdf._sum_to_shape  # (the kernel's: one definition)
 
 __all__ = ["StackedGaussianizer", "stacked_forward"]
 
@@ -229,11 +230,10 @@ def _path_backward(saved, dx, logits, locs, scales, rotations):
         q = _layer(rotations, layer, 3)
         # out = Q y: dy = Q^T dh and dQ = dh y^T (summed over the samples).
         dy = _rotate(dh, q, transpose=True)
-        sum_to_shape = mixture_cdf._sum_to_shape  # (the kernel's, one definition)
-        d_rot = d_rot.write(layer, sum_to_shape(dh[..., :, tf.newaxis] * y[..., tf.newaxis, :],
-                                                rot_shape))
-        d_mix = d_mix.write(layer, sum_to_shape(dy[..., tf.newaxis, tf.newaxis, :]
-                                                * partials[layer], mix_shape))
+        d_rot = d_rot.write(layer, _sum_to_shape(dh[..., :, tf.newaxis] * y[..., tf.newaxis, :],
+                                                 rot_shape))
+        d_mix = d_mix.write(layer, _sum_to_shape(dy[..., tf.newaxis, tf.newaxis, :]
+                                                 * partials[layer], mix_shape))
         return layer - 1, dy * slope, d_mix, d_rot
 
     arrays = [tf.TensorArray(locs.dtype, size=n_layers) for _ in range(2)]

@@ -90,7 +90,9 @@ def _sum_to_shape(grad, shape, static=None):
     them: XLA needs that inside a loop over tensors of unknown batch size
     (a Keras training step on a partial last batch), where
     ``BroadcastGradientArgs`` of the runtime shapes is not a compile-time
-    constant.
+    constant. Where they cannot (an unknown rank, or an unknown size that
+    another operand may broadcast), that op is used, which XLA compiles
+    only outside such loops.
     """
     axes = None if static is None else _static_sum_axes(tf.TensorShape(grad.shape), *static)
     if axes is not None:
@@ -198,7 +200,7 @@ def mixture_cdf_transform(x, logits, locs, scales):
             stacked = tf.stack(g_params)
             pad = tf.ones([tf.rank(stacked) - 1 - tf.size(param_shapes[0])], tf.int32)
             static = None
-            if stacked.shape.rank is not None:
+            if stacked.shape.rank is not None:  # (the three parameters' shapes are equal)
                 n_pad = stacked.shape.rank - 1 - static_shapes[0].rank
                 static = (tf.TensorShape([3] + [1] * n_pad).concatenate(static_shapes[0]),
                           [x_static.concatenate([1])])
@@ -206,8 +208,11 @@ def mixture_cdf_transform(x, logits, locs, scales):
             # (stack_param_grads: the parameters' static shape is fully defined.)
             g_params = [tf.reshape(g, static_shapes[0]) for g in tf.unstack(summed)]
         else:
-            g_params = [_sum_to_shape(g, shape, (static, [x_static.concatenate([1])]))
-                        for g, shape, static in zip(g_params, param_shapes, static_shapes)]
+            # A parameter broadcasts against x (with its component axis) and the
+            # other two parameters.
+            g_params = [_sum_to_shape(g, shape, (static_shapes[i], [x_static.concatenate([1])]
+                                                 + static_shapes[:i] + static_shapes[i + 1:]))
+                        for i, (g, shape) in enumerate(zip(g_params, param_shapes))]
         return [_sum_to_shape(g_x, x_shape, (x_static, [p[:-1] for p in static_shapes]))
                 ] + list(g_params)
 
