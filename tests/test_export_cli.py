@@ -447,6 +447,24 @@ def test_cli_scores_rows_beyond_float32_finite(cli_run, tmp_path, capsys):
     assert -10 < lp[0] < 0
 
 
+def test_cli_sample_keeps_the_fitted_column_names(tmp_path):
+    # Before, samples were headed x0,x1 whatever the fitted file's header said.
+    x = np.random.default_rng(0).normal(size=(200, 2)) * [3.0, 0.5] + [70.0, 3.5]
+    lines = ["waiting,duration"] + [f"{float(a)!r},{float(b)!r}" for a, b in x]
+    (tmp_path / "geyser.csv").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "run"
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        assert cli.main(["fit", str(tmp_path / "geyser.csv"), "--out", str(out), "--steps", "5",
+                         "--layers", "1", "--components", "2"]) == 0
+        assert cli.main(["sample", str(out), "-n", "4", "--out", str(tmp_path / "s.csv")]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["data"]["column_names"] == ["waiting", "duration"]
+    lines = (tmp_path / "s.csv").read_text().splitlines()
+    assert lines[0] == "waiting,duration" and len(lines) == 5
+    # without a header (the built-in data, a .npy file): x0, x1
+    assert cli._column_names(tmp_path, 2) == ["x0", "x1"]
+
+
 def test_cli_header_rules(tmp_path, capsys):
     path = tmp_path / "d.csv"
     path.write_text("a,b\n1,2\n3,4\n")

@@ -7,7 +7,8 @@
 ``fit`` with no data uses the built-in standardized two-moons. Data are
 standardized (in float64) with the training statistics; the exported
 SavedModel undoes that, so its densities, samples and latents are in the
-data's own units.
+data's own units. ``sample`` names its columns as the fitted CSV's header did
+(``report.json``'s ``column_names``; ``x0, x1, ...`` without one).
 
 ``--out`` rules: ``fit`` never deletes a file it did not write. ``DIR`` may be
 new, empty, or a previous ``tfp-gauss fit`` run (recognised by the marker
@@ -74,6 +75,14 @@ def _is_number(cell):
 def read_data(path, header=None, purpose="fitting"):
     """Reads a numeric ``[N, D]`` float64 matrix from ``.npy`` or CSV.
 
+    ``read_table`` without the column names; see there.
+    """
+    return read_table(path, header=header, purpose=purpose)[0]
+
+
+def read_table(path, header=None, purpose="fitting"):
+    """Reads a numeric ``[N, D]`` float64 matrix, and its column names, from ``.npy`` or CSV.
+
     Args:
       path: the file.
       header: for CSV, ``True`` if the first row names the columns, ``False``
@@ -84,8 +93,9 @@ def read_data(path, header=None, purpose="fitting"):
       purpose: what the data are for, in error messages ("fitting", "scoring").
 
     Returns:
-      A float64 array; float64 so that huge or finely spaced values keep
-      their precision until they are standardized.
+      ``(values, names)``: a float64 array (float64 so that huge or finely
+      spaced values keep their precision until they are standardized) and
+      the header's ``D`` column names, or ``None`` without a header.
 
     Raises:
       UsageError: the file is missing, a directory, unreadable, ragged,
@@ -103,7 +113,7 @@ def read_data(path, header=None, purpose="fitting"):
             raise UsageError(f"{path}: not a readable .npy array ({err}).") from None
         if not np.issubdtype(arr.dtype, np.number):
             raise UsageError(f"{path}: array of dtype {arr.dtype}; expected numbers.")
-        return _checked(arr, path, purpose)
+        return _checked(arr, path, purpose), None
     with open(path, newline="") as handle:
         rows = [row for row in csv.reader(handle) if row and any(c.strip() for c in row)]
     if not rows:
@@ -144,7 +154,7 @@ def read_data(path, header=None, purpose="fitting"):
                 raise UsageError(
                     f"{path}: {what} {cell.strip()!r} in data row {i + 1}, column {j + 1} "
                     f"({_ROWS_NOTE}); {purpose} needs numbers in every cell.") from None
-    return _checked(values, path, purpose)
+    return _checked(values, path, purpose), (first if header else None)
 
 
 def _checked(arr, path, purpose):
@@ -325,8 +335,9 @@ def _fit(args):
     if args.data is None:
         x = datasets.two_moons().astype(np.float64)
         source = "built-in standardized two-moons (3000 points, noise 0.08)"
+        names = None
     else:
-        x = read_data(args.data, header=args.header)
+        x, names = read_table(args.data, header=args.header)
         source = str(args.data)
     if not 0.0 <= args.validation_split < 1.0:
         raise UsageError(f"--validation-split must be in [0, 1); got {args.validation_split}.")
@@ -406,7 +417,7 @@ def _fit(args):
                  args.seed)
         best_step = getattr(history, "best_step", None)
         report = dict(
-            data=dict(source=source, rows=len(x), columns=int(x.shape[1]),
+            data=dict(source=source, rows=len(x), columns=int(x.shape[1]), column_names=names,
                       train_rows=len(train), validation_rows=0 if val is None else len(val)),
             config=dict(layers=model.n_layers, components=model.n_components,
                         architecture=model.architecture,
@@ -681,9 +692,20 @@ def _sample(args):
     served = _load(args.dir)
     x = served.signatures["sample"](n=tf.constant(args.n, tf.int32),
                                     seed=tf.constant([args.seed, 0], tf.int32))["x"].numpy()
-    write_csv(args.out, x, [f"x{j}" for j in range(x.shape[1])])
+    write_csv(args.out, x, _column_names(args.dir, x.shape[1]))
     print(f"wrote {args.n} samples to {args.out}")
     return 0
+
+
+def _column_names(directory, n_columns):
+    """The fitted data's column names (``report.json``), or ``x0, x1, ...`` without them."""
+    report = pathlib.Path(directory) / "report.json"
+    names = None
+    if report.is_file():
+        names = json.loads(report.read_text()).get("data", {}).get("column_names")
+    if not names or len(names) != n_columns:
+        names = [f"x{j}" for j in range(n_columns)]
+    return names
 
 
 def _score(args):
