@@ -212,8 +212,10 @@ def test_columns_lost_in_the_float32_cast_are_clear_errors():
     huge = np.array([[1e39, 0.0], [2.0, 1.0], [3.0, 5.0]])
     overflow = (r"`x`: column\(s\) \[0\] \(Python indices\) are finite but overflow float32 "
                 r"\(largest magnitude 1e\+39; float32 holds up to 3.4e\+38\)")
-    with pytest.raises(ValueError, match=overflow):
-        tfp_gauss.fit_gaussianization_flow(huge, verbose=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # (NumPy's "overflow in cast" too)
+        with pytest.raises(ValueError, match=overflow):
+            tfp_gauss.fit_gaussianization_flow(huge, verbose=0)
     with pytest.raises(ValueError, match=overflow):
         model.log_prob(huge)
     with pytest.raises(ValueError, match="NaN or infinity"):  # infinite already: as before

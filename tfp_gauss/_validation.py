@@ -191,7 +191,8 @@ def check_data(x, *, n_dims=None, dtype=None, name="x", min_rows=1, purpose="fit
         raise ValueError(
             f"`{name}` needs at least {min_rows} row(s); got shape {arr.shape}.")
     out_dtype = as_float_dtype(arr.dtype) if dtype is None else np.dtype(dtype)
-    given, arr = arr, np.ascontiguousarray(arr, dtype=out_dtype)
+    with np.errstate(over="ignore"):  # (an overflow is reported below, in words)
+        given, arr = arr, np.ascontiguousarray(arr, dtype=out_dtype)
     if out_dtype == np.float32 and given.dtype != bool and (
             np.finfo(np.float32).nmant < _mantissa_bits(given.dtype)):
         _check_cast(given, arr, name, purpose, first_index, float32_fix)
