@@ -463,6 +463,15 @@ def test_cli_sample_keeps_the_fitted_column_names(tmp_path):
     assert lines[0] == "waiting,duration" and len(lines) == 5
     # without a header (the built-in data, a .npy file): x0, x1
     assert cli._column_names(tmp_path, 2) == ["x0", "x1"]
+    # --seed S is model.sample's int seed S: the same rows for the same S, other rows
+    # for another S (before, S wrapped into int32: S and S + 2**32 drew the same rows)
+    drawn = []
+    for name, seed in (("a.csv", 2**31 + 5), ("b.csv", 2**31 + 5), ("c.csv", 2**31 + 5 + 2**32)):
+        with contextlib.redirect_stdout(io.StringIO()):
+            assert cli.main(["sample", str(out), "-n", "4", "--seed", str(seed),
+                             "--out", str(tmp_path / name)]) == 0
+        drawn.append((tmp_path / name).read_text())
+    assert drawn[0] == drawn[1] and drawn[0] != drawn[2]
 
 
 def test_cli_header_rules(tmp_path, capsys):

@@ -687,11 +687,13 @@ def _finite_or_none(values):
 def _sample(args):
     import tensorflow as tf
 
+    from tfp_gauss import _validation
+
     if args.n < 1:
         raise UsageError(f"-n must be >= 1; got {args.n}.")
     served = _load(args.dir)
-    x = served.signatures["sample"](n=tf.constant(args.n, tf.int32),
-                                    seed=tf.constant([args.seed, 0], tf.int32))["x"].numpy()
+    seed = tf.constant(_validation.stateless_seed(args.seed), tf.int32)  # as model.sample(seed=S)
+    x = served.signatures["sample"](n=tf.constant(args.n, tf.int32), seed=seed)["x"].numpy()
     write_csv(args.out, x, _column_names(args.dir, x.shape[1]))
     print(f"wrote {args.n} samples to {args.out}")
     return 0
