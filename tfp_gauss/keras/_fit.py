@@ -534,9 +534,11 @@ def fit_gaussianization_flow(x, n_layers=8, n_components=8, steps=None, batch_si
     else:
         from tfp_gauss.rbig import fit_rbig  # noqa: PLC0415  (rbig builds on this module)
 
+        # Free components (no tail component): the warm start these defaults
+        # were measured with; training reshapes the tails anyway.
         kwargs = dict(n_layers=n_layers, n_components=n_components, seed=rng,
                       validation_data=validation_data, validation_split=0.0,
-                      _warn_tied=False)  # said already, of all of x
+                      tail_component=False, _warn_tied=False)  # tied: said already, of all x
         kwargs.update(rbig_kwargs or {})
         start = fit_rbig(x, **kwargs)
     if scale_floor != "auto":

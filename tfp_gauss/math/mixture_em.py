@@ -30,7 +30,7 @@ def mixture_log_likelihood(x, log_weights, locs, scales):
 
 
 @tf.function(jit_compile=True, reduce_retracing=True, autograph=False)
-def _em_loop(x, log_weights, locs, scales, min_scale, max_iterations, tol):
+def _em_loop(x, log_weights, locs, scales, min_scale, max_scale, max_iterations, tol, tail_weight):
     dtype = x.dtype.as_numpy_dtype
     n = tf.cast(tf.shape(x)[0], x.dtype)
     tiny = dtype(np.finfo(dtype).tiny) * 1e3
@@ -50,10 +50,18 @@ def _em_loop(x, log_weights, locs, scales, min_scale, max_iterations, tol):
         new_locs = tf.reduce_sum(resp * xk, axis=0) / safe_nk
         new_locs = tf.where(nk > tiny, new_locs, locs)
         var = tf.reduce_sum(resp * tf.square(xk - new_locs), axis=0) / safe_nk
-        new_scales = tf.sqrt(tf.maximum(var, 0.0) + min_var)
+        new_scales = tf.minimum(tf.sqrt(tf.maximum(var, 0.0) + min_var), max_scale)
         new_scales = tf.where(nk > tiny, new_scales, scales)
         weights = tf.maximum(nk / n, min_weight)
-        new_log_weights = tf.math.log(weights / tf.reduce_sum(weights, -1, keepdims=True))
+        weights = weights / tf.reduce_sum(weights, -1, keepdims=True)
+        # A floor on the last component's weight (0: none) is the constrained
+        # M-step: the last weight is max(its EM value, floor), the others keep
+        # their EM proportions in what is left.
+        last = tf.maximum(weights[:, -1:], tail_weight)
+        rest = weights[:, :-1]
+        rest = rest * (1.0 - last) / tf.maximum(tf.reduce_sum(rest, -1, keepdims=True), tiny)
+        weights = tf.where(tail_weight > 0, tf.concat([rest, last], axis=-1), weights)
+        new_log_weights = tf.math.log(weights)
         return loglik, new_log_weights, new_locs, new_scales
 
     d = tf.shape(x)[1]
@@ -95,7 +103,7 @@ def _initial_parameters(x_sorted, n_components, rng):
 
 
 def fit_mixture_em(x, n_components, *, seed=None, max_iterations=500,
-                   tol=None, min_scale_ratio=1e-3, tail_scale_ratio=None):
+                   tol=None, min_scale_ratio=1e-3, tail_scale_ratio=None, tail_weight=0.0):
     """Fits a ``K``-component Gaussian mixture to every column of ``x``.
 
     Args:
@@ -114,13 +122,21 @@ def fit_mixture_em(x, n_components, *, seed=None, max_iterations=500,
         so a component cannot collapse onto a repeated value and send the
         likelihood to infinity.
       tail_scale_ratio: if given (and ``K >= 2``), the last component is a
-        *tail component*: it starts at the column's mean with this many
-        standard deviations of scale, and its scale never falls below that.
-        EM fits its weight and location like any other's. Far from the data
-        the widest component decides the map's slope (``dz/dx -> 1/sigma``);
-        with one at least a standard deviation wide, stacked layers cannot
-        compound narrow components' slopes into an explosive tail (a point
-        just past the training range scoring -1e7 after 28 layers).
+        *tail component*: it starts at the column's mean, and its scale is
+        fixed at this many standard deviations of the column; EM fits its
+        weight and location like any other's. Far from the data the widest
+        component decides the map ``Phi^-1(F(x))``'s slope, ``1/sigma``.
+        With ``sigma`` one standard deviation, a point past the data moves
+        out by about as many standard deviations as it came in with, layer
+        after layer: narrower widest components compound into an explosive
+        forward tail (a point just past the training range scoring -1e7
+        after 28 layers), wider ones into an explosive inverse (samples at
+        1e6 standard deviations). A floor alone, which EM then widens, is
+        the second case.
+      tail_weight: a floor on the tail component's weight (needs
+        ``tail_scale_ratio``); the M-step maximises the likelihood subject
+        to it (the others keep their EM proportions of the rest). ``0``: EM
+        alone, which may starve the tail component.
 
     Returns:
       dict of float arrays: ``log_weights``, ``locs``, ``scales`` (each
@@ -155,11 +171,21 @@ def fit_mixture_em(x, n_components, *, seed=None, max_iterations=500,
         scales[:, -1] = min_scale[:, -1] = tail_scale_ratio * std
     if tol is None:
         tol = 1e-5 if dtype == np.float32 else 1e-7
+    max_scale = np.full(min_scale.shape, np.inf)  # no cap, except the tail's fixed scale
+    if tail_scale_ratio is not None and n_components >= 2:
+        max_scale[:, -1] = min_scale[:, -1]
+    if tail_weight and (tail_scale_ratio is None or n_components < 2):
+        raise ValueError("tail_weight needs a tail component: pass tail_scale_ratio and "
+                         f"n_components >= 2; got tail_scale_ratio={tail_scale_ratio!r}, "
+                         f"n_components={n_components}.")
+    if not 0.0 <= tail_weight < 1.0:
+        raise ValueError(f"tail_weight must be in [0, 1); got {tail_weight!r}.")
     log_weights = np.full_like(locs, -np.log(n_components))
     out = _em_loop(
         tf.constant(x), tf.constant(log_weights, dtype), tf.constant(locs, dtype),
-        tf.constant(scales, dtype), tf.constant(min_scale, dtype),
-        tf.constant(max_iterations, tf.int32), tf.constant(tol, dtype))
+        tf.constant(scales, dtype), tf.constant(min_scale, dtype), tf.constant(max_scale, dtype),
+        tf.constant(max_iterations, tf.int32), tf.constant(tol, dtype),
+        tf.constant(tail_weight, dtype))
     lw, mu, sd, loglik, iters, done = (t.numpy() for t in out)
     return dict(log_weights=lw, locs=mu, scales=sd, log_likelihood=loglik,
                 iterations=iters, converged=done)
