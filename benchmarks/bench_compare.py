@@ -29,6 +29,8 @@ compiled with XLA, timed after a first, compiling call).
 
     python benchmarks/bench_compare.py [--quick] [--datasets NAME ...]
     python benchmarks/bench_compare.py --report-only   # merge results/comparison_parts/
+    python benchmarks/bench_compare.py --datasets wine --models "tfp_gauss RBIG"
+                                     # rerun one model, replace its rows in the parts
 
 Each dataset can run in its own process (``--datasets NAME``); its result is
 saved under ``results/comparison_parts/`` and ``--report-only`` merges them.
@@ -219,7 +221,7 @@ OURS = "tfp_gauss default"
 DATASETS = _datasets.NAMES  # the default run; _datasets.EXTRA_NAMES only by --datasets
 
 
-def run(quick=False, names=DATASETS):
+def run(quick=False, names=DATASETS, models=tuple(MODELS)):
     cfg = dict(quick=quick, steps=60 if quick else 3000, patience=3 if quick else 10,
                gmm_components=(1, 2, 4) if quick else (1, 2, 4, 8, 16, 32, 64),
                kde_bandwidths=(0.2, 0.5) if quick else tuple(np.geomspace(0.03, 1.5, 15)))
@@ -228,11 +230,11 @@ def run(quick=False, names=DATASETS):
     out = {}
     for name in names:
         seeds = SEEDS[name][:1] if quick else SEEDS[name]
-        per_seed = {m: [] for m in MODELS}
+        per_seed = {m: [] for m in models}
         for seed in seeds:
             data = load(name, seed, quick)
-            for model_name, fit in MODELS.items():
-                res = fit(data, dict(cfg, seed=seed))
+            for model_name in models:
+                res = MODELS[model_name](data, dict(cfg, seed=seed))
                 lp = res.pop("log_prob")(data["test"]).astype(np.float64) + data["log_jacobian"]
                 per_seed[model_name].append(dict(res, test_log_lik=float(lp.mean()),
                                                  row_se=float(lp.std(ddof=1) / np.sqrt(len(lp)))))
@@ -267,6 +269,8 @@ def markdown(res):
         seeds = ds["seeds"]
         lines += [f"**{name}** (D = {ds['n_dims']}, {ds['n_train']}/{ds['n_val']}/{ds['n_test']} "
                   f"rows; {len(seeds)} split seed{'s' if len(seeds) > 1 else ''})", "",
+                  *([f"(rerun alone later, same splits and protocol: "
+                     f"{', '.join(ds['updated'])})", ""] if ds.get("updated") else []),
                   "| model | test log-lik ± s.e. | fit s | 10k samples s | chosen |",
                   "|---|---:|---:|---:|---|"]
         for m, r in models.items():
@@ -322,6 +326,21 @@ def save_parts(res, names, parts_dir=PARTS):
         (parts_dir / f"{name}.json").write_text(json.dumps(part, indent=2, default=float) + "\n")
 
 
+def update_parts(res, names, parts_dir=PARTS):
+    """Replaces, in each saved part of ``names``, the models ``res`` ran (``--models``)."""
+    for name in names:
+        path = parts_dir / f"{name}.json"
+        if not path.exists():
+            raise SystemExit(f"{path} is missing: run all models on {name} first.")
+        part = json.loads(path.read_text())
+        saved, new = part["datasets"][name], res["datasets"][name]
+        if (saved["n_train"], saved["seeds"]) != (new["n_train"], new["seeds"]):
+            raise SystemExit(f"{name}: the saved part has other splits; run all models.")
+        saved["models"].update(new["models"])
+        saved["updated"] = sorted(set(saved.get("updated", [])) | set(new["models"]))
+        path.write_text(json.dumps(part, indent=2, default=float) + "\n")
+
+
 def merge_parts(parts_dir=PARTS, names=_datasets.ALL_NAMES):
     """The comparison over every dataset of ``names`` saved in ``parts_dir`` (``save_parts``)."""
     parts = {}
@@ -342,8 +361,15 @@ def main(argv=None):
                         default=list(DATASETS))
     parser.add_argument("--report-only", action="store_true",
                         help="rebuild comparison.{json,md} from results/comparison_parts/")
+    parser.add_argument("--models", nargs="+", choices=list(MODELS),
+                        help="rerun only these models and replace their rows in the saved "
+                             "parts (then --report-only rebuilds the report)")
     args = parser.parse_args(argv)
     if args.report_only:
+        return _common.report("comparison", merge_parts(), markdown, write=True)
+    if args.models:
+        res = run(names=args.datasets, models=args.models)
+        update_parts(res, args.datasets)
         return _common.report("comparison", merge_parts(), markdown, write=True)
     res = run(quick=args.quick, names=args.datasets)
     if not args.quick:

@@ -12,6 +12,7 @@ once, three split seeds) on tables none of those choices saw: MASS's crabs
     python benchmarks/check_unseen.py --datasets quakes
     python benchmarks/check_unseen.py --datasets breast-cancer
     python benchmarks/check_unseen.py --report-only
+    python benchmarks/check_unseen.py --datasets crabs --models "tfp_gauss RBIG"
 
 Each dataset's result is saved under ``results/unseen_parts/`` (one dataset
 per process keeps memory bounded: every fit leaves compiled functions
@@ -43,8 +44,13 @@ def main(argv=None):
                         default=list(_datasets.UNSEEN_NAMES))
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument("--note", default="", help="a sentence for the report (how it was run)")
+    parser.add_argument("--models", nargs="+", choices=list(bench_compare.MODELS),
+                        help="rerun only these models, replacing their rows in the saved parts")
     args = parser.parse_args(argv)
-    if not args.report_only:
+    if args.models:
+        bench_compare.update_parts(bench_compare.run(names=args.datasets, models=args.models),
+                                   args.datasets, PARTS)
+    elif not args.report_only:
         bench_compare.save_parts(bench_compare.run(names=args.datasets), args.datasets, PARTS)
     merged = bench_compare.merge_parts(PARTS, _datasets.UNSEEN_NAMES)
     return _common.report("unseen", dict(merged, note=args.note), markdown, write=True)

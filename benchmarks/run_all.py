@@ -64,10 +64,12 @@ def write_report():
                 env = json.loads(js.read_text()).get("environment", env)
         else:
             parts += [f"### {name}", "", "(not run yet)", ""]
-    # Hand-written notes of one-off design measurements (not rerun here).
-    notes = _common.RESULTS / "kernel_design.md"
-    if notes.exists():
-        parts += [notes.read_text().rstrip(), ""]
+    # Checks run on their own (check_*.py) and hand-written notes of one-off
+    # design measurements (not rerun here).
+    for name in ("rbig_tails.md", "kernel_design.md"):
+        notes = _common.RESULTS / name
+        if notes.exists():
+            parts += [notes.read_text().rstrip(), ""]
     if env:
         parts += ["Environment of the last section: " + ", ".join(f"{k} {v}" for k, v in env.items()), ""]
     path = HERE / "BENCHMARKS.md"
