@@ -326,19 +326,30 @@ def save_parts(res, names, parts_dir=PARTS):
         (parts_dir / f"{name}.json").write_text(json.dumps(part, indent=2, default=float) + "\n")
 
 
-def update_parts(res, names, parts_dir=PARTS):
-    """Replaces, in each saved part of ``names``, the models ``res`` ran (``--models``)."""
+def saved_parts(names, parts_dir=PARTS):
+    """The saved parts of ``names`` (``save_parts``), checked before a ``--models`` rerun."""
+    parts = {}
     for name in names:
         path = parts_dir / f"{name}.json"
         if not path.exists():
             raise SystemExit(f"{path} is missing: run all models on {name} first.")
-        part = json.loads(path.read_text())
+        parts[name] = json.loads(path.read_text())
+        if tuple(parts[name]["datasets"][name]["seeds"]) != tuple(SEEDS[name]):
+            raise SystemExit(f"{name}: the saved part has other split seeds; run all models.")
+    return parts
+
+
+def update_parts(res, parts, parts_dir=PARTS):
+    """Replaces, in the saved ``parts`` (``saved_parts``), the models ``res`` ran."""
+    for name, part in parts.items():
         saved, new = part["datasets"][name], res["datasets"][name]
-        if (saved["n_train"], saved["seeds"]) != (new["n_train"], new["seeds"]):
+        if saved["n_train"] != new["n_train"]:
             raise SystemExit(f"{name}: the saved part has other splits; run all models.")
+    for name, part in parts.items():
+        saved, new = part["datasets"][name], res["datasets"][name]
         saved["models"].update(new["models"])
         saved["updated"] = sorted(set(saved.get("updated", [])) | set(new["models"]))
-        path.write_text(json.dumps(part, indent=2, default=float) + "\n")
+        (parts_dir / f"{name}.json").write_text(json.dumps(part, indent=2, default=float) + "\n")
 
 
 def merge_parts(parts_dir=PARTS, names=_datasets.ALL_NAMES):
@@ -368,8 +379,10 @@ def main(argv=None):
     if args.report_only:
         return _common.report("comparison", merge_parts(), markdown, write=True)
     if args.models:
-        res = run(names=args.datasets, models=args.models)
-        update_parts(res, args.datasets)
+        if args.quick:
+            parser.error("--models replaces rows of the full run; it takes no --quick")
+        parts = saved_parts(args.datasets)
+        update_parts(run(names=args.datasets, models=list(dict.fromkeys(args.models))), parts)
         return _common.report("comparison", merge_parts(), markdown, write=True)
     res = run(quick=args.quick, names=args.datasets)
     if not args.quick:

@@ -22,6 +22,7 @@ cores).
 """
 
 import argparse
+import json
 
 import _common
 import _datasets
@@ -48,12 +49,18 @@ def main(argv=None):
                         help="rerun only these models, replacing their rows in the saved parts")
     args = parser.parse_args(argv)
     if args.models:
-        bench_compare.update_parts(bench_compare.run(names=args.datasets, models=args.models),
-                                   args.datasets, PARTS)
+        parts = bench_compare.saved_parts(args.datasets, PARTS)
+        bench_compare.update_parts(
+            bench_compare.run(names=args.datasets, models=list(dict.fromkeys(args.models))),
+            parts, PARTS)
     elif not args.report_only:
         bench_compare.save_parts(bench_compare.run(names=args.datasets), args.datasets, PARTS)
     merged = bench_compare.merge_parts(PARTS, _datasets.UNSEEN_NAMES)
-    return _common.report("unseen", dict(merged, note=args.note), markdown, write=True)
+    note = args.note
+    saved = _common.RESULTS / "unseen.json"
+    if not note and saved.exists():  # keep the run's description unless a new one is given
+        note = json.loads(saved.read_text()).get("note", "")
+    return _common.report("unseen", dict(merged, note=note), markdown, write=True)
 
 
 if __name__ == "__main__":

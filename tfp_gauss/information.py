@@ -426,7 +426,9 @@ def entropy(x, *, method="rbig", return_details=False, seed=None, fit_kwargs=Non
       return_details: return an ``InformationEstimate`` instead of a float.
       seed: int or ``np.random.Generator`` for the held-out split and the fit (``None``: 0).
       fit_kwargs: extra arguments for ``tfp_gauss.fit_rbig`` (e.g.
-        ``n_components``, ``bandwidth_factor``).
+        ``n_components``, ``bandwidth_factor``); here its defaults are
+        ``bandwidth_factor=0.5, patience=2, max_em_iterations=100,
+        tail_component=False`` (what the accuracy above was measured with).
 
     Returns:
       ``float`` in nats, or an ``InformationEstimate``.

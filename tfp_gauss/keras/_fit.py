@@ -340,7 +340,9 @@ def fit_gaussianization_flow(x, n_layers=8, n_components=8, steps=None, batch_si
         3e-3).
       clip_norm: global gradient-norm clip (``None`` to disable).
       init: ``"rbig"`` to warm-start from a greedy RBIG fit of the training
-        rows (``tfp_gauss.fit_rbig``), ``"random"``, or a trained
+        rows (``tfp_gauss.fit_rbig`` with free components,
+        ``tail_component=False``, unless ``rbig_kwargs`` says otherwise),
+        ``"random"``, or a trained
         ``GaussianizationFlowModel`` (or flow distribution) to continue
         training: its weights are copied into a new model that trains with
         a fresh optimizer and learning-rate schedule (a model whose one-cycle

@@ -123,7 +123,8 @@ def fit_mixture_em(x, n_components, *, seed=None, max_iterations=500,
         likelihood to infinity.
       tail_scale_ratio: if given (and ``K >= 2``), the last component is a
         *tail component*: it starts at the column's mean, and its scale is
-        fixed at this many standard deviations of the column; EM fits its
+        fixed at this many standard deviations of the column (or at the
+        others' floor, ``min_scale_ratio``, if that is wider); EM fits its
         weight and location like any other's. Far from the data the widest
         component decides the map ``Phi^-1(F(x))``'s slope, ``1/sigma``.
         With ``sigma`` one standard deviation, a point past the data moves
@@ -162,24 +163,37 @@ def fit_mixture_em(x, n_components, *, seed=None, max_iterations=500,
             f"{too_few.tolist()} have only {distinct[too_few].tolist()} distinct "
             "value(s). Use fewer components, drop constant columns, or add "
             "dequantisation noise.")
+    try:
+        tail_weight = float(tail_weight)
+    except (TypeError, ValueError):
+        raise TypeError(f"tail_weight must be a number in [0, 1); got {tail_weight!r}.") from None
+    # the others' weights must stay representable next to the tail's (eps each)
+    top = 1.0 - n_components * float(np.finfo(dtype).eps)
+    if not 0.0 <= tail_weight <= top:
+        raise ValueError(f"tail_weight must be in [0, 1) (at most {top!r} in {dtype.name}); "
+                         f"got {tail_weight!r}.")
+    tail = tail_scale_ratio is not None and n_components >= 2
+    if tail_weight > 0 and not tail:
+        raise ValueError("tail_weight needs a tail component: pass tail_scale_ratio and "
+                         f"n_components >= 2; got tail_scale_ratio={tail_scale_ratio!r}, "
+                         f"n_components={n_components}.")
+    if tail_scale_ratio is not None and not (np.isfinite(tail_scale_ratio)
+                                             and tail_scale_ratio > 0):
+        raise ValueError(f"tail_scale_ratio must be a finite number > 0; got "
+                         f"{tail_scale_ratio!r}.")
     rng = _validation.as_rng(seed)
     locs, scales, std = _initial_parameters(x_sorted, n_components, rng)
     min_scale = np.broadcast_to(np.asarray(min_scale_ratio) * std, std.shape)
     min_scale = np.repeat(min_scale[:, None], n_components, axis=1)
-    if tail_scale_ratio is not None and n_components >= 2:
+    max_scale = np.full(min_scale.shape, np.inf)  # no cap, except the tail's fixed scale
+    if tail:
+        # Fixed at the ratio, or at the others' floor if that is wider (a
+        # floor above it would make every component wider than the tail's).
+        tail_scale = np.maximum(tail_scale_ratio * std, min_scale[:, -1])
         locs[:, -1] = x.mean(axis=0)
-        scales[:, -1] = min_scale[:, -1] = tail_scale_ratio * std
+        scales[:, -1] = min_scale[:, -1] = max_scale[:, -1] = tail_scale
     if tol is None:
         tol = 1e-5 if dtype == np.float32 else 1e-7
-    max_scale = np.full(min_scale.shape, np.inf)  # no cap, except the tail's fixed scale
-    if tail_scale_ratio is not None and n_components >= 2:
-        max_scale[:, -1] = min_scale[:, -1]
-    if tail_weight and (tail_scale_ratio is None or n_components < 2):
-        raise ValueError("tail_weight needs a tail component: pass tail_scale_ratio and "
-                         f"n_components >= 2; got tail_scale_ratio={tail_scale_ratio!r}, "
-                         f"n_components={n_components}.")
-    if not 0.0 <= tail_weight < 1.0:
-        raise ValueError(f"tail_weight must be in [0, 1); got {tail_weight!r}.")
     log_weights = np.full_like(locs, -np.log(n_components))
     out = _em_loop(
         tf.constant(x), tf.constant(log_weights, dtype), tf.constant(locs, dtype),
