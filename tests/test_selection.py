@@ -305,8 +305,17 @@ def test_fit_rbig_layers_carry_the_tail_component():
         weights = np.exp(_log_softmax(mixture.logits))
         assert (weights[:, -1] >= (1 - 1e-5) / len(x)).all()
         h = rotation.forward(mixture.forward(h.astype(np.float32))).numpy().astype(np.float64)
-    # one component: no tail component, and no error
+    # fewer than 4 components: free components only (the tail would take a third
+    # or half of the mixture), and one component works
+    kwargs = dict(n_layers=2, n_components=3, seed=0)
+    np.testing.assert_array_equal(
+        tfp_gauss.fit_rbig(x, **kwargs).log_prob(x).numpy(),
+        tfp_gauss.fit_rbig(x, tail_component=False, **kwargs).log_prob(x).numpy())
     assert tfp_gauss.fit_rbig(x, n_layers=2, n_components=1, seed=0).log_prob(x).shape == (600,)
+    with pytest.raises(TypeError, match="tail_component must be True or False; got 'no'"):
+        tfp_gauss.fit_rbig(x, tail_component="no")
+    with pytest.raises(ValueError, match="bandwidth_factor must be a number >= 0"):
+        tfp_gauss.fit_rbig(x, bandwidth_factor="auto")
     mixture_em = tfp_gauss.math.mixture_em
     with pytest.raises(ValueError, match=r"tail_weight must be in \[0, 1\)"):
         mixture_em.fit_mixture_em(x, 3, tail_scale_ratio=1.0, tail_weight=1.0)
