@@ -269,8 +269,9 @@ def markdown(res):
         seeds = ds["seeds"]
         lines += [f"**{name}** (D = {ds['n_dims']}, {ds['n_train']}/{ds['n_val']}/{ds['n_test']} "
                   f"rows; {len(seeds)} split seed{'s' if len(seeds) > 1 else ''})", "",
-                  *([f"(rerun alone later, same splits and protocol: "
-                     f"{', '.join(ds['updated'])})", ""] if ds.get("updated") else []),
+                  *([f"({', '.join(ds['updated'])}: rerun alone later with the code of "
+                     "then, same splits and protocol, `--models`; its seconds come from "
+                     "that run)", ""] if ds.get("updated") else []),
                   "| model | test log-lik ± s.e. | fit s | 10k samples s | chosen |",
                   "|---|---:|---:|---:|---|"]
         for m, r in models.items():
