@@ -311,7 +311,7 @@ def fit_rbig(x, n_layers=32, n_components=8, *, rotation="pca", seed=None,
             + "; a constant has no density. Drop them first.")
     if _warn_tied:  # (callers that warned about their own input pass False)
         _validation.warn_if_tied(all_rows, "x", given=given)
-    candidates = np.atleast_1d(np.asarray(bandwidth_factor, np.float64))
+    candidates = np.atleast_1d(factors)
     if val is None:
         candidates = candidates[len(candidates) // 2:][:1]  # nothing to choose on: the median
     # Every candidate sees the same random stream, so they differ only in the floor.
