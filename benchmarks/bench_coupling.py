@@ -53,8 +53,8 @@ def _greedy_values(name, seed, train_x, val, n_layers, n_components, quick):
     """``(flow_values(fit_rbig(...)), seconds)``, cached on disk across processes."""
     import tfp_gauss  # noqa: PLC0415
 
-    # (free components, as fit_gaussianization_flow's warm start: "-free" in the
-    # key keeps fits cached before fit_rbig's tail component out)
+    # (free components, as fit_gaussianization_flow's warm start; "-free" in the
+    # key leaves fits cached under the old key, made with other defaults, unused)
     key = CACHE / f"{name}-{seed}-{n_layers}-{n_components}-{int(quick)}-free.pkl"
     if key.exists():
         return pickle.loads(key.read_bytes())

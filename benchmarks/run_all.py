@@ -66,7 +66,8 @@ def write_report():
             parts += [f"### {name}", "", "(not run yet)", ""]
     # Checks run on their own (check_*.py) and hand-written notes of one-off
     # design measurements (not rerun here).
-    for name in ("rbig_tails.md", "kernel_design.md"):
+    for name in ("rbig_tails.md", "rbig_tails_floor.md", "rbig_tails_k.md",
+                 "kernel_design.md"):
         notes = _common.RESULTS / name
         if notes.exists():
             parts += [notes.read_text().rstrip(), ""]

@@ -305,8 +305,8 @@ def test_fit_rbig_layers_carry_the_tail_component():
         weights = np.exp(_log_softmax(mixture.logits))
         assert (weights[:, -1] >= (1 - 1e-5) / len(x)).all()
         h = rotation.forward(mixture.forward(h.astype(np.float32))).numpy().astype(np.float64)
-    # fewer than 4 components: free components only (the tail would take a third
-    # or half of the mixture), and one component works
+    # fewer than 4 components: free components only (the tail would take half or
+    # a third of the mixture), and one component works
     kwargs = dict(n_layers=2, n_components=3, seed=0)
     np.testing.assert_array_equal(
         tfp_gauss.fit_rbig(x, **kwargs).log_prob(x).numpy(),
@@ -321,8 +321,9 @@ def test_fit_rbig_layers_carry_the_tail_component():
         mixture_em.fit_mixture_em(x, 3, tail_scale_ratio=1.0, tail_weight=1.0)
     with pytest.raises(TypeError, match="tail_weight must be a number"):
         mixture_em.fit_mixture_em(x, 3, tail_scale_ratio=1.0, tail_weight=None)
-    with pytest.raises(ValueError, match="tail_scale_ratio must be a finite number > 0"):
-        mixture_em.fit_mixture_em(x, 3, tail_scale_ratio=0.0)
+    for bad in (0.0, "x", float("nan")):
+        with pytest.raises(ValueError, match="tail_scale_ratio must be a finite number > 0"):
+            mixture_em.fit_mixture_em(x, 3, tail_scale_ratio=bad)
 
 
 def _log_softmax(logits):

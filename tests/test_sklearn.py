@@ -166,6 +166,23 @@ def test_grid_search_in_raw_units_picks_the_deeper_flow():
     assert folds.shape == (2,) and np.all(np.isfinite(folds))
 
 
+def test_greedy_fit_takes_rbig_kwargs():
+    """``max_steps=0`` is ``fit_rbig`` with its defaults (the tail component from
+    K = 4) unless ``fit_kwargs["rbig_kwargs"]`` says otherwise, as for the warm start."""
+    x = _raw_moons(400, 3)
+    kwargs = dict(n_layers=2, n_components=4, max_steps=0, random_state=0)
+    tail = GaussianizationDensity(**kwargs).fit(x)
+    free = GaussianizationDensity(**kwargs, fit_kwargs={"rbig_kwargs": {
+        "tail_component": False}}).fit(x)
+    none = GaussianizationDensity(**kwargs, fit_kwargs={"rbig_kwargs": None}).fit(x)
+    assert not np.allclose(tail.score_samples(x), free.score_samples(x))
+    np.testing.assert_array_equal(tail.score_samples(x), none.score_samples(x))
+    # an override of what the estimator sets itself (as fit_gaussianization_flow's
+    # rbig_kwargs can): one layer instead of the estimator's two
+    one = GaussianizationDensity(**kwargs, fit_kwargs={"rbig_kwargs": {"n_layers": 1}}).fit(x)
+    assert one.n_layers_ == 1 and tail.n_layers_ == 2
+
+
 def test_tiny_discrete_and_constant_data():
     rng = np.random.default_rng(0)
     tiny = rng.normal(size=(10, 2))

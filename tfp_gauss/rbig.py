@@ -82,9 +82,9 @@ def _bandwidth_ratio(n_rows):
     return 1.06 * float(n_rows) ** -0.2
 
 
-# Fewest components that get a tail component: with 2 or 3 the tail takes a
-# third or half of the mixture, and the validation scores of five splits were
-# mostly lower (swiss rolls, wine, diabetes, quakes; 4 of 5 higher from K = 4).
+# Fewest components that get a tail component: with 2 or 3 the tail takes
+# half or a third of the mixture, and the held-out scores of five splits were
+# mostly lower (benchmarks/results/rbig_tails_k.md).
 TAIL_MIN_COMPONENTS = 4
 
 
@@ -191,9 +191,9 @@ def fit_rbig(x, n_layers=32, n_components=8, *, rotation="pca", seed=None,
       worst row -11,321). With ``tail_component`` each column's mixture
       keeps one component exactly one standard deviation wide with weight
       at least ``1/N``: a point past the data keeps its distance in
-      standard deviations, layer after layer (and it does not widen the
-      samples, as a floor on its scale that EM may widen did: two-moons
-      sample std 6e6). Measured on 14 held-out splits
+      standard deviations, layer after layer (and, its scale being fixed,
+      it does not widen the samples: a tail whose scale EM could widen
+      gave two-moons samples a standard deviation of 1e6 and more). Measured on 14 held-out splits
       (``benchmarks/check_rbig_tails.py``): the swiss roll's test mean
       -2.56, worst row -21; test means better on 9 of 14 (median +0.14
       nats per row). It costs most where every free component counts:
@@ -230,8 +230,8 @@ def fit_rbig(x, n_layers=32, n_components=8, *, rotation="pca", seed=None,
         give each layer's mixtures a *tail component* (the last of the
         ``K``): scale fixed at the column's standard deviation, weight at
         least ``1/N`` (one training row's share), location by EM. See
-        "Generalization" above. With ``K`` of 2 or 3 it would take a third
-        or half of the mixture (held-out scores mostly lower), so those fit
+        "Generalization" above. With ``K`` of 2 or 3 it would take half or
+        a third of the mixture (held-out scores mostly lower), so those fit
         free components. ``False`` fits ``K`` free components (the warm
         start of ``fit_gaussianization_flow``, which is trained after).
       bandwidth_factor: floor on component scales in units of the kernel

@@ -149,9 +149,10 @@ class _GaussianizationEstimator(BaseEstimator):
         n_components = int(max(1, min(self.n_components, distinct.min())))
 
         if self.max_steps == 0:
-            dist = fit_rbig(train, n_layers=self.n_layers, n_components=n_components,
-                            seed=rng, validation_data=val, validation_split=0.0,
-                            _warn_tied=False, **(self.fit_kwargs or {}).get("rbig_kwargs", {}))
+            kwargs = dict(n_layers=self.n_layers, n_components=n_components, seed=rng,
+                          validation_data=val, validation_split=0.0, _warn_tied=False)
+            kwargs.update((self.fit_kwargs or {}).get("rbig_kwargs") or {})  # as the warm start's
+            dist = fit_rbig(train, **kwargs)
             values = flows.flow_values(dist)
             history, n_iter, best_step = {}, 0, 0
         else:
@@ -249,9 +250,10 @@ _PARAMS_DOC = r"""
         fewest distinct values of a column when a column has fewer).
       max_steps: most optimizer steps; ``None``: ``fit_gaussianization_flow``'s
         default (100 passes over the data within 3,000-10,000 steps);
-        ``0``: the greedy RBIG fit, untrained (about a second; ``fit_rbig``'s
-        defaults, tail component included, and ``fit_kwargs["rbig_kwargs"]``;
-        the trained fit's warm start has free components).
+        ``0``: the greedy RBIG fit, untrained (a few seconds; ``fit_rbig``'s
+        defaults, with its tail component when ``K >= 4``, and
+        ``fit_kwargs["rbig_kwargs"]``; the trained fit's warm start has free
+        components).
       init: ``"rbig"`` (greedy warm start) or ``"random"``.
       validation_fraction: fraction of rows held out (drawn with
         ``random_state``) to choose the depth and the best step, in

@@ -177,10 +177,14 @@ def fit_mixture_em(x, n_components, *, seed=None, max_iterations=500,
         raise ValueError("tail_weight needs a tail component: pass tail_scale_ratio and "
                          f"n_components >= 2; got tail_scale_ratio={tail_scale_ratio!r}, "
                          f"n_components={n_components}.")
-    if tail_scale_ratio is not None and not (np.isfinite(tail_scale_ratio)
-                                             and tail_scale_ratio > 0):
-        raise ValueError(f"tail_scale_ratio must be a finite number > 0; got "
-                         f"{tail_scale_ratio!r}.")
+    if tail_scale_ratio is not None:
+        try:
+            ok = bool(np.isfinite(float(tail_scale_ratio)) and float(tail_scale_ratio) > 0)
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise ValueError(f"tail_scale_ratio must be a finite number > 0; got "
+                             f"{tail_scale_ratio!r}.")
     rng = _validation.as_rng(seed)
     locs, scales, std = _initial_parameters(x_sorted, n_components, rng)
     min_scale = np.broadcast_to(np.asarray(min_scale_ratio) * std, std.shape)
