@@ -62,6 +62,11 @@ def test_random_rotation_tolerance_and_float64(moons):
     flow = tfp_gauss.fit_rbig(moons.astype(np.float64), n_layers=3, n_components=4,
                               rotation="random", seed=1, validation_split=0)
     assert flow.dtype == tf.float64 and len(flows.flow_layers(flow)) == 3
+    # Anything but float64 computes in float32, as the docstring says.
+    for dtype in (np.float16, np.int64):
+        small = tfp_gauss.fit_rbig((moons[:300] * 100).astype(dtype), n_layers=1,
+                                   n_components=2, seed=1, validation_split=0)
+        assert small.dtype == tf.float32, dtype
     early, info = tfp_gauss.fit_rbig(moons, n_layers=30, n_components=4, tol=0.05, seed=0,
                                      validation_split=0, return_info=True)
     reductions = info.total_correlation_reduction

@@ -126,8 +126,8 @@ def check_data(x, *, n_dims=None, dtype=None, name="x", min_rows=1, purpose="fit
     Args:
       x: array-like of shape ``[N, D]``. Tensors are accepted.
       n_dims: if given, the required width ``D``.
-      dtype: float dtype of the result; by default ``x``'s own float dtype, or
-        float32 for integer or boolean data.
+      dtype: float dtype of the result; by default float64 for float64 ``x``
+        and float32 for anything else (float32, float16, integers, booleans).
       name: what to call the argument in error messages.
       min_rows: fewest rows accepted.
       purpose: what the data are for ("fitting", "scoring", ...), named in

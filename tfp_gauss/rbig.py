@@ -213,7 +213,9 @@ def fit_rbig(x, n_layers=32, n_components=8, *, rotation="pca", seed=None,
     reduction is below ``tol`` nats.
 
     Args:
-      x: data ``[N, D]``, finite; the flow takes ``x``'s float dtype.
+      x: data ``[N, D]``, finite. The flow computes in float64 for float64
+        ``x`` and in float32 for anything else (float32, float16, integers,
+        booleans: float16 is too coarse for the root-finds and log-space tails).
       n_layers: maximum number of layers ``L``.
       n_components: mixture components ``K`` per coordinate.
       rotation: ``"pca"`` (default) or ``"random"`` (Haar).
