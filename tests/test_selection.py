@@ -356,3 +356,28 @@ def test_training_noise_has_the_asked_scale_and_is_reproducible():
 def test_bad_noise_is_a_clear_error(moons, noise):
     with pytest.raises(ValueError, match="noise must be a finite number >= 0"):
         tfp_gauss.fit_gaussianization_flow(moons[:100], steps=1, verbose=0, noise=noise)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_em_on_a_column_with_fewer_values_than_components(dtype):
+    # A coded column (values 0, 1, 2; counts 150, 42, 8) and a continuous one, K = 8:
+    # the MLE over point masses under a scale floor puts the mass of each value, in
+    # proportion to its count, on components centred there at the floor (the rare
+    # value, 4 % of rows, lies past the last quantile start, 15/16).
+    rng = np.random.default_rng(3)
+    coded = np.repeat([0.0, 1.0, 2.0], [150, 42, 8])
+    x = np.stack([rng.permutation(coded), rng.normal(size=200)], axis=1).astype(dtype)
+    fit = tfp_gauss.math.mixture_em.fit_mixture_em(x, 8, seed=0, min_scale_ratio=0.01)
+    weights, locs, scales = np.exp(fit["log_weights"][0]), fit["locs"][0], fit["scales"][0]
+    tol = 1e-5 if dtype == np.float32 else 1e-10
+    np.testing.assert_allclose(np.sort(np.unique(locs)), [0.0, 1.0, 2.0], atol=tol)
+    for value, count in zip([0.0, 1.0, 2.0], [150, 42, 8]):
+        assert abs(weights[np.abs(locs - value) < 0.5].sum() - count / 200) < tol
+    np.testing.assert_allclose(scales, 0.01 * coded.std(), rtol=1e-5)
+    # the log-likelihood against the closed form sum_v p_v log(p_v N(0; 0, s))
+    p = np.array([150, 42, 8]) / 200
+    closed = np.sum(p * np.log(p)) - np.log(0.01 * coded.std()) - 0.5 * np.log(2 * np.pi)
+    assert abs(fit["log_likelihood"][0] - closed) < 1e-4
+    assert np.isfinite(fit["log_weights"][1]).all() and len(np.unique(fit["locs"][1])) == 8
+    with pytest.raises(ValueError, match=r"constant column\(s\) \[0\] \(value\(s\) \[1.5\]\)"):
+        tfp_gauss.math.mixture_em.fit_mixture_em(np.stack([np.full(50, 1.5), x[:50, 1]], 1), 2)

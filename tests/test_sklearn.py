@@ -190,7 +190,13 @@ def test_tiny_discrete_and_constant_data():
     assert est.validation_rows_ == 0 and est.n_layers_ == 2  # too few rows: no selection
     discrete = rng.integers(0, 3, size=(40, 2)).astype(float)
     est = GaussianizationDensity(n_layers=2, n_components=8, max_steps=0).fit(discrete)
-    assert est.n_components_ <= 3 and np.isfinite(est.score_samples(discrete)).all()
+    assert est.n_components_ == 8 and np.isfinite(est.score_samples(discrete)).all()
+    # One coded column does not lower K for the others: the continuous column's first
+    # mixture has 8 distinct locations, the binary one's 2 besides its tail component.
+    mixed = np.c_[rng.normal(size=200), rng.integers(0, 2, 200)]
+    est = GaussianizationDensity(n_layers=1, n_components=8, max_steps=0).fit(mixed)
+    locs = est.flow_parameters_["locs"][0]
+    assert [len(np.unique(np.round(row[:-1], 6))) for row in locs] == [7, 2], locs
     with pytest.raises(ValueError, match=r"column\(s\) \[1\] of X are constant"):
         GaussianizationDensity(max_steps=0).fit(np.c_[tiny[:, 0], np.ones(10)])
 

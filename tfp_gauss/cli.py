@@ -369,19 +369,6 @@ def _fit(args):
             raise UsageError(
                 f"--init {args.init} is a run with {init.architecture} layers; it continues "
                 f"with them, so --architecture {args.architecture} does not apply (leave it out).")
-    if init == "rbig":
-        # The greedy start fits a K-component mixture to every column by EM,
-        # which needs K distinct values; said here in the command's terms
-        # rather than as a traceback from inside the fit.
-        distinct = _validation.column_counts(train)[0]
-        few = np.flatnonzero(distinct < args.components)
-        if few.size:
-            shown = ", ".join(f"{j + 1} ({distinct[j]})" for j in few[:10])
-            raise UsageError(
-                f"column(s) {shown} (numbered from 1; distinct values in brackets) have fewer "
-                f"distinct training values than --components {args.components}: pass "
-                f"--components {max(1, int(distinct.min()))} or fewer, or add dequantization "
-                "noise to discrete columns.")
     tied = _validation.tied_values_message(x, source, first_index=1)
     if tied is not None:  # said in the command's terms (the fit below does not repeat it)
         print(f"tfp-gauss: warning: {tied}", file=sys.stderr)

@@ -144,9 +144,9 @@ class _GaussianizationEstimator(BaseEstimator):
         else:  # too few rows to select on: fit all of them, no selection
             train, val = y64, None
         train = train.astype(np.float32)
-        # EM needs K distinct values per column: fewer components for discrete columns.
-        distinct = _validation.column_counts(train)[0]
-        n_components = int(max(1, min(self.n_components, distinct.min())))
+        # A column with fewer distinct values than K gets a mixture over its values
+        # (fit_mixture_em); the other columns keep all K components.
+        n_components = self.n_components
 
         if self.max_steps == 0:
             kwargs = dict(n_layers=self.n_layers, n_components=n_components, seed=rng,
@@ -246,8 +246,9 @@ _PARAMS_DOC = r"""
     Args:
       n_layers: most ``[mixture marginal -> rotation]`` layers ``L`` (the
         greedy warm start may choose fewer on the held-out rows).
-      n_components: mixture components ``K`` per coordinate (lowered to the
-        fewest distinct values of a column when a column has fewer).
+      n_components: mixture components ``K`` per coordinate (a column with
+        fewer distinct values gets a mixture over its values; the others
+        keep all ``K``).
       max_steps: most optimizer steps; ``None``: ``fit_gaussianization_flow``'s
         default (100 passes over the data within 3,000-10,000 steps);
         ``0``: the greedy RBIG fit, untrained (a few seconds; ``fit_rbig``'s

@@ -336,8 +336,9 @@ class MixtureGaussianCDF(_composite.CompositeBijector):
 
         Raises:
           ValueError: ``x`` is not of rank 2, holds NaN/inf rows (the message
-            says how many and in which columns), or a column has fewer distinct
-            values than ``n_components``.
+            says how many and in which columns), or a column is constant. (A
+            column with fewer distinct values than ``K`` gets a mixture over
+            its values: components on the same value are copies.)
 
         Warns:
           TiedValuesWarning: a column of ``x`` holds many repeated values

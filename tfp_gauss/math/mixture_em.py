@@ -87,18 +87,32 @@ def _em_loop(x, log_weights, locs, scales, min_scale, max_scale, max_iterations,
     return lw, mu, sd, mixture_log_likelihood(x, lw, mu, sd), iters, done
 
 
-def _initial_parameters(x_sorted, n_components, rng):
-    """Quantile initialisation: component k starts at quantile (k + 1/2) / K."""
+def _initial_parameters(x_sorted, n_components, rng, distinct):
+    """Quantile initialisation: component k starts at quantile (k + 1/2) / K.
+
+    A column with fewer distinct values than ``K`` (``distinct [D]``) starts
+    with one component on each value (quantiles alone would miss a rare
+    one) and the rest at quantiles, without jitter: components on the same
+    value are then exact copies, which EM keeps equal (equal
+    responsibilities, equal updates), so the column's fit is a mixture over
+    its distinct values written with ``K`` components.
+    """
     n, _ = x_sorted.shape
     levels = (np.arange(n_components) + 0.5) / n_components
     idx = np.clip(np.round(levels * (n - 1)).astype(int), 0, n - 1)
     locs = x_sorted[idx].T  # [D, K]
+    for j in np.flatnonzero(distinct < n_components):
+        values = np.unique(x_sorted[:, j])
+        extra = n_components - values.size
+        extra_idx = np.round((np.arange(extra) + 0.5) / extra * (n - 1)).astype(int)
+        locs[j] = np.sort(np.concatenate([values, x_sorted[extra_idx, j]]))
     std = x_sorted.std(axis=0)
     # Width comparable to the spacing of the starting means; the jitter breaks
     # ties between equal quantiles (heavily discretised data), which EM could
     # otherwise never separate.
     scales = np.repeat((std * 2.0 / n_components)[:, None], n_components, axis=1)
-    locs = locs + 1e-2 * scales * rng.standard_normal(locs.shape)
+    jitter = 1e-2 * scales * rng.standard_normal(locs.shape)
+    locs = locs + np.where((distinct >= n_components)[:, None], jitter, 0.0)
     return locs, scales, std
 
 
@@ -144,8 +158,15 @@ def fit_mixture_em(x, n_components, *, seed=None, max_iterations=500,
       ``[D, K]``), ``log_likelihood`` ``[D]`` (mean per sample), ``iterations``
       ``[D]`` and ``converged`` ``[D]``.
 
+    A column with fewer distinct values than ``K`` (a binary or coded
+    column) gets a mixture over its values: its ``K`` components start one
+    on each value and the rest in proportion to the counts, and components
+    on the same value stay
+    copies of each other (the density is that of a mixture with one component
+    per value, each as narrow as the scale floor allows).
+
     Raises:
-      ValueError: a column has fewer distinct values than ``n_components``.
+      ValueError: a column is constant.
     """
     x = np.asarray(x)
     dtype = x.dtype
@@ -156,13 +177,11 @@ def fit_mixture_em(x, n_components, *, seed=None, max_iterations=500,
         raise ValueError(f"n_components must be >= 1; got {n_components}.")
     x_sorted = np.sort(x, axis=0)
     distinct = 1 + np.count_nonzero(np.diff(x_sorted, axis=0) > 0, axis=0)
-    too_few = np.flatnonzero(distinct < n_components)
-    if too_few.size:
+    constant = np.flatnonzero(distinct < 2)
+    if constant.size:
         raise ValueError(
-            f"Cannot fit {n_components} mixture components: column(s) "
-            f"{too_few.tolist()} have only {distinct[too_few].tolist()} distinct "
-            "value(s). Use fewer components, drop constant columns, or add "
-            "dequantisation noise.")
+            f"Cannot fit a mixture to constant column(s) {constant.tolist()} (value(s) "
+            f"{x_sorted[0, constant].tolist()}): a constant has no density. Drop them first.")
     try:
         tail_weight = float(tail_weight)
     except (TypeError, ValueError):
@@ -186,7 +205,7 @@ def fit_mixture_em(x, n_components, *, seed=None, max_iterations=500,
             raise ValueError(f"tail_scale_ratio must be a finite number > 0; got "
                              f"{tail_scale_ratio!r}.")
     rng = _validation.as_rng(seed)
-    locs, scales, std = _initial_parameters(x_sorted, n_components, rng)
+    locs, scales, std = _initial_parameters(x_sorted, n_components, rng, distinct)
     min_scale = np.broadcast_to(np.asarray(min_scale_ratio) * std, std.shape)
     min_scale = np.repeat(min_scale[:, None], n_components, axis=1)
     max_scale = np.full(min_scale.shape, np.inf)  # no cap, except the tail's fixed scale
