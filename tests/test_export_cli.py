@@ -468,6 +468,25 @@ def test_cli_sample_keeps_the_fitted_column_names(tmp_path):
                              "--out", str(tmp_path / name)]) == 0
         drawn.append((tmp_path / name).read_text())
     assert drawn[0] == drawn[1] and drawn[0] != drawn[2]
+    # score reads columns by position: a header in another order, or with other names,
+    # is an error (before: exit 0 and log-densities of the swapped columns, ~-1e2 here)
+    for header, rows, code in (("waiting,duration", x[:3], 0), ("duration,waiting", x[:3, ::-1], 2),
+                               ("Waiting,Duration", x[:3], 2), (None, x[:3], 0)):
+        body = [f"{float(a)!r},{float(b)!r}" for a, b in rows]
+        text = "\n".join(([header] if header else []) + body)
+        (tmp_path / "q.csv").write_text(text + "\n")
+        err = io.StringIO()
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+            assert cli.main(["score", str(out), str(tmp_path / "q.csv"), "--out",
+                             str(tmp_path / f"lp{code}.csv")]) == code, err.getvalue()
+        if code == 2:
+            moved = "in another order" if header[0] == "d" else "other column names"
+            assert (f"its header names ['{header.split(',')[0]}', '{header.split(',')[1]}'], "
+                    "but the model was fit on ['waiting', 'duration'] (") in err.getvalue()
+            assert moved in err.getvalue()
+        else:
+            scored = np.loadtxt(tmp_path / "lp0.csv", skiprows=1)
+            assert np.isfinite(scored).all() and scored.mean() > -10
 
 
 def test_cli_header_rules(tmp_path, capsys):
@@ -531,4 +550,20 @@ def test_cli_bad_scale_floor_is_a_usage_error(tmp_path, capsys, value):
         cli.main(["fit", "--out", str(tmp_path / "run"), "--scale-floor", value])
     assert exit_info.value.code == 2
     assert f"expected 'auto' or a number >= 0; got {value!r}" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("flag, value, expected", [
+    ("--seed", "-1", "an integer >= 0"), ("--seed", "1.5", "an integer >= 0"),
+    ("--peak-lr", "-1", "a number > 0"), ("--peak-lr", "nan", "a number > 0"),
+    ("--clip-norm", "0", "a number > 0"), ("--noise", "-0.1", "a number >= 0"),
+    ("--noise", "inf", "a number >= 0"), ("--ema-momentum", "1.5", "a number >= 0 and < 1"),
+])
+def test_cli_bad_numbers_are_usage_errors(tmp_path, capsys, flag, value, expected):
+    # Before: --seed -1 and --peak-lr -1 ended in a traceback (exit 1); --peak-lr nan
+    # trained nothing and exited 0.
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["fit", "--out", str(tmp_path / "run"), flag, value])
+    assert exit_info.value.code == 2
+    assert f"argument {flag}: expected {expected}; got {value!r}" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()

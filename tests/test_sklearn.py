@@ -216,6 +216,9 @@ def test_bad_input_gets_sklearn_errors():
     for bad in (-1, True, 2.5):
         with pytest.raises(ValueError, match=f"max_steps must be None.*got {bad!r}"):
             GaussianizationDensity(max_steps=bad).fit(x)
+    for bad in ("x", -1.0, float("nan")):  # before: a TypeError on "x", the schedule's names
+        with pytest.raises(ValueError, match=f"learning_rate must be None.*got {bad!r}"):
+            GaussianizationDensity(learning_rate=bad).fit(x)
 
 
 def test_dataframe_names_and_pandas_output():
@@ -227,3 +230,27 @@ def test_dataframe_names_and_pandas_output():
     assert tr.feature_names_in_.tolist() == ["a", "b"]
     assert list(z.columns) == ["gaussianizationtransformer0", "gaussianizationtransformer1"]
     np.testing.assert_allclose(tr.inverse_transform(z), df.to_numpy(), rtol=1e-6, atol=1e-6)
+
+
+def test_fitted_estimator_exports_a_saved_model(tmp_path):
+    import tensorflow as tf  # noqa: PLC0415
+
+    import tfp_gauss  # noqa: PLC0415
+
+    x = _sinh_correlated(300, 3) * [2.0, 0.5] + [10.0, -3.0]  # data units, not standardized
+    est = GaussianizationDensity(n_layers=2, n_components=4, max_steps=0, random_state=0).fit(x)
+    with pytest.raises(TypeError, match="got GaussianizationDensity \\(a scikit-learn estimator "
+                                        "must be fitted first\\)"):
+        tfp_gauss.export_saved_model(GaussianizationDensity(), str(tmp_path / "unfitted"))
+    with pytest.raises(ValueError, match="exports its own standardization"):
+        tfp_gauss.export_saved_model(est, str(tmp_path / "s"), shift=np.zeros(2))
+    served = tf.saved_model.load(tfp_gauss.export_saved_model(est, str(tmp_path / "est")))
+    lp = served.signatures["log_prob"](x=tf.constant(x[:50]))["log_prob"].numpy()
+    np.testing.assert_allclose(lp, est.score_samples(x[:50]), rtol=1e-10, atol=1e-9)
+    # the transformer's z, fitted with the same settings, is the served Gaussianization
+    gauss = GaussianizationTransformer(n_layers=2, n_components=4, max_steps=0,
+                                       random_state=0).fit(x)
+    z = served.signatures["gaussianize"](x=tf.constant(x[:50]))["z"].numpy()
+    np.testing.assert_allclose(z, gauss.transform(x[:50]), rtol=1e-8, atol=1e-8)
+    back = served.signatures["generate"](z=tf.constant(z))["x"].numpy()
+    np.testing.assert_allclose(back, x[:50], rtol=1e-8, atol=1e-8)

@@ -157,3 +157,15 @@ def test_bad_ema_momentum_is_a_clear_error(bad):
     x = tfp_gauss.datasets.two_moons(n_samples=100, seed=0)
     with pytest.raises(ValueError, match=r"ema_momentum must be None .* in \[0, 1\); got"):
         tfp_gauss.fit_gaussianization_flow(x, ema_momentum=bad, verbose=0)
+
+
+@pytest.mark.parametrize("arg, bad", [("peak_learning_rate", float("nan")),
+                                      ("peak_learning_rate", -1e-3), ("peak_learning_rate", "x"),
+                                      ("clip_norm", -1.0), ("clip_norm", float("inf"))])
+def test_bad_learning_rate_or_clip_norm_is_a_clear_error(arg, bad):
+    # Before: a NaN peak trained nothing ("Invalid loss") and returned the warm start;
+    # a negative clip norm was accepted.
+    x = tfp_gauss.datasets.two_moons(n_samples=100, seed=0)
+    with pytest.raises(ValueError, match=rf"{arg} must be None \(the default\) or a finite "
+                                         rf"number > 0; got"):
+        tfp_gauss.fit_gaussianization_flow(x, verbose=0, **{arg: bad})

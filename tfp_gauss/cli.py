@@ -438,6 +438,24 @@ def _fit(args):
     return 0
 
 
+def _number(low, high=None, low_open=True, integer=False):
+    """An argparse type: a finite number (an int if ``integer``) in the given range."""
+    kind = "an integer" if integer else "a number"
+    bounds = f"{'>' if low_open else '>='} {low:g}" + ("" if high is None else f" and < {high:g}")
+
+    def parse(text):
+        try:
+            value = int(text) if integer else float(text)
+        except ValueError:
+            value = None
+        if value is None or not np.isfinite(value) or (value <= low if low_open else value < low) \
+                or (high is not None and value >= high):
+            raise argparse.ArgumentTypeError(f"expected {kind} {bounds}; got {text!r}")
+        return value
+
+    return parse
+
+
 def _scale_floor(text):
     """``--scale-floor``: ``auto`` or a number >= 0."""
     if text == "auto":
@@ -686,12 +704,26 @@ def _sample(args):
     return 0
 
 
+def _fitted_column_names(directory):
+    """The fitted CSV's header (``report.json``'s ``column_names``), or ``None``."""
+    report = pathlib.Path(directory) / "report.json"
+    if not report.is_file():
+        return None
+    try:
+        names = json.loads(report.read_text()).get("data", {}).get("column_names")
+    except (ValueError, AttributeError):
+        return None
+    return [str(n) for n in names] if isinstance(names, list) and names else None
+
+
+def _shown(names, limit=8):
+    shown = ", ".join(repr(n) for n in names[:limit])
+    return f"[{shown}{', ...' if len(names) > limit else ''}]"
+
+
 def _column_names(directory, n_columns):
     """The fitted data's column names (``report.json``), or ``x0, x1, ...`` without them."""
-    report = pathlib.Path(directory) / "report.json"
-    names = None
-    if report.is_file():
-        names = json.loads(report.read_text()).get("data", {}).get("column_names")
+    names = _fitted_column_names(directory)
     if not names or len(names) != n_columns:
         names = [f"x{j}" for j in range(n_columns)]
     return names
@@ -702,10 +734,20 @@ def _score(args):
 
     served = _load(args.dir)
     spec = served.signatures["log_prob"].structured_input_signature[1]["x"]
-    x = read_data(args.data, header=args.header, purpose="scoring")
+    x, names = read_table(args.data, header=args.header, purpose="scoring")
     if x.shape[1] != spec.shape[1]:
         raise UsageError(f"{args.data}: {x.shape[1]} columns; the model was fit on "
                          f"{spec.shape[1]}.")
+    fitted = _fitted_column_names(args.dir)
+    if names is not None and fitted is not None and list(names) != list(fitted):
+        # Columns are scored by position: another order (or other columns) under
+        # a header would give wrong log-densities without an error.
+        moved = ("the same columns in another order" if sorted(names) == sorted(fitted)
+                 else "other column names")
+        raise UsageError(
+            f"{args.data}: its header names {_shown(names)}, but the model was fit on "
+            f"{_shown(fitted)} ({moved}; report.json). Columns are scored by position: put "
+            "them in the fitted order under the fitted names.")
     with np.errstate(over="ignore"):  # beyond float32's range: scored in float64 below
         x_served = x.astype(spec.dtype.as_numpy_dtype)
     lp = served.signatures["log_prob"](x=tf.constant(x_served))["log_prob"].numpy()
@@ -778,11 +820,11 @@ def build_parser():
                      "3000-10000); training stops earlier once the validation NLL stops "
                      "improving")
     fit.add_argument("--batch-size", type=int, default=512)
-    fit.add_argument("--peak-lr", type=float, default=None,
+    fit.add_argument("--peak-lr", type=_number(0), default=None,
                      help="peak learning rate (default: 3e-3 for marginal layers, 1e-3 for "
                      "coupling layers)")
-    fit.add_argument("--clip-norm", type=float, default=1.0)
-    fit.add_argument("--noise", type=float, default=0.0,
+    fit.add_argument("--clip-norm", type=_number(0), default=1.0)
+    fit.add_argument("--noise", type=_number(0, low_open=False), default=0.0,
                      help="training-noise regularization: Gaussian noise of this fraction of "
                      "each column's standard deviation added to every training batch (helps "
                      "small continuous data, e.g. 0.05; hurts discrete columns; default 0)")
@@ -790,7 +832,7 @@ def build_parser():
                      help="soft floor under the mixture scales, in kernel bandwidths (0: none); "
                      "auto (default): with under 5000 training rows, fits with and without "
                      "a floor compete on the held-out rows")
-    fit.add_argument("--ema-momentum", type=float, default=0.99,
+    fit.add_argument("--ema-momentum", type=_number(0, 1, low_open=False), default=0.99,
                      help="Polyak averaging: the moving average of the weights (this momentum) "
                      "is what is validated, kept and saved (0: off; default 0.99)")
     fit.add_argument("--init", default="rbig",
@@ -803,7 +845,7 @@ def build_parser():
                      "half of the coordinates' mixture parameters depend on the other half "
                      "(an MLP); for strongly dependent columns (default: coupling from 1,000 "
                      "training rows, marginal below; with --init DIR, that run's)")
-    fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument("--seed", type=_number(0, low_open=False, integer=True), default=0)
     fit.add_argument("--verbose", type=int, default=None,
                      help="Keras verbosity (default: 1, a progress bar, on a terminal; "
                           "2, one line per epoch, otherwise)")

@@ -139,8 +139,11 @@ def export_saved_model(model_or_distribution, path, *, shift=None, scale=None):
     """Writes a TF SavedModel serving ``log_prob``, ``sample``, ``gaussianize``, ``generate``.
 
     Args:
-      model_or_distribution: a ``GaussianizationFlowModel`` or a flow
-        distribution built by tfp_gauss (``gaussianization_flow``, ``fit_rbig``).
+      model_or_distribution: a ``GaussianizationFlowModel``, a flow
+        distribution built by tfp_gauss (``gaussianization_flow``,
+        ``fit_rbig``), or a fitted ``tfp_gauss.sklearn`` estimator (its
+        float64 flow with its own standardization: the signatures take and
+        return float64, and ``log_prob`` equals its ``score_samples``).
       path: directory to write (created; must not exist or be empty).
       shift, scale: optional ``[D]`` standardization that the served density
         undoes (see ``FlowModule``).
@@ -160,7 +163,20 @@ def export_saved_model(model_or_distribution, path, *, shift=None, scale=None):
     ```
     """
     dist = model_or_distribution
-    if not isinstance(dist, tfp.distributions.Distribution):
+    if hasattr(dist, "flow_parameters_") and hasattr(dist, "scale_"):  # fitted sklearn estimator
+        if shift is not None or scale is not None:
+            raise ValueError(
+                f"export_saved_model: a fitted {type(dist).__name__} exports its own "
+                "standardization (mean_, scale_); do not pass shift or scale.")
+        dist, shift, scale = dist._flow64, dist.mean_, dist.scale_
+    elif not isinstance(dist, tfp.distributions.Distribution):
+        if not hasattr(dist, "distribution"):
+            fitted = ("" if not hasattr(dist, "get_params")
+                      else " (a scikit-learn estimator must be fitted first)")
+            raise TypeError(
+                "export_saved_model: expected a GaussianizationFlowModel, a tfp_gauss flow "
+                "distribution or a fitted tfp_gauss.sklearn estimator; got "
+                f"{type(dist).__name__}{fitted}.")
         dist = dist.distribution  # a GaussianizationFlowModel
     module = FlowModule(dist, shift=shift, scale=scale)
     if os.path.isdir(path) and os.listdir(path):

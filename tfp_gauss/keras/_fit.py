@@ -483,6 +483,12 @@ def fit_gaussianization_flow(x, n_layers=8, n_components=8, steps=None, batch_si
     if not (isinstance(noise, numbers.Real) and np.isfinite(noise) and noise >= 0):
         raise ValueError(f"noise must be a finite number >= 0 (a fraction of each column's "
                          f"standard deviation); got {noise!r}.")
+    for arg, value in (("peak_learning_rate", peak_learning_rate), ("clip_norm", clip_norm)):
+        if value is not None and not (isinstance(value, numbers.Real)
+                                      and not isinstance(value, bool)
+                                      and np.isfinite(value) and value > 0):
+            raise ValueError(f"{arg} must be None (the default) or a finite number > 0; "
+                             f"got {value!r}.")
     if ema_momentum is not None and not (
             isinstance(ema_momentum, numbers.Real) and not isinstance(ema_momentum, bool)
             and 0 <= ema_momentum < 1):

@@ -1,8 +1,10 @@
 """One-cycle cosine learning rate, as a Keras schedule and as a callback."""
 
 import math
+import numbers
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 __all__ = ["LearningRateLogger", "OneCycleCosine", "OneCycleCosineCallback", "one_cycle_cosine"]
@@ -80,7 +82,9 @@ class OneCycleCosine(keras.optimizers.schedules.LearningRateSchedule):
             raise ValueError(f"total_steps must be positive; got {total_steps}.")
         if not 0.0 <= pct_start <= 1.0:
             raise ValueError(f"pct_start must be in [0, 1]; got {pct_start}.")
-        if peak_learning_rate <= 0 or div_factor <= 0 or final_div_factor <= 0:
+        if not all(isinstance(v, numbers.Real) and not isinstance(v, bool)
+                   and np.isfinite(v) and v > 0
+                   for v in (peak_learning_rate, div_factor, final_div_factor)):
             raise ValueError(
                 "peak_learning_rate, div_factor and final_div_factor must be positive; got "
                 f"{peak_learning_rate}, {div_factor}, {final_div_factor}.")
