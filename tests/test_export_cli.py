@@ -555,8 +555,9 @@ def test_cli_bad_scale_floor_is_a_usage_error(tmp_path, capsys, value):
 
 @pytest.mark.parametrize("flag, value, expected", [
     ("--seed", "-1", "an integer >= 0"), ("--seed", "1.5", "an integer >= 0"),
+    ("--seed", "-" + "9" * 30, "an integer >= 0"),
     ("--peak-lr", "-1", "a number > 0"), ("--peak-lr", "nan", "a number > 0"),
-    ("--clip-norm", "0", "a number > 0"), ("--noise", "-0.1", "a number >= 0"),
+    ("--clip-norm", "-1", "a number >= 0"), ("--noise", "-0.1", "a number >= 0"),
     ("--noise", "inf", "a number >= 0"), ("--ema-momentum", "1.5", "a number >= 0 and < 1"),
 ])
 def test_cli_bad_numbers_are_usage_errors(tmp_path, capsys, flag, value, expected):

@@ -9,6 +9,7 @@ import tensorflow_probability as tfp
 from scipy import stats
 
 from helpers import mixture_reference, random_mixture, rel_err
+import tfp_gauss
 from tfp_gauss.bijectors import MixtureGaussianCDF
 from tfp_gauss.math import mixture_cdf, root_finding
 
@@ -452,7 +453,11 @@ def test_from_data_errors_say_what_was_seen():
         MixtureGaussianCDF.from_data(np.zeros(100))
     few = np.random.default_rng(0).normal(size=(50, 2))
     few[:, 1] = np.arange(50) % 3
-    with pytest.raises(ValueError, match=r"column\(s\) \[1\] have only \[3\] distinct"):
+    with pytest.warns(tfp_gauss.TiedValuesWarning):  # 3 values, 4 components: fitted
+        coded = MixtureGaussianCDF.from_data(few, n_components=4)
+    assert sorted(set(np.round(coded.locs.numpy()[1], 6))) == [0.0, 1.0, 2.0]
+    few[:, 1] = 7.0
+    with pytest.raises(ValueError, match=r"constant column\(s\) \[1\] \(value\(s\) \[7.0\]\)"):
         MixtureGaussianCDF.from_data(few, n_components=4)
     with pytest.raises(ValueError, match="numeric"):
         MixtureGaussianCDF.from_data(np.array([["a", "b"]]))

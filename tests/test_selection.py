@@ -379,5 +379,13 @@ def test_em_on_a_column_with_fewer_values_than_components(dtype):
     closed = np.sum(p * np.log(p)) - np.log(0.01 * coded.std()) - 0.5 * np.log(2 * np.pi)
     assert abs(fit["log_likelihood"][0] - closed) < 1e-4
     assert np.isfinite(fit["log_weights"][1]).all() and len(np.unique(fit["locs"][1])) == 8
+    # With a tail component (the last, at one standard deviation) every value, the rare
+    # top one included, still starts and ends on a component of its own at the floor.
+    tail = tfp_gauss.math.mixture_em.fit_mixture_em(x, 8, seed=0, min_scale_ratio=0.01,
+                                                    tail_scale_ratio=1.0, tail_weight=1 / 200)
+    locs, scales = tail["locs"][0], tail["scales"][0]
+    for value in (0.0, 1.0, 2.0):
+        assert np.any((np.abs(locs[:-1] - value) < tol) & (scales[:-1] < 0.011 * coded.std()))
+    assert abs(scales[-1] - coded.std()) < 1e-5 * coded.std()
     with pytest.raises(ValueError, match=r"constant column\(s\) \[0\] \(value\(s\) \[1.5\]\)"):
         tfp_gauss.math.mixture_em.fit_mixture_em(np.stack([np.full(50, 1.5), x[:50, 1]], 1), 2)

@@ -239,8 +239,8 @@ def test_fitted_estimator_exports_a_saved_model(tmp_path):
 
     x = _sinh_correlated(300, 3) * [2.0, 0.5] + [10.0, -3.0]  # data units, not standardized
     est = GaussianizationDensity(n_layers=2, n_components=4, max_steps=0, random_state=0).fit(x)
-    with pytest.raises(TypeError, match="got GaussianizationDensity \\(a scikit-learn estimator "
-                                        "must be fitted first\\)"):
+    unfitted = "got GaussianizationDensity \\(a tfp_gauss.sklearn estimator must be fitted first"
+    with pytest.raises(TypeError, match=unfitted):
         tfp_gauss.export_saved_model(GaussianizationDensity(), str(tmp_path / "unfitted"))
     with pytest.raises(ValueError, match="exports its own standardization"):
         tfp_gauss.export_saved_model(est, str(tmp_path / "s"), shift=np.zeros(2))

@@ -166,6 +166,5 @@ def test_bad_learning_rate_or_clip_norm_is_a_clear_error(arg, bad):
     # Before: a NaN peak trained nothing ("Invalid loss") and returned the warm start;
     # a negative clip norm was accepted.
     x = tfp_gauss.datasets.two_moons(n_samples=100, seed=0)
-    with pytest.raises(ValueError, match=rf"{arg} must be None \(the default\) or a finite "
-                                         rf"number > 0; got"):
+    with pytest.raises(ValueError, match=rf"{arg} must be None .* or a finite number >=? ?0; got"):
         tfp_gauss.fit_gaussianization_flow(x, verbose=0, **{arg: bad})

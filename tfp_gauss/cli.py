@@ -114,7 +114,7 @@ def read_table(path, header=None, purpose="fitting"):
         if not np.issubdtype(arr.dtype, np.number):
             raise UsageError(f"{path}: array of dtype {arr.dtype}; expected numbers.")
         return _checked(arr, path, purpose), None
-    with open(path, newline="") as handle:
+    with open(path, newline="", encoding="utf-8-sig") as handle:  # (Excel's BOM)
         rows = [row for row in csv.reader(handle) if row and any(c.strip() for c in row)]
     if not rows:
         raise UsageError(f"{path}: no data rows.")
@@ -448,8 +448,9 @@ def _number(low, high=None, low_open=True, integer=False):
             value = int(text) if integer else float(text)
         except ValueError:
             value = None
-        if value is None or not np.isfinite(value) or (value <= low if low_open else value < low) \
-                or (high is not None and value >= high):
+        ok = value is not None and (integer or np.isfinite(value))
+        ok = ok and (value > low if low_open else value >= low)
+        if not ok or (high is not None and value >= high):
             raise argparse.ArgumentTypeError(f"expected {kind} {bounds}; got {text!r}")
         return value
 
@@ -823,7 +824,8 @@ def build_parser():
     fit.add_argument("--peak-lr", type=_number(0), default=None,
                      help="peak learning rate (default: 3e-3 for marginal layers, 1e-3 for "
                      "coupling layers)")
-    fit.add_argument("--clip-norm", type=_number(0), default=1.0)
+    fit.add_argument("--clip-norm", type=_number(0, low_open=False), default=1.0,
+                     help="global gradient-norm clip (0: none; default 1.0)")
     fit.add_argument("--noise", type=_number(0, low_open=False), default=0.0,
                      help="training-noise regularization: Gaussian noise of this fraction of "
                      "each column's standard deviation added to every training batch (helps "

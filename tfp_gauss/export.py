@@ -171,8 +171,8 @@ def export_saved_model(model_or_distribution, path, *, shift=None, scale=None):
         dist, shift, scale = dist._flow64, dist.mean_, dist.scale_
     elif not isinstance(dist, tfp.distributions.Distribution):
         if not hasattr(dist, "distribution"):
-            fitted = ("" if not hasattr(dist, "get_params")
-                      else " (a scikit-learn estimator must be fitted first)")
+            fitted = (" (a tfp_gauss.sklearn estimator must be fitted first)"
+                      if type(dist).__module__.startswith("tfp_gauss.sklearn") else "")
             raise TypeError(
                 "export_saved_model: expected a GaussianizationFlowModel, a tfp_gauss flow "
                 "distribution or a fitted tfp_gauss.sklearn estimator; got "

@@ -360,7 +360,7 @@ class MixtureGaussianCDF(_composite.CompositeBijector):
         seed = _validation.renamed_seed(seed, random_state, "MixtureGaussianCDF.from_data")
         fit = mixture_em.fit_mixture_em(x, n_components, seed=seed,
                                         max_iterations=max_iterations)
-        # (after the fit, which raises for columns with too few distinct values)
+        # (after the fit, which raises for constant columns)
         _validation.warn_if_tied(x, "x", stacklevel=2, given=given)
         return cls(logits=fit["log_weights"], locs=fit["locs"], scales=fit["scales"],
                    validate_args=validate_args, name=name)

@@ -338,7 +338,7 @@ def fit_gaussianization_flow(x, n_layers=8, n_components=8, steps=None, batch_si
         ``PEAK_LEARNING_RATE[architecture]`` (3e-3 for marginal layers, 1e-3
         for coupling layers, whose conditioners overfit or destabilize at
         3e-3).
-      clip_norm: global gradient-norm clip (``None`` to disable).
+      clip_norm: global gradient-norm clip (``None`` or ``0`` to disable).
       init: ``"rbig"`` to warm-start from a greedy RBIG fit of the training
         rows (``tfp_gauss.fit_rbig`` with free components,
         ``tail_component=False``, unless ``rbig_kwargs`` says otherwise),
@@ -483,12 +483,13 @@ def fit_gaussianization_flow(x, n_layers=8, n_components=8, steps=None, batch_si
     if not (isinstance(noise, numbers.Real) and np.isfinite(noise) and noise >= 0):
         raise ValueError(f"noise must be a finite number >= 0 (a fraction of each column's "
                          f"standard deviation); got {noise!r}.")
-    for arg, value in (("peak_learning_rate", peak_learning_rate), ("clip_norm", clip_norm)):
+    for arg, value, low, none in (
+            ("peak_learning_rate", peak_learning_rate, "> 0", "None (the default peak)"),
+            ("clip_norm", clip_norm, ">= 0", "None or 0 (no clipping)")):
         if value is not None and not (isinstance(value, numbers.Real)
-                                      and not isinstance(value, bool)
-                                      and np.isfinite(value) and value > 0):
-            raise ValueError(f"{arg} must be None (the default) or a finite number > 0; "
-                             f"got {value!r}.")
+                                      and not isinstance(value, bool) and np.isfinite(value)
+                                      and (value > 0 or (low == ">= 0" and value == 0))):
+            raise ValueError(f"{arg} must be {none} or a finite number {low}; got {value!r}.")
     if ema_momentum is not None and not (
             isinstance(ema_momentum, numbers.Real) and not isinstance(ema_momentum, bool)
             and 0 <= ema_momentum < 1):

@@ -87,32 +87,35 @@ def _em_loop(x, log_weights, locs, scales, min_scale, max_scale, max_iterations,
     return lw, mu, sd, mixture_log_likelihood(x, lw, mu, sd), iters, done
 
 
-def _initial_parameters(x_sorted, n_components, rng, distinct):
+def _initial_parameters(x_sorted, n_components, rng, distinct, n_free):
     """Quantile initialisation: component k starts at quantile (k + 1/2) / K.
 
-    A column with fewer distinct values than ``K`` (``distinct [D]``) starts
-    with one component on each value (quantiles alone would miss a rare
-    one) and the rest at quantiles, without jitter: components on the same
-    value are then exact copies, which EM keeps equal (equal
-    responsibilities, equal updates), so the column's fit is a mixture over
-    its distinct values written with ``K`` components.
+    A column with at most ``n_free`` distinct values (``distinct [D]``;
+    ``n_free`` is ``K``, or ``K - 1`` when the last component becomes the tail
+    component) starts with one of the first ``n_free`` components on each
+    value (quantiles alone would miss a rare one) and the rest at quantiles,
+    without jitter: components on the same value are then exact copies,
+    which EM keeps equal (equal responsibilities, equal updates), so the
+    column's fit is a mixture over its distinct values written with ``K``
+    components.
     """
     n, _ = x_sorted.shape
     levels = (np.arange(n_components) + 0.5) / n_components
     idx = np.clip(np.round(levels * (n - 1)).astype(int), 0, n - 1)
     locs = x_sorted[idx].T  # [D, K]
-    for j in np.flatnonzero(distinct < n_components):
+    coded = distinct <= n_free
+    for j in np.flatnonzero(coded):
         values = np.unique(x_sorted[:, j])
-        extra = n_components - values.size
-        extra_idx = np.round((np.arange(extra) + 0.5) / extra * (n - 1)).astype(int)
-        locs[j] = np.sort(np.concatenate([values, x_sorted[extra_idx, j]]))
+        extra = n_free - values.size
+        extra_idx = np.round((np.arange(extra) + 0.5) / max(extra, 1) * (n - 1)).astype(int)
+        locs[j, :n_free] = np.sort(np.concatenate([values, x_sorted[extra_idx, j]]))
     std = x_sorted.std(axis=0)
     # Width comparable to the spacing of the starting means; the jitter breaks
     # ties between equal quantiles (heavily discretised data), which EM could
     # otherwise never separate.
     scales = np.repeat((std * 2.0 / n_components)[:, None], n_components, axis=1)
     jitter = 1e-2 * scales * rng.standard_normal(locs.shape)
-    locs = locs + np.where((distinct >= n_components)[:, None], jitter, 0.0)
+    locs = locs + np.where(coded[:, None], 0.0, jitter)
     return locs, scales, std
 
 
@@ -159,9 +162,9 @@ def fit_mixture_em(x, n_components, *, seed=None, max_iterations=500,
       ``[D]`` and ``converged`` ``[D]``.
 
     A column with fewer distinct values than ``K`` (a binary or coded
-    column) gets a mixture over its values: its ``K`` components start one
-    on each value and the rest in proportion to the counts, and components
-    on the same value stay
+    column) gets a mixture over its values: its components (but the tail
+    component) start one on each value and the rest in proportion to the
+    counts, and components on the same value stay
     copies of each other (the density is that of a mixture with one component
     per value, each as narrow as the scale floor allows).
 
@@ -205,7 +208,8 @@ def fit_mixture_em(x, n_components, *, seed=None, max_iterations=500,
             raise ValueError(f"tail_scale_ratio must be a finite number > 0; got "
                              f"{tail_scale_ratio!r}.")
     rng = _validation.as_rng(seed)
-    locs, scales, std = _initial_parameters(x_sorted, n_components, rng, distinct)
+    locs, scales, std = _initial_parameters(x_sorted, n_components, rng, distinct,
+                                            n_components - int(tail))
     min_scale = np.broadcast_to(np.asarray(min_scale_ratio) * std, std.shape)
     min_scale = np.repeat(min_scale[:, None], n_components, axis=1)
     max_scale = np.full(min_scale.shape, np.inf)  # no cap, except the tail's fixed scale
