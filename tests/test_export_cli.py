@@ -501,6 +501,9 @@ def test_cli_header_rules(tmp_path, capsys):
     path.write_text("a,b\n1,2\n")
     with pytest.raises(cli.UsageError, match="non-numeric value 'a' in data row 1, column 1"):
         cli.read_data(path, header=False)
+    path.write_bytes("\ufeffwaiting,duration\n1,2\n".encode())  # Excel's "CSV UTF-8"
+    x, names = cli.read_table(path)
+    assert names == ["waiting", "duration"] and x.tolist() == [[1, 2]]
 
 
 def test_cli_score_errors_say_what_is_wrong(cli_run, tmp_path, capsys):
