@@ -7,8 +7,9 @@ import numpy as np
 
 __all__ = ["FLOAT32_FIX", "TIED_MAX_DISTINCT_FRACTION", "TIED_MIN_TOP_SHARE",
            "TiedValuesWarning", "as_float_dtype", "as_rng", "check_data", "check_float_dtype",
-           "check_int", "column_counts", "given_as_float32", "holdout_split", "renamed_seed",
-           "resolution_limited_columns", "tied_columns", "tied_values_message", "warn_if_tied"]
+           "check_full_rank", "check_int", "column_counts", "given_as_float32", "holdout_split",
+           "linear_dependence", "renamed_seed", "resolution_limited_columns", "tied_columns",
+           "tied_values_message", "warn_if_tied"]
 
 # A column whose distinct values number at most this fraction of its rows
 # holds tied values: rounded measurements, counts or categories.
@@ -207,6 +208,55 @@ def check_data(x, *, n_dims=None, dtype=None, name="x", min_rows=1, purpose="fit
             f"NaN or infinity (columns {bad_cols}; first rows {first}; {numbering}). "
             f"Remove or impute them before {purpose}.")
     return arr
+
+
+# Columns whose correlation matrix has an eigenvalue below this (times D) are
+# linearly dependent to rounding: a copy, a one-hot pair, a sum of other
+# columns (exact relations give ~1e-16; one rounded to float32, ~1e-14). Thin
+# but full-rank data (a residual of 1e-5 of a column's spread) pass.
+DEPENDENT_EIGENVALUE = 1e-10
+
+
+def linear_dependence(x, threshold=DEPENDENT_EIGENVALUE):
+    """``(columns, smallest_eigenvalue)`` of ``x [N, D]``'s dependent columns, or ``None``.
+
+    Computed in float64 on the standardized varying columns (constant ones
+    are left to their own error): the columns with weight in an eigenvector
+    of the correlation matrix whose eigenvalue is below ``threshold * D``.
+    """
+    x = np.asarray(x, np.float64)
+    varying = np.flatnonzero(x.std(axis=0) > 0)
+    x = x[:, varying]
+    n, d = x.shape
+    if d < 2:
+        return None
+    y = (x - x.mean(axis=0)) / x.std(axis=0)
+    eigenvalues, eigenvectors = np.linalg.eigh((y.T @ y) / n)
+    small = eigenvalues < threshold * d
+    if not small.any():
+        return None
+    loadings = np.abs(eigenvectors[:, small])
+    involved = np.flatnonzero((loadings > 1e-3 * loadings.max(0)).any(axis=1))
+    return varying[involved], eigenvalues[0]
+
+
+def check_full_rank(x, name, *, caller, first_index=0):
+    """A ``ValueError`` naming the columns of ``x`` that are linearly dependent."""
+    found = linear_dependence(x)
+    if found is None:
+        return
+    columns, smallest = found
+    n, d = np.shape(x)
+    numbering = "numbered from 1" if first_index == 1 else "Python indices"
+    shown = ", ".join(map(str, columns[:20] + first_index)) + (", ..." if len(columns) > 20 else "")
+    too_few = (f" With {n} rows for {d} columns that is unavoidable: more rows are needed."
+               if n <= d else "")
+    raise ValueError(
+        f"{caller}: columns {shown} of {name} ({numbering}) are linearly dependent (the "
+        f"smallest eigenvalue of their correlation matrix is {smallest:.2g}): one is a "
+        "combination of the others (a copy, a sum, a one-hot pair), so the data lie on a "
+        "subspace, where a density on all columns is infinite. Drop the redundant "
+        f"column(s).{too_few}")
 
 
 def column_counts(x):

@@ -288,24 +288,23 @@ def _standardization(train):
             f"computes, resolves only ~{eps32:.1g} of a value's magnitude, so these values "
             "would look constant. Subtract a reference value (e.g. the column's mean) or "
             "rescale the column before fitting.")
-    y = (train - shift) / scale
-    if y.shape[1] > 1:
-        corr = (y.T @ y) / len(y)
-        eigenvalues, eigenvectors = np.linalg.eigh(corr)
-        threshold = 1e-6 * y.shape[1]
-        small = eigenvalues < threshold
-        if small.any():
-            loadings = np.abs(eigenvectors[:, small])
-            involved = np.flatnonzero((loadings > 1e-3 * loadings.max(0)).any(axis=1)) + 1
-            shown = ", ".join(map(str, involved[:20])) + (", ..." if len(involved) > 20 else "")
-            too_few = (f" With {len(y)} training rows for {y.shape[1]} columns that is "
-                       "unavoidable: more rows are needed." if len(y) <= y.shape[1] else "")
-            raise UsageError(
-                f"columns {shown} (numbered from 1) are linearly "
-                f"dependent in the training data: the smallest eigenvalue of their "
-                f"correlation matrix is {eigenvalues[0]:.2g}, expected above {threshold:.0e}. "
-                "A flow needs data of full rank (no column a combination of others); drop "
-                f"the redundant column(s).{too_few}")
+    # Stricter than the library's check (1e-6 against 1e-10): the exported
+    # model computes in float32, which cannot follow thinner data.
+    from tfp_gauss import _validation
+
+    dependent = _validation.linear_dependence(train, threshold=1e-6)
+    if dependent is not None:
+        involved, smallest = dependent[0] + 1, dependent[1]
+        threshold = 1e-6 * train.shape[1]
+        shown = ", ".join(map(str, involved[:20])) + (", ..." if len(involved) > 20 else "")
+        too_few = (f" With {len(train)} training rows for {train.shape[1]} columns that is "
+                   "unavoidable: more rows are needed." if len(train) <= train.shape[1] else "")
+        raise UsageError(
+            f"columns {shown} (numbered from 1) are linearly "
+            f"dependent in the training data: the smallest eigenvalue of their "
+            f"correlation matrix is {smallest:.2g}, expected above {threshold:.0e}. "
+            "A flow needs data of full rank (no column a combination of others); drop "
+            f"the redundant column(s).{too_few}")
     return shift, scale
 
 

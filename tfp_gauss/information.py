@@ -249,6 +249,7 @@ def _check(x, name, *, min_rows=None, warn=True):
         raise ValueError(
             f"`{name}`: column(s) {constant.tolist()} are constant; a constant has no "
             "differential entropy (-inf). Drop them first.")
+    _validation.check_full_rank(x, f"`{name}`", caller="information")
     distinct = _validation.column_counts(x)[0]
     few = np.flatnonzero(distinct < _MIN_DISTINCT)
     if few.size:

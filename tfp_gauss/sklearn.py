@@ -136,6 +136,7 @@ class _GaussianizationEstimator(BaseEstimator):
                 f"{type(self).__name__}: column(s) {constant.tolist()} of X are constant "
                 f"(values {x64[0, constant].tolist()}); a constant has no density. Drop "
                 "them first (e.g. sklearn.feature_selection.VarianceThreshold).")
+        _validation.check_full_rank(x64, "X", caller=type(self).__name__)
         # At the user's call of `fit` (the transformer's `fit` calls this one).
         _validation.warn_if_tied(
             x64, "X", stacklevel=2 if type(self).fit is _GaussianizationEstimator.fit else 3)

@@ -477,6 +477,7 @@ def fit_gaussianization_flow(x, n_layers=8, n_components=8, steps=None, batch_si
     given = x
     x = _validation.check_data(x, name="x", dtype=np.dtype(dtype),
                                float32_fix="pass dtype='float64'")
+    _validation.check_full_rank(x, "x", caller="fit_gaussianization_flow")
     n_dims = x.shape[1]
     if architecture != "auto":
         flows.check_architecture(architecture, n_dims)
