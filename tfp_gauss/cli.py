@@ -431,7 +431,9 @@ def _fit(args):
         (staging / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     out = pathlib.Path(args.out).resolve()
     print(f"train NLL {train_nll:.4f}" + ("" if val_nll is None else f", validation NLL "
-                                          f"{val_nll:.4f}") + " (nats per row)"
+                                          f"{val_nll:.4f}")
+          + " (nats per row in the data's units; any NLL printed above is of the "
+            "standardized data)"
           + ("" if best_step is None else f", best validation at step {best_step}")
           + f"; wrote {out}")
     return 0
