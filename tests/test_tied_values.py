@@ -1,5 +1,6 @@
 """Fitting data with repeated values (rounded, counts, categories) warns once, clearly."""
 
+import json
 import warnings
 
 import numpy as np
@@ -220,3 +221,29 @@ def test_columns_lost_in_the_float32_cast_are_clear_errors():
         model.log_prob(huge)
     with pytest.raises(ValueError, match="NaN or infinity"):  # infinite already: as before
         model.log_prob(np.array([[np.inf, 0.0]]))
+
+
+def test_trained_fits_use_no_more_components_than_a_column_has_values(tmp_path, capsys):
+    # The greedy fit keeps K for the other columns; a trained flow with more components
+    # than a column has values sharpens a peak on each (mpg: a held-out row at -1,183).
+    from tfp_gauss.sklearn import GaussianizationDensity  # noqa: PLC0415
+
+    rng = np.random.default_rng(0)
+    x = np.c_[rng.normal(size=300), rng.integers(0, 3, 300)]
+    with pytest.warns(tfp_gauss.TiedValuesWarning, match="only 3 distinct values, fewer than "
+                                                         "n_components=8: every layer uses 3"):
+        model, _ = tfp_gauss.fit_gaussianization_flow(x, steps=5, verbose=0, _warn_tied=False)
+    assert model.n_components == 3
+    with pytest.warns(tfp_gauss.TiedValuesWarning, match="the trained flow uses 3 components"):
+        est = GaussianizationDensity(max_steps=5, random_state=0).fit(x)
+    assert est.n_components_ == 3
+    assert GaussianizationDensity(max_steps=0, random_state=0).fit(x).n_components_ == 8
+    path = tmp_path / "coded.csv"
+    path.write_text("a,b\n" + "\n".join(f"{a!r},{b:g}" for a, b in x.tolist()) + "\n")
+    assert cli.main(["fit", str(path), "--out", str(tmp_path / "run"), "--steps", "5",
+                     "--layers", "1"]) == 0
+    err = capsys.readouterr().err
+    assert ("column(s) 2 (3) (numbered from 1; distinct values in brackets) have fewer distinct "
+            "training values than --components 8: every layer uses 3 components") in err
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["config"]["components"] == 3

@@ -380,10 +380,25 @@ def _fit(args):
     def std(a):
         return ((a - shift) / scale).astype(np.float32)
 
+    components = args.components
+    if isinstance(init, str):
+        # As fit_gaussianization_flow would (there, as a Python warning): no more
+        # components than the fewest values of a column; said in the command's terms.
+        distinct = _validation.column_counts(std(train))[0]
+        few = np.flatnonzero(distinct < components)
+        if few.size and distinct.min() > 1:
+            components = int(distinct.min())
+            shown = ", ".join(f"{j + 1} ({distinct[j]})" for j in few[:10])
+            print(f"tfp-gauss: warning: column(s) {shown} (numbered from 1; distinct values in "
+                  f"brackets) have fewer distinct training values than --components "
+                  f"{args.components}: every layer uses {components} components (with more, a "
+                  "trained flow sharpens a peak on each value, and rows with an unseen value "
+                  "score absurdly low). Dequantize such columns to keep more.", file=sys.stderr)
+
     with _OutputDir(args.out, data=args.data, overwrite=args.overwrite) as staging:
         fit_started = time.perf_counter()
         model, history = tfp_gauss.fit_gaussianization_flow(
-            std(train), n_layers=args.layers, n_components=args.components, steps=args.steps,
+            std(train), n_layers=args.layers, n_components=components, steps=args.steps,
             batch_size=args.batch_size, peak_learning_rate=args.peak_lr,
             clip_norm=args.clip_norm, init=init, noise=args.noise,
             scale_floor=args.scale_floor, ema_momentum=args.ema_momentum or None,

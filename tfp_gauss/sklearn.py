@@ -30,6 +30,7 @@ the real scikit-learn.
 """
 
 import numbers
+import warnings
 
 import numpy as np
 from sklearn.base import (BaseEstimator, ClassNamePrefixFeaturesOutMixin, DensityMixin,
@@ -138,8 +139,8 @@ class _GaussianizationEstimator(BaseEstimator):
                 "them first (e.g. sklearn.feature_selection.VarianceThreshold).")
         _validation.check_full_rank(x64, "X", caller=type(self).__name__)
         # At the user's call of `fit` (the transformer's `fit` calls this one).
-        _validation.warn_if_tied(
-            x64, "X", stacklevel=2 if type(self).fit is _GaussianizationEstimator.fit else 3)
+        level = 2 if type(self).fit is _GaussianizationEstimator.fit else 3
+        _validation.warn_if_tied(x64, "X", stacklevel=level)
         y64 = (x64 - mean) / scale
         seed = int(check_random_state(self.random_state).randint(2**31 - 1))
         rng = np.random.default_rng(seed)
@@ -151,9 +152,22 @@ class _GaussianizationEstimator(BaseEstimator):
         else:  # too few rows to select on: fit all of them, no selection
             train, val = y64, None
         train = train.astype(np.float32)
-        # A column with fewer distinct values than K gets a mixture over its values
-        # (fit_mixture_em); the other columns keep all K components.
+        # The greedy fit gives a column with fewer distinct values than K a mixture
+        # over its values (fit_mixture_em; the other columns keep all K); training
+        # uses no more components than the fewest values of a column (measured:
+        # keras._fit._fewest_values_components), said in a warning.
         n_components = self.n_components
+        fewest = int(_validation.column_counts(train)[0].min())
+        if self.max_steps != 0 and 1 < fewest < n_components:
+            warnings.warn(
+                f"{type(self).__name__}: a column of X has only {fewest} distinct values, "
+                f"fewer than n_components={n_components}: the trained flow uses {fewest} "
+                "components in every layer (with more, it sharpens a peak on each value and "
+                "held-out rows with an unseen value score absurdly low); n_components_ says "
+                "so. Dequantize such columns to keep more, or use max_steps=0 (the greedy "
+                "fit keeps n_components for the other columns).",
+                _validation.TiedValuesWarning, stacklevel=level)
+            n_components = fewest
 
         if self.max_steps == 0:
             kwargs = dict(n_layers=self.n_layers, n_components=n_components, seed=rng,
@@ -253,9 +267,11 @@ _PARAMS_DOC = r"""
     Args:
       n_layers: most ``[mixture marginal -> rotation]`` layers ``L`` (the
         greedy warm start may choose fewer on the held-out rows).
-      n_components: mixture components ``K`` per coordinate (a column with
-        fewer distinct values gets a mixture over its values; the others
-        keep all ``K``).
+      n_components: mixture components ``K`` per coordinate. A column with
+        fewer distinct values: the greedy fit (``max_steps=0``) gives it a
+        mixture over its values and keeps ``K`` for the others; a trained
+        fit uses that many components in every layer (with a warning;
+        ``n_components_``).
       max_steps: most optimizer steps; ``None``: ``fit_gaussianization_flow``'s
         default (100 passes over the data within 3,000-10,000 steps);
         ``0``: the greedy RBIG fit, untrained (a few seconds; ``fit_rbig``'s

@@ -1,6 +1,7 @@
 """``fit_gaussianization_flow``: the one-call maximum-likelihood trainer."""
 
 import numbers
+import warnings
 
 import keras
 import numpy as np
@@ -298,6 +299,30 @@ def default_steps(n_rows, batch_size=512):
     return int(min(10_000, max(3_000, -(-100 * n_rows // batch_size))))
 
 
+def _fewest_values_components(x, n_components):
+    """``K``, lowered (with a warning) to the fewest distinct values of a column of ``x``.
+
+    Trained flows with more components than a column has values sharpen a
+    peak on each value, and held-out rows with a value the training rows lack
+    fall far into their tails. Measured (scikit-learn's estimator, 3 splits
+    each): on ggplot2's mpg, ``K = 8`` kept per column scored -1.9 / -21.2 /
+    4.4 (one held-out row at -1,183) against 4.3 / 2.4 / 1.1 with ``K``
+    lowered to 2; Boston and mtcars were also lower, diabetes and airquality
+    higher. The greedy fit alone keeps ``K`` per column (``fit_mixture_em``).
+    """
+    fewest = int(_validation.column_counts(x)[0].min())
+    if 1 < fewest < n_components:
+        warnings.warn(
+            f"fit_gaussianization_flow: a column of x has only {fewest} distinct values, "
+            f"fewer than n_components={n_components}: every layer uses {fewest} components "
+            "(a trained flow with more sharpens a peak on each value, and held-out rows "
+            "with an unseen value score absurdly low). Dequantize such columns "
+            "(x + step * (U(0, 1) - 1/2)) to keep more components.",
+            _validation.TiedValuesWarning, stacklevel=3)
+        return fewest
+    return n_components
+
+
 def fit_gaussianization_flow(x, n_layers=8, n_components=8, steps=None, batch_size=512,
                              peak_learning_rate=None, clip_norm=1.0, init="rbig",
                              validation_data=None, seed=None, verbose=1, *,
@@ -533,6 +558,8 @@ def fit_gaussianization_flow(x, n_layers=8, n_components=8, steps=None, batch_si
     if verbose and validation_data is not None:
         print(f"fit_gaussianization_flow: {architecture} layers, training on {len(x)} rows; "
               f"{len(validation_data)} held-out rows choose the fit.")
+    if start_from is None:
+        n_components = _fewest_values_components(x, n_components)
     if start_from is not None:
         start = start_from
         if flows.flow_values(start)[0]["locs"].shape[0] != n_dims:
