@@ -162,3 +162,22 @@ def test_columns_of_a_few_values_are_an_error():
         information.total_correlation(np.c_[x, coded])
     dequantized = coded + rng.uniform(-0.5, 0.5, 1000)
     assert abs(information.mutual_information(x, dequantized)) < 0.1  # measured -0.007
+
+
+def test_dependent_columns_have_infinite_information_and_are_an_error():
+    # Before: mutual_information(x, x) returned 19.8 nats; then a linear or monotone
+    # relation surfaced as an error from fit_rbig, which the user never called.
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=500)
+    cases = [(lambda: information.mutual_information(x, 2 * x + 1),
+              r"mutual_information: a combination of y's columns is one of x's \(columns 0, 1 "
+              r"of \[x, y\]\)"),
+             (lambda: information.total_correlation(np.c_[x, rng.normal(size=500), x]),
+              r"`x`: columns 0, 2 are linearly dependent"),
+             (lambda: information.mutual_information(x, np.exp(x)),
+              r"information: columns 0, 1 are monotone functions of one another")]
+    for call, match in cases:
+        with pytest.raises(ValueError, match=match + r".* \(Python indices; .*infinite"):
+            call()
+    # a noisy monotone relation is finite information
+    assert np.isfinite(information.mutual_information(x, np.exp(x) + 0.1 * rng.normal(size=500)))

@@ -210,11 +210,12 @@ def check_data(x, *, n_dims=None, dtype=None, name="x", min_rows=1, purpose="fit
     return arr
 
 
-# Columns whose correlation matrix has an eigenvalue below this (times D) are
-# linearly dependent to rounding: a copy, a one-hot pair, a sum of other
-# columns (exact relations give ~1e-16; one rounded to float32, ~1e-14). Thin
-# but full-rank data (a residual of 1e-5 of a column's spread) pass.
-DEPENDENT_EIGENVALUE = 1e-10
+# Columns whose correlation matrix has an eigenvalue below this are linearly
+# dependent to rounding: a copy, a one-hot pair, a sum of other columns (exact
+# relations measured ~1e-16; a sum rounded to float32, ~1e-15). A column equal
+# to another plus a residual of relative size s gives about s^2 / 2: thin but
+# full-rank data pass from s ~ 2e-6 (1e-5 gives 5e-11), whatever D.
+DEPENDENT_EIGENVALUE = 1e-12
 
 
 def linear_dependence(x, threshold=DEPENDENT_EIGENVALUE):
@@ -222,7 +223,7 @@ def linear_dependence(x, threshold=DEPENDENT_EIGENVALUE):
 
     Computed in float64 on the standardized varying columns (constant ones
     are left to their own error): the columns with weight in an eigenvector
-    of the correlation matrix whose eigenvalue is below ``threshold * D``.
+    of the correlation matrix whose eigenvalue is below ``threshold``.
     """
     x = np.asarray(x, np.float64)
     varying = np.flatnonzero(x.std(axis=0) > 0)
@@ -232,7 +233,7 @@ def linear_dependence(x, threshold=DEPENDENT_EIGENVALUE):
         return None
     y = (x - x.mean(axis=0)) / x.std(axis=0)
     eigenvalues, eigenvectors = np.linalg.eigh((y.T @ y) / n)
-    small = eigenvalues < threshold * d
+    small = eigenvalues < threshold
     if not small.any():
         return None
     loadings = np.abs(eigenvectors[:, small])

@@ -292,7 +292,7 @@ def _standardization(train):
     # model computes in float32, which cannot follow thinner data.
     from tfp_gauss import _validation
 
-    dependent = _validation.linear_dependence(train, threshold=1e-6)
+    dependent = _validation.linear_dependence(train, threshold=1e-6 * train.shape[1])
     if dependent is not None:
         involved, smallest = dependent[0] + 1, dependent[1]
         threshold = 1e-6 * train.shape[1]

@@ -226,7 +226,20 @@ _TIED_CONSEQUENCE = (
 _MIN_DISTINCT = 8
 
 
-def _check(x, name, *, min_rows=None, warn=True):
+def _check_dependence(x, what):
+    """A ``ValueError`` when columns of ``x`` are dependent (``what`` formats their indices)."""
+    found = _validation.linear_dependence(x)
+    if found is None:
+        return
+    columns, smallest = found
+    shown = ", ".join(map(str, columns[:20])) + (", ..." if len(columns) > 20 else "")
+    raise ValueError(
+        what.format(shown) + f" (Python indices; the smallest eigenvalue of their correlation "
+        f"matrix is {smallest:.2g}): the information between them is infinite, which no "
+        "estimate can return. Drop the redundant column(s).")
+
+
+def _check(x, name, *, min_rows=None, warn=True, dependent=None):
     """``x`` as float64 ``[N, D]``; vectors become one column; enough rows for ``D``.
 
     Columns with fewer than ``_MIN_DISTINCT`` distinct values are an error.
@@ -249,7 +262,8 @@ def _check(x, name, *, min_rows=None, warn=True):
         raise ValueError(
             f"`{name}`: column(s) {constant.tolist()} are constant; a constant has no "
             "differential entropy (-inf). Drop them first.")
-    _validation.check_full_rank(x, f"`{name}`", caller="information")
+    _check_dependence(x, f"`{name}`: columns {{}} are linearly dependent" if dependent is None
+                      else dependent)
     distinct = _validation.column_counts(x)[0]
     few = np.flatnonzero(distinct < _MIN_DISTINCT)
     if few.size:
@@ -335,6 +349,9 @@ def _fit(x, rng, fit_kwargs, *, copula=False, need_held_out=False):
     """
     if copula:
         x = _normal_scores(x)
+        _check_dependence(x, "information: columns {} are monotone functions of one another "
+                             "(their normal scores, ranks mapped to normal quantiles, are "
+                             "linearly dependent)")
     mean, scale = x.mean(axis=0), x.std(axis=0)
     h = (x - mean) / scale
     kwargs = dict(_FIT_DEFAULTS, seed=rng)
@@ -454,7 +471,9 @@ def entropy(x, *, method="rbig", return_details=False, seed=None, fit_kwargs=Non
 
     Raises:
       ValueError: bad data (rank, NaN/inf rows, too few rows for ``D``,
-        constant columns) or an unknown ``method``.
+        constant columns, columns of fewer than 8 values, linearly or
+        monotonically dependent columns: infinite information) or an
+        unknown ``method``.
 
     #### Example
 
@@ -545,7 +564,9 @@ def mutual_information(x, y, *, method="rbig", return_details=False, seed=None,
             f"x and y must be paired samples with the same number of rows; got {len(x)} "
             f"and {len(y)}.")
     xy = np.concatenate([x, y], axis=1)
-    _check(xy, "[x, y]", warn=False)  # x and y were warned about
+    _check(xy, "[x, y]", warn=False,  # x and y were warned about
+           dependent="mutual_information: a combination of y's columns is one of x's (columns "
+                     "{} of [x, y])")
     rng = _validation.as_rng(seed)
     if method == "rbig":
         zx = _gaussianized(x, rng, fit_kwargs) if x.shape[1] > 1 else x

@@ -255,8 +255,8 @@ def fit_rbig(x, n_layers=32, n_components=8, *, rotation="pca", seed=None,
 
     Raises:
       ValueError: bad data (rank, NaN/inf rows, empty), a constant column,
-        or a bad ``validation_split`` (outside ``[0, 1)``, or leaving fewer than two
-        rows on either side).
+        linearly dependent columns, or a bad ``validation_split`` (outside
+        ``[0, 1)``, or leaving fewer than two rows on either side).
 
     Warns:
       TiedValuesWarning: a column of ``x`` holds repeated values (at most

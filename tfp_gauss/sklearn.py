@@ -121,7 +121,8 @@ class _GaussianizationEstimator(BaseEstimator):
 
         Raises:
           ValueError: what ``validate_data`` rejects (NaN/inf, complex, 1-D,
-            fewer than 2 rows), a constant column, or a bad parameter.
+            fewer than 2 rows), a constant column, linearly dependent
+            columns, or a bad parameter.
         """
         from tfp_gauss import _validation, flows  # noqa: PLC0415  (TF loads on first fit)
         from tfp_gauss.keras import fit_gaussianization_flow  # noqa: PLC0415
@@ -192,7 +193,7 @@ class _GaussianizationEstimator(BaseEstimator):
         self.mean_, self.scale_ = mean, scale
         self.flow_parameters_ = flows.stack_flow_values(values)
         self.n_layers_ = len(values)
-        self.n_components_ = n_components
+        self.n_components_ = int(self.flow_parameters_["locs"].shape[-1])  # (as fitted)
         self.history_ = history
         self.n_iter_ = n_iter
         self.best_step_ = best_step

@@ -354,7 +354,10 @@ def fit_gaussianization_flow(x, n_layers=8, n_components=8, steps=None, batch_si
     Args:
       x: data ``[N, D]``, finite.
       n_layers, n_components: flow size (with ``init="rbig"``, ``n_layers``
-        is the most layers: the greedy fit may choose fewer).
+        is the most layers: the greedy fit may choose fewer). A new flow
+        uses no more components than the fewest distinct values of a
+        column of ``x`` (with a ``TiedValuesWarning``): a trained flow with
+        more sharpens a peak on each value.
       steps: most optimizer steps (the learning-rate schedule's length);
         default ``default_steps(N)``: 100 passes over the training rows,
         within [3000, 10000].
@@ -470,8 +473,9 @@ def fit_gaussianization_flow(x, n_layers=8, n_components=8, steps=None, batch_si
     Raises:
       ValueError: bad data (shape, NaN/inf rows, empty; float64 columns
         that the cast to ``dtype="float32"`` would make infinite, or constant,
-        as values near 1e8 that differ by less than 8 are), a bad
-        ``validation_split`` or other argument, before any training step.
+        as values near 1e8 that differ by less than 8 are; linearly dependent
+        columns), a bad ``validation_split`` or other argument, before any
+        training step.
 
     Warns:
       TiedValuesWarning: a column of ``x`` holds repeated values (at most
