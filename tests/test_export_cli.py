@@ -484,6 +484,8 @@ def test_cli_sample_keeps_the_fitted_column_names(tmp_path):
             assert (f"its header names ['{header.split(',')[0]}', '{header.split(',')[1]}'], "
                     "but the model was fit on ['waiting', 'duration'] (") in err.getvalue()
             assert moved in err.getvalue()
+            assert (f"first difference: column 1, '{header.split(',')[0]}' where the fit had "
+                    "'waiting'") in err.getvalue()
         else:
             scored = np.loadtxt(tmp_path / "lp0.csv", skiprows=1)
             assert np.isfinite(scored).all() and scored.mean() > -10

@@ -199,3 +199,19 @@ def test_linearly_dependent_columns_are_a_clear_error():
     assert _validation.linear_dependence(np.c_[wide, wide[:, 0] + 1e-5 * rng.normal(size=2000)]) \
         is None
     assert _validation.linear_dependence(np.c_[wide, wide[:, 5]])[0].tolist() == [5, 63]
+
+
+def test_dependence_only_in_the_rows_fit_is_a_clear_error():
+    # A coded column equal to another except in one row, which the held-out split sets
+    # aside: before, the fit went on (per-layer held-out scores down to -1e13).
+    rng = np.random.default_rng(0)
+    b = rng.integers(0, 2, 200).astype(float)
+    x = np.c_[rng.normal(size=(200, 2)), b, b]
+    _, val = _validation.holdout_split(x, 0.1, _validation.as_rng(0), name="t")
+    row = int(np.flatnonzero((x[:, None, :] == val[None, :1, :]).all(-1))[0])
+    x[row, 3] = 2.0  # the one row that makes all rows full rank, held out with seed 0
+    assert _validation.linear_dependence(x) is None
+    with pytest.raises(ValueError, match=r"fit_rbig: columns 2, 3 of x \(Python indices\) are "
+                                         r"linearly dependent in the rows fit once the held-out "
+                                         r"rows are set aside"):
+        tfp_gauss.fit_rbig(x, seed=0)

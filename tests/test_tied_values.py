@@ -230,8 +230,10 @@ def test_trained_fits_use_no_more_components_than_a_column_has_values(tmp_path, 
 
     rng = np.random.default_rng(0)
     x = np.c_[rng.normal(size=300), rng.integers(0, 3, 300)]
-    with pytest.warns(tfp_gauss.TiedValuesWarning, match="only 3 distinct values, fewer than "
-                                                         "n_components=8: every layer uses 3"):
+    with pytest.warns(tfp_gauss.TiedValuesWarning,
+                      match=r"column\(s\) 1 \(3\) \(Python indices; distinct values in brackets\) "
+                            "hold that many values in the training rows, fewer than "
+                            "n_components=8: every layer uses 3"):
         model, _ = tfp_gauss.fit_gaussianization_flow(x, steps=5, verbose=0, _warn_tied=False)
     assert model.n_components == 3
     with pytest.warns(tfp_gauss.TiedValuesWarning, match="the trained flow uses 3 components"):

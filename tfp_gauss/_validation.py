@@ -241,8 +241,12 @@ def linear_dependence(x, threshold=DEPENDENT_EIGENVALUE):
     return varying[involved], eigenvalues[0]
 
 
-def check_full_rank(x, name, *, caller, first_index=0):
-    """A ``ValueError`` naming the columns of ``x`` that are linearly dependent."""
+def check_full_rank(x, name, *, caller, first_index=0, where=""):
+    """A ``ValueError`` naming the columns of ``x`` that are linearly dependent.
+
+    ``where`` qualifies the rows (e.g. " in the rows fit once the held-out rows
+    are set aside").
+    """
     found = linear_dependence(x)
     if found is None:
         return
@@ -253,11 +257,18 @@ def check_full_rank(x, name, *, caller, first_index=0):
     too_few = (f" With {n} rows for {d} columns that is unavoidable: more rows are needed."
                if n <= d else "")
     raise ValueError(
-        f"{caller}: columns {shown} of {name} ({numbering}) are linearly dependent (the "
+        f"{caller}: columns {shown} of {name} ({numbering}) are linearly dependent{where} (the "
         f"smallest eigenvalue of their correlation matrix is {smallest:.2g}): one is a "
         "combination of the others (a copy, a sum, a one-hot pair), so the data lie on a "
         "subspace, where a density on all columns is infinite. Drop the redundant "
         f"column(s).{too_few}")
+
+
+def few_values_shown(distinct, n_components):
+    """"column(s) 1 (2), 4 (3) (Python indices; distinct values in brackets) hold"."""
+    few = np.flatnonzero(distinct < n_components)
+    shown = ", ".join(f"{j} ({distinct[j]})" for j in few[:10]) + (", ..." if few.size > 10 else "")
+    return f"column(s) {shown} (Python indices; distinct values in brackets) hold that many values"
 
 
 def column_counts(x):

@@ -761,10 +761,12 @@ def _score(args):
         # a header would give wrong log-densities without an error.
         moved = ("the same columns in another order" if sorted(names) == sorted(fitted)
                  else "other column names")
+        first = next(j for j, (a, b) in enumerate(zip(names, fitted)) if a != b)
         raise UsageError(
             f"{args.data}: its header names {_shown(names)}, but the model was fit on "
-            f"{_shown(fitted)} ({moved}; report.json). Columns are scored by position: put "
-            "them in the fitted order under the fitted names.")
+            f"{_shown(fitted)} ({moved}, report.json; first difference: column {first + 1}, "
+            f"{names[first]!r} where the fit had {fitted[first]!r}). Columns are scored by "
+            "position: put them in the fitted order under the fitted names.")
     with np.errstate(over="ignore"):  # beyond float32's range: scored in float64 below
         x_served = x.astype(spec.dtype.as_numpy_dtype)
     lp = served.signatures["log_prob"](x=tf.constant(x_served))["log_prob"].numpy()

@@ -235,8 +235,9 @@ def _check_dependence(x, what):
     shown = ", ".join(map(str, columns[:20])) + (", ..." if len(columns) > 20 else "")
     raise ValueError(
         what.format(shown) + f" (Python indices; the smallest eigenvalue of their correlation "
-        f"matrix is {smallest:.2g}): the information between them is infinite, which no "
-        "estimate can return. Drop the redundant column(s).")
+        f"matrix is {smallest:.2g}): their joint density is degenerate (its entropy is -inf, "
+        "the information between them +inf), which no estimate can return. Drop the "
+        "redundant column(s).")
 
 
 def _check(x, name, *, min_rows=None, warn=True, dependent=None):
@@ -349,7 +350,8 @@ def _fit(x, rng, fit_kwargs, *, copula=False, need_held_out=False):
     """
     if copula:
         x = _normal_scores(x)
-        _check_dependence(x, "information: columns {} are monotone functions of one another "
+        _check_dependence(x, "information: columns {} (of [x, y] for mutual_information) are "
+                             "monotone functions of one another "
                              "(their normal scores, ranks mapped to normal quantiles, are "
                              "linearly dependent)")
     mean, scale = x.mean(axis=0), x.std(axis=0)

@@ -311,6 +311,9 @@ def fit_rbig(x, n_layers=32, n_components=8, *, rotation="pca", seed=None,
                " in the rows fit once the held-out rows are set aside")
             + "; a constant has no density. Drop them first.")
     _validation.check_full_rank(all_rows, "x", caller="fit_rbig")
+    if x.shape[0] < all_rows.shape[0]:  # dependent in the rows fit only (cf. constant above)
+        _validation.check_full_rank(x, "x", caller="fit_rbig",
+                                    where=" in the rows fit once the held-out rows are set aside")
     if _warn_tied:  # (callers that warned about their own input pass False)
         _validation.warn_if_tied(all_rows, "x", given=given)
     candidates = np.atleast_1d(factors)

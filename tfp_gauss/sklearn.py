@@ -158,11 +158,13 @@ class _GaussianizationEstimator(BaseEstimator):
         # uses no more components than the fewest values of a column (measured:
         # keras._fit._fewest_values_components), said in a warning.
         n_components = self.n_components
-        fewest = int(_validation.column_counts(train)[0].min())
+        distinct = _validation.column_counts(train)[0]
+        fewest = int(distinct.min())
         if self.max_steps != 0 and 1 < fewest < n_components:
             warnings.warn(
-                f"{type(self).__name__}: a column of X has only {fewest} distinct values, "
-                f"fewer than n_components={n_components}: the trained flow uses {fewest} "
+                f"{type(self).__name__}: {_validation.few_values_shown(distinct, n_components)} "
+                f"in the training rows of X, fewer than n_components={n_components}: the trained "
+                f"flow uses {fewest} "
                 "components in every layer (with more, it sharpens a peak on each value and "
                 "held-out rows with an unseen value score absurdly low); n_components_ says "
                 "so. Dequantize such columns to keep more, or use max_steps=0 (the greedy "

@@ -310,11 +310,13 @@ def _fewest_values_components(x, n_components):
     lowered to 2; Boston and mtcars were also lower, diabetes and airquality
     higher. The greedy fit alone keeps ``K`` per column (``fit_mixture_em``).
     """
-    fewest = int(_validation.column_counts(x)[0].min())
+    distinct = _validation.column_counts(x)[0]
+    fewest = int(distinct.min())
     if 1 < fewest < n_components:
         warnings.warn(
-            f"fit_gaussianization_flow: a column of x has only {fewest} distinct values, "
-            f"fewer than n_components={n_components}: every layer uses {fewest} components "
+            f"fit_gaussianization_flow: {_validation.few_values_shown(distinct, n_components)} "
+            f"in the training rows, fewer than n_components={n_components}: every layer uses "
+            f"{fewest} components "
             "(a trained flow with more sharpens a peak on each value, and held-out rows "
             "with an unseen value score absurdly low). Dequantize such columns "
             "(x + step * (U(0, 1) - 1/2)) to keep more components.",
