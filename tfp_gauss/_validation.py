@@ -35,6 +35,15 @@ def given_as_float32(x):
         return False
 
 
+def is_real(value, low, *, strict=False):
+    """Whether ``value`` is a finite real number (not a bool) above ``low``.
+
+    ``> low`` with ``strict``, else ``>= low``.
+    """
+    return (isinstance(value, numbers.Real) and not isinstance(value, bool)
+            and bool(np.isfinite(value)) and (value > low if strict else value >= low))
+
+
 def check_int(value, name, minimum=1):
     """``value`` as an ``int``, or a ``ValueError`` saying what was seen.
 

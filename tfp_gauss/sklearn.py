@@ -76,10 +76,8 @@ class _GaussianizationEstimator(BaseEstimator):
             raise ValueError(
                 f"{name}: max_steps must be None (the default length), 0 (greedy fit only) "
                 f"or an int >= 1; got {self.max_steps!r}.")
-        if self.learning_rate is not None and not (
-                isinstance(self.learning_rate, numbers.Real)
-                and not isinstance(self.learning_rate, bool)
-                and np.isfinite(self.learning_rate) and self.learning_rate > 0):
+        if self.learning_rate is not None and not _validation.is_real(
+                self.learning_rate, 0, strict=True):
             raise ValueError(f"{name}: learning_rate must be None (the default peak) or a "
                              f"finite number > 0; got {self.learning_rate!r}.")
         if self.architecture not in ("auto", "marginal", "coupling"):

@@ -512,24 +512,22 @@ def fit_gaussianization_flow(x, n_layers=8, n_components=8, steps=None, batch_si
     n_dims = x.shape[1]
     if architecture != "auto":
         flows.check_architecture(architecture, n_dims)
-    if not (isinstance(noise, numbers.Real) and np.isfinite(noise) and noise >= 0):
+    if not _validation.is_real(noise, 0):
         raise ValueError(f"noise must be a finite number >= 0 (a fraction of each column's "
                          f"standard deviation); got {noise!r}.")
-    for arg, value, low, none in (
-            ("peak_learning_rate", peak_learning_rate, "> 0", "None (the default peak)"),
-            ("clip_norm", clip_norm, ">= 0", "None or 0 (no clipping)")):
-        if value is not None and not (isinstance(value, numbers.Real)
-                                      and not isinstance(value, bool) and np.isfinite(value)
-                                      and (value > 0 or (low == ">= 0" and value == 0))):
-            raise ValueError(f"{arg} must be {none} or a finite number {low}; got {value!r}.")
+    for arg, value, strict, none in (
+            ("peak_learning_rate", peak_learning_rate, True, "None (the default peak)"),
+            ("clip_norm", clip_norm, False, "None or 0 (no clipping)")):
+        if value is not None and not _validation.is_real(value, 0, strict=strict):
+            raise ValueError(f"{arg} must be {none} or a finite number {'>' if strict else '>='} "
+                             f"0; got {value!r}.")
     if ema_momentum is not None and not (
             isinstance(ema_momentum, numbers.Real) and not isinstance(ema_momentum, bool)
             and 0 <= ema_momentum < 1):
         raise ValueError(f"ema_momentum must be None (no weight averaging) or a number in "
                          f"[0, 1); got {ema_momentum!r}.")
     if not (isinstance(scale_floor, str) and scale_floor == "auto") and not (
-            isinstance(scale_floor, numbers.Real) and not isinstance(scale_floor, bool)
-            and np.isfinite(scale_floor) and scale_floor >= 0):
+            _validation.is_real(scale_floor, 0)):
         raise ValueError(f"scale_floor must be 'auto' or a finite number >= 0 (kernel "
                          f"bandwidths); got {scale_floor!r}.")
     if isinstance(init, GaussianizationFlowModel):

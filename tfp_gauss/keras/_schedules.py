@@ -1,11 +1,11 @@
 """One-cycle cosine learning rate, as a Keras schedule and as a callback."""
 
 import math
-import numbers
 
 import keras
-import numpy as np
 import tensorflow as tf
+
+from tfp_gauss import _validation
 
 __all__ = ["LearningRateLogger", "OneCycleCosine", "OneCycleCosineCallback", "one_cycle_cosine"]
 
@@ -82,8 +82,7 @@ class OneCycleCosine(keras.optimizers.schedules.LearningRateSchedule):
             raise ValueError(f"total_steps must be positive; got {total_steps}.")
         if not 0.0 <= pct_start <= 1.0:
             raise ValueError(f"pct_start must be in [0, 1]; got {pct_start}.")
-        if not all(isinstance(v, numbers.Real) and not isinstance(v, bool)
-                   and np.isfinite(v) and v > 0
+        if not all(_validation.is_real(v, 0, strict=True)
                    for v in (peak_learning_rate, div_factor, final_div_factor)):
             raise ValueError(
                 "peak_learning_rate, div_factor and final_div_factor must be positive; got "
