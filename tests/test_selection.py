@@ -217,6 +217,12 @@ def test_continuing_training_takes_a_fresh_schedule(moons):
     assert -resumed.log_prob(x).numpy().mean() < -spent.mean() - 0.01  # 0.04 measured
     with pytest.raises(ValueError, match="init must be"):
         tfp_gauss.fit_gaussianization_flow(x, steps=1, verbose=0, init="greedy")
+    # the flow's shape is the function's own: a different one in rbig_kwargs would
+    # leave the trained K (and the tied-values warning's K) other than asked
+    for arg in ("n_components", "n_layers"):
+        with pytest.raises(ValueError, match=f"rbig_kwargs sets {arg}=5 but the fit's {arg}"):
+            tfp_gauss.fit_gaussianization_flow(x, steps=1, verbose=0, n_components=3,
+                                               n_layers=2, rbig_kwargs={arg: 5})
 
 
 def test_tail_component_keeps_deep_greedy_tails_sane():

@@ -403,7 +403,9 @@ def fit_gaussianization_flow(x, n_layers=8, n_components=8, steps=None, batch_si
         the model holds the averaged weights while the epoch-end hooks run,
         matching the ``val_loss`` they are given; training continues from
         the raw weights.
-      rbig_kwargs: extra arguments for ``fit_rbig`` when ``init="rbig"``.
+      rbig_kwargs: extra arguments for ``fit_rbig`` when ``init="rbig"``
+        (``n_layers`` and ``n_components`` are this function's own: a
+        different value there is an error).
       architecture: ``"auto"`` (default), ``"marginal"`` or ``"coupling"``
         (``flows.ARCHITECTURES``): with coupling layers each mixture map's
         parameters for half of the coordinates are shifted by an MLP of the
@@ -530,6 +532,14 @@ def fit_gaussianization_flow(x, n_layers=8, n_components=8, steps=None, batch_si
             _validation.is_real(scale_floor, 0)):
         raise ValueError(f"scale_floor must be 'auto' or a finite number >= 0 (kernel "
                          f"bandwidths); got {scale_floor!r}.")
+    for arg, value in (("n_components", n_components), ("n_layers", n_layers)):
+        if arg in (rbig_kwargs or {}) and rbig_kwargs[arg] != value:
+            # (the warm start fixes the trained flow's shape; two values would
+            # leave the trained flow's K, and its warnings, other than asked)
+            raise ValueError(
+                f"rbig_kwargs sets {arg}={rbig_kwargs[arg]!r} but the fit's {arg} is "
+                f"{value!r}: the warm start and the trained flow share it, so set "
+                f"{arg}={rbig_kwargs[arg]!r} itself, not in rbig_kwargs.")
     if isinstance(init, GaussianizationFlowModel):
         init = init.distribution
     start_from = None if isinstance(init, str) else init
