@@ -91,6 +91,25 @@ def test_signatures_take_and_return_what_they_are_documented_to(exported):
         assert all(v.dtype == tf.float32 for k, v in spec.items() if k in ("x", "z"))
 
 
+@pytest.mark.parametrize("width", [1, 3])
+def test_signatures_refuse_a_wrong_width_clearly(exported, width):
+    """A signature takes any [n, m] (its [None, 2] is not checked on a call); a
+    wrong width is an error that names the signature and the expected shape, not
+    a broadcasting error from inside the flow (or, at width 1, silent numbers)."""
+    _, path = exported
+    sigs = tf.saved_model.load(str(path)).signatures
+    for name, arg in (("log_prob", "x"), ("gaussianize", "x"), ("generate", "z")):
+        expected = rf"{name}: {arg} must have shape \[n, 2\].*got shape\] \[4 {width}\]"
+        with pytest.raises(tf.errors.InvalidArgumentError, match=expected):
+            sigs[name](**{arg: tf.zeros([4, width])})
+        assert list(sigs[name](**{arg: tf.zeros([0, 2])}).values())[0].shape[0] == 0
+        with pytest.raises(tf.errors.InvalidArgumentError, match=r"got shape\] \[2\]"):
+            sigs[name](**{arg: tf.zeros([2])})  # one row without its batch axis
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"n must be a count >= 0.*-1"):
+        sigs["sample"](n=tf.constant(-1), seed=tf.constant([1, 2]))
+    assert sigs["sample"](n=tf.constant(0), seed=tf.constant([1, 2]))["x"].shape == (0, 2)
+
+
 def test_keras_save_load_resumes_training(tmp_path, moons):
     x = moons[:1024]
     model = GaussianizationFlowModel(2, n_layers=2, n_components=3, seed=0)

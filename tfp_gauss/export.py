@@ -90,6 +90,19 @@ class FlowModule(tf.Module):
         self.sample = function(self._sample, [tf.TensorSpec([], tf.int32),
                                               tf.TensorSpec([2], tf.int32)])
 
+    def _checked(self, x, signature, name):
+        """``x`` after a check that it is ``[n, D]``: the served graphs' only shape check
+        (a SavedModel signature takes any ``[n, m]``, and a wrong width would
+        otherwise fail deep inside the flow with a broadcasting error)."""
+        check = tf.debugging.Assert(
+            # (not tf.rank: the graph folds it from the signature's [None, D])
+            tf.logical_and(tf.equal(tf.shape(x)[-1], self.n_dims),
+                           tf.equal(tf.size(x), tf.shape(x)[0] * self.n_dims)),
+            [f"{signature}: {name} must have shape [n, {self.n_dims}] (the flow has "
+             f"{self.n_dims} columns); got shape", tf.shape(x)], summarize=4)
+        with tf.control_dependencies([check]):
+            return tf.identity(x)
+
     def _forward_and_log_det(self, x):
         y = (x - self.shift) / self.scale
         z, log_det = sampling.gaussianize_stacked(y, *self._stacked_params(),
@@ -116,20 +129,25 @@ class FlowModule(tf.Module):
                 householder_rotation.householder_product(tf.convert_to_tensor(vectors)))
 
     def _log_prob(self, x):
-        z, log_det = self._forward_fn(x)
+        z, log_det = self._forward_fn(self._checked(x, "log_prob", "x"))
         # The flow's base, N(0, I_D).
         log_normal = -0.5 * tf.reduce_sum(tf.square(z), axis=-1) - self.dtype.as_numpy_dtype(
             0.5 * self.n_dims * np.log(2.0 * np.pi))
         return {"log_prob": log_normal + log_det}
 
     def _gaussianize(self, x):
-        return {"z": self._forward_fn(x)[0]}
+        return {"z": self._forward_fn(self._checked(x, "gaussianize", "x"))[0]}
 
     def _generate(self, z):
-        x = sampling.invert_stacked(z, *self._stacked_params(), **self._coupling_kwargs())
+        x = sampling.invert_stacked(self._checked(z, "generate", "z"), *self._stacked_params(),
+                                    **self._coupling_kwargs())
         return {"x": self.shift + self.scale * x}
 
     def _sample(self, n, seed):
+        check = tf.debugging.Assert(
+            n >= 0, ["sample: n must be a count >= 0 of rows to draw; got", n])
+        with tf.control_dependencies([check]):
+            n = tf.identity(n)
         x, _ = sampling.draw_stacked(n, seed, *self.stacked, sampling._MAX_ITERATIONS,
                                      *self.coupling, **self._floor_kwargs())
         return {"x": self.shift + self.scale * x}
