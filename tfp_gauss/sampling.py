@@ -339,31 +339,43 @@ def _implicit_vjp(x, dx, logits, locs, scales, rotations, masks=None, conditione
     def body(layer, h, dh, d_logits, d_locs, d_scales, d_rotations, *d_conditioner):
         params = [logits[layer], locs[layer], scales[layer]]
         layer_floor = _layer_floor(floor, layer)
+        # The mixture's gradients come from `mixture_cdf_vjp` (its analytic
+        # gradient applied directly), the tapes record only plain ops: no
+        # custom-gradient op in this loop body, which a SavedModel could not
+        # save (its loads then warned that gradients would fail).
         if not conditioner:
             with tf.GradientTape(watch_accessed_variables=False) as tape:
-                tape.watch(params)
-                y, log_slope = mixture_cdf.mixture_cdf_transform(
-                    h, params[0], params[1],
-                    coupling_math.floored_scales(params[2], layer_floor))
+                tape.watch(params[2])
+                floored = coupling_math.floored_scales(params[2], layer_floor)
+            y, log_slope, vjp = mixture_cdf.mixture_cdf_vjp(h, params[0], params[1], floored)
             dy = dh * tf.exp(-log_slope)
-            grads = tape.gradient(y, params, output_gradients=-dy,
-                                  unconnected_gradients=tf.UnconnectedGradients.ZERO)
+            _, g_logits, g_locs, g_floored = vjp(-dy)
+            grads = [g_logits, g_locs,
+                     tape.gradient(floored, params[2], output_gradients=g_floored,
+                                   unconnected_gradients=tf.UnconnectedGradients.ZERO)]
         else:
             weights = _layer_conditioner(conditioner, layer)
             with tf.GradientTape(watch_accessed_variables=False, persistent=True) as tape:
                 tape.watch([h] + params + weights)
                 offsets = coupling_math.conditioner_offsets(h, masks[layer], weights,
                                                             tf.shape(locs)[-1])
-                y, log_slope = mixture_cdf.mixture_cdf_transform(
-                    h, *coupling_math.coupled_parameters(*params, offsets, layer_floor))
+                coupled = list(coupling_math.coupled_parameters(*params, offsets, layer_floor))
+
+            y, log_slope, mixture_vjp = mixture_cdf.mixture_cdf_vjp(h, *coupled)
+
+            def vjp(dy):
+                """``dy^T dy/d(h, params, weights)``: the mixture's, then the tape's."""
+                g = mixture_vjp(dy)
+                back = tape.gradient(coupled, [h] + params + weights, output_gradients=g[1:],
+                                     unconnected_gradients=tf.UnconnectedGradients.ZERO)
+                return [g[0] + back[0]] + back[1:]
+
             mask = tf.cast(masks[layer], h.dtype)
             inv_slope = tf.exp(-log_slope)
             dy_free = dh * inv_slope * (1.0 - mask)
-            through = tape.gradient(y, h, output_gradients=dy_free,
-                                    unconnected_gradients=tf.UnconnectedGradients.ZERO)
+            through = vjp(dy_free)[0]
             dy = dy_free + (dh - through) * inv_slope * mask
-            grads = tape.gradient(y, params + weights, output_gradients=-dy,
-                                  unconnected_gradients=tf.UnconnectedGradients.ZERO)
+            grads = vjp(-dy)[1:]
             del tape
         q = rotations[layer]
         h_next = tf.matmul(y, q, transpose_b=True)

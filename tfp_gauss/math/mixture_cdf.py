@@ -31,7 +31,7 @@ from tfp_gauss.math import normal, root_finding
 __all__ = ["ANCHOR_OFFSETS", "GRID_SIZE", "GRID_Z", "MixtureCDFParts", "RELATIVE_WEIGHT_FLOOR",
            "STACKED_GRADIENT_MIN_PARAMS", "anchor_start", "grid_inverse_start", "grid_start",
            "grid_table", "hermite_start", "inverse_start", "mixture_bracket",
-           "mixture_cdf_parts", "mixture_cdf_transform", "mixture_cdf_value",
+           "mixture_cdf_parts", "mixture_cdf_transform", "mixture_cdf_vjp", "mixture_cdf_value",
            "uses_grid_start"]
 
 
@@ -165,6 +165,16 @@ def mixture_cdf_transform(x, logits, locs, scales):
       ``(z, log_det)``, each of the broadcast shape of ``x`` and the
       parameters' batch shape.
     """
+    return _transform_with_vjp(x, logits, locs, scales)
+
+
+def _transform_with_vjp(x, logits, locs, scales):
+    """``mixture_cdf_transform``'s values and its analytic vector-Jacobian product.
+
+    Returns ``((z, log_det), grad)``, ``grad(dz, dlog_det)`` giving the
+    gradients of ``x, logits, locs, scales``: the custom gradient, and what
+    ``mixture_cdf_vjp`` applies without one.
+    """
     layout = _Layout(x, logits, locs, scales)
     parts = _scaled_parts(layout, responsibilities=True)
     z, log_det = parts.z, parts.log_det
@@ -217,6 +227,31 @@ def mixture_cdf_transform(x, logits, locs, scales):
                 ] + list(g_params)
 
     return (z, log_det), grad
+
+
+def mixture_cdf_vjp(x, logits, locs, scales):
+    """``mixture_cdf_transform``'s values and its vector-Jacobian product, as a function.
+
+    The analytic gradient of ``mixture_cdf_transform`` applied directly, with
+    no ``tf.custom_gradient`` op in the graph: what a loop that needs first
+    derivatives uses (a custom gradient inside a ``tf.while_loop`` body is not
+    saved in a SavedModel, whose loads then warn that gradients will fail).
+
+    Args:
+      x, logits, locs, scales: as ``mixture_cdf_transform``.
+
+    Returns:
+      ``(z, log_det, vjp)``, where ``vjp(dz, dlog_det=None)`` returns the
+      gradients ``[dx, dlogits, dlocs, dscales]`` (each of its input's shape)
+      for output gradients ``dz`` and ``dlog_det`` (default zero), from the
+      intermediates of this one forward pass.
+    """
+    (z, log_det), grad = _transform_with_vjp(x, logits, locs, scales)
+
+    def vjp(dz, dlog_det=None):
+        return list(grad(dz, tf.zeros_like(log_det) if dlog_det is None else dlog_det))
+
+    return z, log_det, vjp
 
 
 # Components lighter than this fraction of the heaviest are dropped (weight
