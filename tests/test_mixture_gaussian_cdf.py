@@ -397,6 +397,30 @@ def test_composes_with_chain_invert_and_joint_distributions():
     assert b.experimental_batch_shape(x_event_ndims=0) == [3]
 
 
+def test_flows_take_the_names_joint_distributions_give_them():
+    """The flows keep TFP's default name, which a joint distribution treats as
+    unset: a lambda's argument names one, and two flows sit side by side (with a
+    fixed name of their own: 'Inconsistent names' and 'names must be unique')."""
+    x = tfp_gauss.datasets.two_moons(300, seed=0)
+    greedy = [tfp_gauss.fit_rbig(x, n_layers=2, n_components=3, seed=s) for s in (0, 1)]
+    flow = tfp_gauss.gaussianization_flow(2, n_layers=2, n_components=3, seed=0)
+    chained = tfd.JointDistributionSequential(
+        [flow, lambda y: tfd.Independent(tfd.Normal(y, np.float32(1.0)), 1)])
+    y, w = chained.sample(4, seed=(1, 2))
+    expected = flow.log_prob(y) + tfd.Independent(tfd.Normal(y, np.float32(1.0)), 1).log_prob(w)
+    np.testing.assert_allclose(chained.log_prob([y, w]).numpy(), expected.numpy(), rtol=1e-6)
+    assert tuple(chained._flat_resolve_names()) == ("y", "x")
+    pair = tfd.JointDistributionSequential(greedy)
+    a, b = pair.sample(4, seed=(3, 4))
+    np.testing.assert_allclose(pair.log_prob([a, b]).numpy(),
+                               (greedy[0].log_prob(a) + greedy[1].log_prob(b)).numpy(), rtol=1e-6)
+    # a name the user gives is kept (and then it names the component)
+    named = tfp_gauss.gaussianization_flow(2, n_layers=1, n_components=2, seed=0, name="u")
+    assert named.name == "u" and tfd.JointDistributionSequential(
+        [named, lambda u: tfd.Independent(tfd.Normal(u, np.float32(1.0)), 1)]
+    )._flat_resolve_names()[0] == "u"
+
+
 def test_validate_args_rejects_non_finite_inputs():
     b = MixtureGaussianCDF([[0.0, 0.0]], [[-1.0, 1.0]], [[1.0, 1.0]], validate_args=True)
     with pytest.raises(tf.errors.InvalidArgumentError, match="NaN or infinity"):

@@ -41,7 +41,7 @@ def gaussianizer(layers, name="gaussianizer"):
     return tfb.Chain(parts[::-1], name=name)
 
 
-def flow_from_layers(layers, name="gaussianization_flow"):
+def flow_from_layers(layers, name=None):
     """``TransformedDistribution`` of a standard normal through ``Invert(gaussianizer)``.
 
     Args:
@@ -265,7 +265,7 @@ def stacked_arguments(stacked):
     return params, coupling
 
 
-def flow_from_stacked(logits, locs, raw_scales, vectors, name="gaussianization_flow", *,
+def flow_from_stacked(logits, locs, raw_scales, vectors, name=None, *,
                       masks=None, conditioner=None, scale_floor=None):
     """A flow whose layer ``l`` reads slice ``l`` of stacked parameters.
 
@@ -273,7 +273,9 @@ def flow_from_stacked(logits, locs, raw_scales, vectors, name="gaussianization_f
       logits, locs, raw_scales: ``[L, D, K]`` tensors or variables; layer
         ``l``'s mixture has ``scales = softplus(raw_scales[l])``.
       vectors: ``[L, M, D]``, layer ``l``'s Householder vectors.
-      name: distribution name.
+      name: distribution name; by default TFP's own, which a joint
+        distribution treats as unset (so the flow takes the name its
+        ``JointDistributionSequential`` argument gives it).
       masks, conditioner: for a coupling flow, ``[L, D]`` masks (numpy; 1
         on layer ``l``'s conditioning coordinates) and the conditioner MLP's
         stacked weights (``[kernel, bias, ...]``, each ``[L, ...]``, tensors or
@@ -463,7 +465,7 @@ def check_flow_arguments(dtype, **sizes):
 def gaussianization_flow(n_dims, n_layers=8, n_components=8, *, dtype=tf.float32,
                          seed=None, initial_values=None, architecture="marginal",
                          conditioner_units=coupling_math.DEFAULT_UNITS,
-                         name="gaussianization_flow"):
+                         name=None):
     r"""A trainable Gaussianization flow as a ``tfd.TransformedDistribution``.
 
     The Gaussianizer is ``n_layers`` of ``[MixtureGaussianCDF -> HouseholderRotation]``
@@ -493,7 +495,9 @@ def gaussianization_flow(n_dims, n_layers=8, n_components=8, *, dtype=tf.float32
         MLP of the other half (``tfp_gauss.math.coupling``); its last layer
         starts at zero, so the flow starts equal to the marginal one.
       conditioner_units: the coupling MLP's hidden widths.
-      name: distribution name.
+      name: distribution name; by default TFP's own, which a joint
+        distribution treats as unset (so the flow takes the name its
+        ``JointDistributionSequential`` argument gives it).
 
     Returns:
       ``tfd.TransformedDistribution`` with event shape ``[n_dims]``; its

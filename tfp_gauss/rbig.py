@@ -334,7 +334,7 @@ def fit_rbig(x, n_layers=32, n_components=8, *, rotation="pca", seed=None,
         if best is None or score > best[0]:
             best = (score, layers, info)
     _, layers, info = best
-    dist = flows.flow_from_layers(layers, name="rbig_flow")
+    dist = flows.flow_from_layers(layers)
     return (dist, RBIGInfo(**info)) if return_info else dist
 
 
