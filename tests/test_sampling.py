@@ -52,6 +52,14 @@ def test_model_sample_compiles_once_for_every_n_seed_and_model():
     big = 5 * 2**31 + 7
     assert np.array_equal(model.sample(6, seed=big).numpy(),
                           model.sample(6, seed=np.array([7, 5], np.int32)).numpy())
+    # A Generator gives the stateless seed drawn from it, and advances.
+    first = model.sample(6, seed=np.random.default_rng(5)).numpy()
+    expected = np.random.default_rng(5).integers(0, 2**31, size=2).astype(np.int32)
+    assert np.array_equal(first, model.sample(6, seed=expected).numpy())
+    rng = np.random.default_rng(5)
+    assert np.array_equal(model.sample(6, seed=rng).numpy(), first)
+    assert not np.array_equal(model.sample(6, seed=rng).numpy(), first)
+    assert fn.experimental_get_tracing_count() == traces
 
 
 def test_capped_sampler_reports_unconverged_draws_and_validate_args_raises():

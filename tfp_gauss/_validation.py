@@ -462,12 +462,16 @@ def stateless_seed(seed):
     TFP treats an int seed as stateful (every call draws anew); tfp_gauss's
     sampling draws the same rows for the same int (``s`` taken mod
     ``2**62``; ``[s, 0]`` below ``2**31``, as ``tfp-gauss sample --seed``).
+    A ``np.random.Generator`` gives a stateless seed drawn from it (so it
+    advances, and the next call draws other rows, as numpy's own draws do).
     Anything else (a stateless int32 ``[2]`` seed, ``None`` for fresh
     draws) passes through to ``tfp.random.sanitize_seed``.
     """
     if isinstance(seed, numbers.Integral) and not isinstance(seed, bool):
         s = int(seed) % 2**62
         return np.array([s & (2**31 - 1), s >> 31], np.int32)
+    if isinstance(seed, np.random.Generator):
+        return seed.integers(0, 2**31, size=2).astype(np.int32)
     return seed
 
 

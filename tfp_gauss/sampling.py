@@ -651,7 +651,9 @@ def sample_stacked(n, seed, logits, locs, raw_scales, vectors, *, max_iterations
       n: int, the number of draws.
       seed: an int (the same rows for the same int: the stateless seed
         ``[s mod 2**31, s >> 31]``; TFP's own int seeds are stateful), a
-        stateless seed (int32 ``[2]``), or ``None`` for fresh draws.
+        ``np.random.Generator`` (a stateless seed drawn from it, so it
+        advances), a stateless seed (int32 ``[2]``), or ``None`` for fresh
+        draws.
       logits, locs, raw_scales: ``[L, D, K]``; ``vectors``: ``[L, M, D]``.
       max_iterations: int >= 1, cap on each root-find's steps (a runtime
         value: changing it does not recompile).
