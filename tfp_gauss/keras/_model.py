@@ -1,5 +1,7 @@
 """The Gaussianization flow as a Keras 3 model trained on its negative log-likelihood."""
 
+import warnings
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -346,6 +348,46 @@ class GaussianizationFlowModel(keras.Model):
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         return nll / tf.cast(replicas, nll.dtype) if replicas > 1 else nll
 
+    def compile(self, optimizer="rmsprop", loss=None, *args, metrics=None,
+                weighted_metrics=None, jit_compile="auto", **kwargs):
+        """``keras.Model.compile`` for a model whose loss is its mean NLL.
+
+        The loss is ``compute_loss``'s negative log-likelihood, and there are
+        no targets for a metric to compare with: ``loss``, ``metrics`` and
+        ``weighted_metrics`` other than ``None`` are a ``ValueError``. Under a
+        ``tf.distribute`` strategy whose replicas are several CPUs (logical
+        devices of one machine), ``jit_compile=True`` becomes ``False`` with
+        a warning: XLA cannot reach the replicas' variables there (GPUs and
+        TPUs keep it).
+        """
+        if loss is not None:
+            raise ValueError(
+                f"{type(self).__name__} trains on its negative log-likelihood and takes no "
+                f"loss; got loss={loss!r}. Compile without one.")
+        for name, value in (("metrics", metrics), ("weighted_metrics", weighted_metrics)):
+            if value:  # (None or empty)
+                raise ValueError(
+                    f"{type(self).__name__} has no targets for a metric to compare with; "
+                    f"got {name}={value!r}. Its loss, the mean negative log-likelihood, is "
+                    "reported as 'loss' (and 'val_loss').")
+        strategy = tf.distribute.get_strategy()
+        if (jit_compile is True and strategy.num_replicas_in_sync > 1
+                and all("CPU" in d.upper() for d in strategy.extended.worker_devices)):
+            warnings.warn(
+                f"{type(self).__name__}.compile: jit_compile=True under a strategy of "
+                f"{strategy.num_replicas_in_sync} CPU replicas is turned off (XLA cannot reach "
+                "the replicas' variables on CPUs); the steps run as TF graphs.",
+                UserWarning, stacklevel=2)
+            jit_compile = False
+        super().compile(optimizer, None, *args, metrics=None, weighted_metrics=None,
+                        jit_compile=jit_compile, **kwargs)
+
+    def compile_from_config(self, config):
+        """What Keras' own does on loading (it skips models that override ``compile``)."""
+        self.compile(**keras.saving.deserialize_keras_object(config))
+        if getattr(self, "optimizer", None) is not None and self.built:
+            self.optimizer.build(self.trainable_variables)  # (its slots, to load into)
+
     def train_step(self, data):
         x, _, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         with tf.GradientTape() as tape:
@@ -414,6 +456,10 @@ class GaussianizationFlowModel(keras.Model):
     def evaluate(self, x=None, y=None, *args, **kwargs):
         """Mean negative log-likelihood of ``x`` (``[N, D]``; checked like ``fit``)."""
         return super().evaluate(self._checked(x, "x", "scoring"), y, *args, **kwargs)
+
+    def predict(self, x, *args, **kwargs):
+        """``log p(x)`` per row, ``[N]`` numpy (``x`` ``[N, D]``; checked like ``fit``)."""
+        return super().predict(self._checked(x, "x", "scoring"), *args, **kwargs)
 
     # -- conveniences ------------------------------------------------------------------
 
