@@ -110,6 +110,11 @@ out["layers"] = float(info.best_n_layers)
 timed("first", lambda: flow.sample({n}, seed=1))
 timed("second", lambda: flow.sample({n}, seed=2))
 timed("new_n", lambda: flow.sample({n} // 2, seed=3))
+timed("few", lambda: flow.sample(5, seed=4))
+timed("few_again", lambda: flow.sample(5, seed=5))
+row = tfp_gauss.datasets.two_moons()[:1]
+timed("log_prob_row", lambda: flow.log_prob(row))
+timed("log_prob_row_again", lambda: flow.log_prob(row))
 """
 
 _OLD_SAMPLE = """
@@ -365,9 +370,13 @@ def markdown(res):
                   "|---|---|" + ("---|" if eb else "")]
         for key, label in (("first", f"`sample({c['n']})`, first"),
                            ("second", f"`sample({c['n']})`, second"),
-                           ("new_n", f"`sample({c['n'] // 2})`")):
-            lines.append(f"| {label} | {_fmt(es[key])} |"
-                         + (f" {_fmt(eb[key])} |" if eb else ""))
+                           ("new_n", f"`sample({c['n'] // 2})`"),
+                           ("few", "`sample(5)`, first"), ("few_again", "`sample(5)`, again"),
+                           ("log_prob_row", "`log_prob` of one row, first"),
+                           ("log_prob_row_again", "`log_prob` of one row, again")):
+            if key in es:  # (the last four: timed from session 17 on)
+                lines.append(f"| {label} | {_fmt(es[key])} |"
+                             + (f" {_fmt(eb[key])} |" if eb and key in eb else ""))
     before = res.get("before", {})
     lp, lp0 = res["log_prob"], before.get("log_prob")
     rows = [("`model.log_prob` (eager)", "log_prob_first", "log_prob_new_batch"),
