@@ -429,6 +429,20 @@ def test_validate_args_rejects_non_finite_inputs():
         b.inverse(np.array([[np.inf]], np.float32))
 
 
+def test_input_of_unknown_rank_is_a_clear_error():
+    """A tf.function whose input_signature has no rank: the kernel needs static
+    ranks (it failed with 'Cannot infer argument num from shape <unknown>')."""
+    b = MixtureGaussianCDF([[0.0, 0.0]] * 2, [[-1.0, 1.0]] * 2, [[1.0, 1.0]] * 2)
+    for spec in (tf.TensorSpec(None, tf.float32), tf.TensorSpec([None, 2], tf.float32)):
+        f = tf.function(b.forward, input_signature=[spec])
+        if spec.shape.rank is None:
+            with pytest.raises(ValueError, match=r"known rank.*got shapes <unknown>, \(2, 2\)"):
+                f(np.zeros((3, 2), np.float32))
+        else:
+            np.testing.assert_allclose(f(np.ones((3, 2), np.float32)).numpy(),
+                                       b.forward(np.ones((3, 2), np.float32)).numpy())
+
+
 def test_mismatched_component_axes_are_rejected():
     with pytest.raises(ValueError, match="component axis K"):
         MixtureGaussianCDF(np.zeros((2, 3)), np.zeros((2, 4)), np.ones((2, 4)))

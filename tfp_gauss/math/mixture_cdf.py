@@ -274,6 +274,14 @@ class _Layout:
     """
 
     def __init__(self, x, logits, locs, scales):
+        ranks = [tf.TensorShape(t.shape).rank for t in (x, logits, locs, scales)]
+        if None in ranks:
+            raise ValueError(
+                "The mixture CDF needs inputs and parameters of known rank (their sizes may "
+                "be unknown); got shapes "
+                f"{', '.join(str(tf.TensorShape(t.shape)) for t in (x, logits, locs, scales))} "
+                "for x, logits, locs, scales. In a tf.function, give the input_signature a "
+                "rank, e.g. tf.TensorSpec([None, D]).")
         self.component_major = tf.TensorShape(locs.shape).rank != 1
         if self.component_major:
             if tf.TensorShape(x.shape).rank == 0:
