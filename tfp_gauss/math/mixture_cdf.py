@@ -29,7 +29,8 @@ import tensorflow as tf
 from tfp_gauss.math import normal, root_finding
 
 __all__ = ["ANCHOR_OFFSETS", "GRID_SIZE", "GRID_Z", "MixtureCDFParts", "RELATIVE_WEIGHT_FLOOR",
-           "STACKED_GRADIENT_MIN_PARAMS", "anchor_start", "grid_inverse_start", "grid_start",
+           "STACKED_GRADIENT_MIN_PARAMS", "anchor_inverse_start", "anchor_start",
+           "grid_inverse_start", "grid_start",
            "grid_table", "hermite_start", "inverse_start", "mixture_bracket",
            "mixture_cdf_parts", "mixture_cdf_transform", "mixture_cdf_vjp", "mixture_cdf_value",
            "uses_grid_start"]
@@ -614,3 +615,8 @@ def inverse_start(z, logits, locs, scales, use_grid=None):
 def grid_inverse_start(z, logits, locs, scales):
     """``inverse_start`` with the Hermite-table start, whatever the number of elements."""
     return inverse_start(z, logits, locs, scales, use_grid=True)
+
+
+def anchor_inverse_start(z, logits, locs, scales):
+    """``inverse_start`` with the anchor-table start, whatever the number of elements."""
+    return inverse_start(z, logits, locs, scales, use_grid=False)
