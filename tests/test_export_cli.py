@@ -109,6 +109,9 @@ def test_signatures_refuse_a_wrong_width_clearly(exported, width):
         assert list(sigs[name](**{arg: tf.zeros([0, 2])}).values())[0].shape[0] == 0
         with pytest.raises(tf.errors.InvalidArgumentError, match=r"got shape\] \[2\]"):
             sigs[name](**{arg: tf.zeros([2])})  # one row without its batch axis
+        for shape in ([4, 1, 2], [0, 3, 2]):  # rank 3 (would broadcast or pass a size test)
+            with pytest.raises(tf.errors.InvalidArgumentError, match=r"must have shape \[n, 2\]"):
+                sigs[name](**{arg: tf.zeros(shape)})
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"n must be a count >= 0.*-1"):
         sigs["sample"](n=tf.constant(-1), seed=tf.constant([1, 2]))
     assert sigs["sample"](n=tf.constant(0), seed=tf.constant([1, 2]))["x"].shape == (0, 2)

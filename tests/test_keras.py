@@ -81,6 +81,11 @@ def test_mirrored_strategy_on_two_logical_cpus(small_data):
             model.compile(optimizer=keras.optimizers.Adam(1e-2, global_clipnorm=1.0),
                           jit_compile=True)
     assert model.jit_compile is False
+    with strategy.scope():  # built in the scope, compiled outside it: the model's strategy
+        other = GaussianizationFlowModel(2, n_layers=1, n_components=2, seed=0)
+    with pytest.warns(UserWarning, match=r"jit_compile=True under a strategy of 2 CPU"):
+        other.compile(optimizer="adam", jit_compile=True)
+    assert other.jit_compile is False
     before = _weights(model)
     history = model.fit(small_data, batch_size=256, epochs=2, verbose=0)
     assert np.isfinite(history.history["loss"]).all()
@@ -218,11 +223,14 @@ def test_compile_refuses_a_loss_and_metrics():
     model = GaussianizationFlowModel(2, n_layers=1, n_components=2, seed=0)
     with pytest.raises(ValueError, match=r"takes no loss; got loss='mse'"):
         model.compile(optimizer="adam", loss="mse")
+    with pytest.raises(ValueError, match=r"takes no loss_weights; got loss_weights=\[1.0\]"):
+        model.compile(optimizer="adam", loss_weights=[1.0])
     with pytest.raises(ValueError, match=r"no targets for a metric.*got metrics=\['mae'\]"):
         model.compile(optimizer="adam", metrics=["mae"])
     with pytest.raises(ValueError, match=r"got weighted_metrics=\['mae'\]"):
         model.compile(optimizer="adam", weighted_metrics=["mae"])
-    model.compile(optimizer="adam", metrics=[])  # (nothing asked: fine)
+    model.compile("adam", None, None, [], None, False, 2)  # Keras' positional order
+    assert model.steps_per_execution == 2
 
 
 _fit = tfp_gauss.fit_gaussianization_flow

@@ -236,6 +236,11 @@ def test_trained_fits_use_no_more_components_than_a_column_has_values(tmp_path, 
                             "n_components=8: every layer uses 3"):
         model, _ = tfp_gauss.fit_gaussianization_flow(x, steps=5, verbose=0, _warn_tied=False)
     assert model.n_components == 3
+    # n_components repeated in rbig_kwargs: the lowered K still holds (it wrote 8 back)
+    with pytest.warns(tfp_gauss.TiedValuesWarning, match="every layer uses 3"):
+        model, _ = tfp_gauss.fit_gaussianization_flow(
+            x, steps=5, verbose=0, _warn_tied=False, rbig_kwargs={"n_components": 8})
+    assert model.n_components == 3
     with pytest.warns(tfp_gauss.TiedValuesWarning, match="the trained flow uses 3 components"):
         est = GaussianizationDensity(max_steps=5, random_state=0).fit(x)
     assert est.n_components_ == 3

@@ -92,12 +92,17 @@ class FlowModule(tf.Module):
 
     def _checked(self, x, signature, name):
         """``x`` after a check that it is ``[n, D]``: the served graphs' only shape check
-        (a SavedModel signature takes any ``[n, m]``, and a wrong width would
-        otherwise fail deep inside the flow with a broadcasting error)."""
+        (a SavedModel signature takes a tensor of any shape, and a wrong one
+        would otherwise fail deep inside the flow, or broadcast silently)."""
+        # The rank is the length of the runtime shape: tf.rank would be folded
+        # from the signature's [None, D]. Padded with zeros, the shape's
+        # entries 1 and 2 are [D, 0] exactly for [n, D] (rank 1: [0, 0];
+        # rank 3: [m, k]).
+        shape = tf.shape(x)
+        padded = tf.concat([shape, [0, 0]], 0)
         check = tf.debugging.Assert(
-            # (not tf.rank: the graph folds it from the signature's [None, D])
-            tf.logical_and(tf.equal(tf.shape(x)[-1], self.n_dims),
-                           tf.equal(tf.size(x), tf.shape(x)[0] * self.n_dims)),
+            tf.logical_and(tf.reduce_all(tf.equal(padded[1:3], [self.n_dims, 0])),
+                           tf.equal(tf.size(x), shape[0] * self.n_dims)),
             [f"{signature}: {name} must have shape [n, {self.n_dims}] (the flow has "
              f"{self.n_dims} columns); got shape", tf.shape(x)], summarize=4)
         with tf.control_dependencies([check]):

@@ -74,14 +74,13 @@ class MixtureGaussianCDF(_composite.CompositeBijector):
     starts from a cubic Hermite table of the inverse (64 nodes per dimension,
     most elements then converge after one step) and streams the elements
     through a working set, so the few slow ones do not cost a pass over the
-    whole batch per iteration (in graphs; eagerly, such a batch is solved in
-    one graph call, traced once per rank and parameter shapes, and a few
-    elements in an eager loop). Its gradient, with respect to `z` and to
-    every parameter, comes from the implicit-function theorem
+    whole batch per iteration (eagerly, the solve is one graph call, traced
+    once per rank and parameter shapes, from the anchors for few elements).
+    Its gradient, with respect to `z` and to every parameter, comes from the
+    implicit-function theorem
     ($dx/dz = 1/T'(x)$, $dx/d\theta = -\partial_\theta T / T'$) through
-    `tf.custom_gradient`; the loop itself is never differentiated, so there
-    are no second derivatives (except eagerly for a few elements, where the
-    eager loop is recorded).
+    `tf.custom_gradient`; the loop itself is never differentiated, so the
+    inverse has no second derivatives.
 
     Parameters may be `tf.Variable`s or `tfp.util.DeferredTensor`s (e.g.
     `tfp.util.TransformedVariable(s, tfb.Softplus())` to keep scales

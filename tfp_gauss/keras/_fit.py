@@ -590,7 +590,10 @@ def fit_gaussianization_flow(x, n_layers=8, n_components=8, steps=None, batch_si
         kwargs = dict(n_layers=n_layers, n_components=n_components, seed=rng,
                       validation_data=validation_data, validation_split=0.0,
                       tail_component=False, _warn_tied=False)  # tied: said already, of all x
-        kwargs.update(rbig_kwargs or {})
+        # (n_layers and n_components: this function's own, checked equal above;
+        # n_components may have been lowered since)
+        kwargs.update({k: v for k, v in (rbig_kwargs or {}).items()
+                       if k not in ("n_layers", "n_components")})
         start = fit_rbig(x, **kwargs)
     if scale_floor != "auto":
         factors = [float(scale_floor)]

@@ -348,29 +348,34 @@ class GaussianizationFlowModel(keras.Model):
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         return nll / tf.cast(replicas, nll.dtype) if replicas > 1 else nll
 
-    def compile(self, optimizer="rmsprop", loss=None, *args, metrics=None,
-                weighted_metrics=None, jit_compile="auto", **kwargs):
+    def compile(self, optimizer="rmsprop", loss=None, loss_weights=None, metrics=None,
+                weighted_metrics=None, run_eagerly=False, steps_per_execution=1,
+                jit_compile="auto", auto_scale_loss=True):
         """``keras.Model.compile`` for a model whose loss is its mean NLL.
 
         The loss is ``compute_loss``'s negative log-likelihood, and there are
-        no targets for a metric to compare with: ``loss``, ``metrics`` and
-        ``weighted_metrics`` other than ``None`` are a ``ValueError``. Under a
+        no targets for a metric to compare with: ``loss``, ``loss_weights``,
+        ``metrics`` and ``weighted_metrics`` other than ``None`` (or empty)
+        are a ``ValueError``. Under a
         ``tf.distribute`` strategy whose replicas are several CPUs (logical
         devices of one machine), ``jit_compile=True`` becomes ``False`` with
         a warning: XLA cannot reach the replicas' variables there (GPUs and
         TPUs keep it).
         """
-        if loss is not None:
-            raise ValueError(
-                f"{type(self).__name__} trains on its negative log-likelihood and takes no "
-                f"loss; got loss={loss!r}. Compile without one.")
+        for name, value in (("loss", loss), ("loss_weights", loss_weights)):
+            if value is not None:
+                raise ValueError(
+                    f"{type(self).__name__} trains on its negative log-likelihood and takes "
+                    f"no {name}; got {name}={value!r}. Compile without one.")
         for name, value in (("metrics", metrics), ("weighted_metrics", weighted_metrics)):
             if value:  # (None or empty)
                 raise ValueError(
                     f"{type(self).__name__} has no targets for a metric to compare with; "
                     f"got {name}={value!r}. Its loss, the mean negative log-likelihood, is "
                     "reported as 'loss' (and 'val_loss').")
-        strategy = tf.distribute.get_strategy()
+        # (the model's own strategy: the one its variables and `fit` use,
+        # whether or not compile is called in its scope)
+        strategy = self.distribute_strategy
         if (jit_compile is True and strategy.num_replicas_in_sync > 1
                 and all("CPU" in d.upper() for d in strategy.extended.worker_devices)):
             warnings.warn(
@@ -379,8 +384,9 @@ class GaussianizationFlowModel(keras.Model):
                 "the replicas' variables on CPUs); the steps run as TF graphs.",
                 UserWarning, stacklevel=2)
             jit_compile = False
-        super().compile(optimizer, None, *args, metrics=None, weighted_metrics=None,
-                        jit_compile=jit_compile, **kwargs)
+        super().compile(optimizer, run_eagerly=run_eagerly,
+                        steps_per_execution=steps_per_execution, jit_compile=jit_compile,
+                        auto_scale_loss=auto_scale_loss)
 
     def compile_from_config(self, config):
         """What Keras' own does on loading (it skips models that override ``compile``)."""
