@@ -620,11 +620,13 @@ def test_eager_inverse_of_a_batch_is_one_graph_solve_traced_once_per_rank():
     assert np.isfinite(x2).all()
     few = rng.normal(0.0, 2.0, (5, 3))
     x_few = first.inverse(few).numpy()
-    assert root_finding._graph_solver.cache_info().misses == after.misses + 1
+    # at most the anchors' solver is new (an earlier test may have made it)
+    misses = root_finding._graph_solver.cache_info().misses
+    assert misses <= after.misses + 1
     np.testing.assert_array_equal(x_few, tf.function(first.inverse)(tf.constant(few)).numpy())
     # (another size, the same trace; the working set may round an ulp apart)
     np.testing.assert_allclose(first.inverse(few[:2]).numpy(), x_few[:2], rtol=1e-14)
-    assert root_finding._graph_solver.cache_info().misses == after.misses + 1
+    assert root_finding._graph_solver.cache_info().misses == misses
     z_back, _ = mixture_reference(x_few, *(p.numpy() for p in first._params()))
     assert np.abs(z_back - few).max() <= 1e-10
     # The gradient is still the implicit-function one, through the graph solve.
@@ -640,3 +642,7 @@ def test_eager_inverse_of_a_batch_is_one_graph_solve_traced_once_per_rank():
                                         mixture_cdf.mixture_cdf_value, 100, (2, tf.float64),
                                         (((3, 4), tf.float64),) * 3)
     assert solver.experimental_get_tracing_count() == 1
+    few_solver = root_finding._graph_solver(mixture_cdf.anchor_inverse_start,
+                                            mixture_cdf.mixture_cdf_value, 100, (2, tf.float64),
+                                            (((3, 4), tf.float64),) * 3)
+    assert few_solver.experimental_get_tracing_count() == 1
