@@ -100,13 +100,11 @@ class FlowModule(tf.Module):
         # rank 3: [m, k]).
         shape = tf.shape(x)
         padded = tf.concat([shape, [0, 0]], 0)
-        check = tf.debugging.Assert(
-            tf.logical_and(tf.reduce_all(tf.equal(padded[1:3], [self.n_dims, 0])),
-                           tf.equal(tf.size(x), shape[0] * self.n_dims)),
+        return _asserted(
+            x, tf.logical_and(tf.reduce_all(tf.equal(padded[1:3], [self.n_dims, 0])),
+                              tf.equal(tf.size(x), shape[0] * self.n_dims)),
             [f"{signature}: {name} must have shape [n, {self.n_dims}] (the flow has "
-             f"{self.n_dims} columns); got shape", tf.shape(x)], summarize=4)
-        with tf.control_dependencies([check]):
-            return tf.identity(x)
+             f"{self.n_dims} columns); got shape", shape])
 
     def _forward_and_log_det(self, x):
         y = (x - self.shift) / self.scale
@@ -149,13 +147,17 @@ class FlowModule(tf.Module):
         return {"x": self.shift + self.scale * x}
 
     def _sample(self, n, seed):
-        check = tf.debugging.Assert(
-            n >= 0, ["sample: n must be a count >= 0 of rows to draw; got", n])
-        with tf.control_dependencies([check]):
-            n = tf.identity(n)
+        n = _asserted(n, n >= 0, ["sample: n must be a count >= 0 of rows to draw; got", n])
         x, _ = sampling.draw_stacked(n, seed, *self.stacked, sampling._MAX_ITERATIONS,
                                      *self.coupling, **self._floor_kwargs())
         return {"x": self.shift + self.scale * x}
+
+
+def _asserted(value, condition, message):
+    """``value``, computed after a runtime check of ``condition`` (an error with ``message``)."""
+    check = tf.debugging.Assert(condition, message, summarize=4)
+    with tf.control_dependencies([check]):
+        return tf.identity(value)
 
 
 def export_saved_model(model_or_distribution, path, *, shift=None, scale=None):

@@ -368,7 +368,7 @@ class GaussianizationFlowModel(keras.Model):
                     f"{type(self).__name__} trains on its negative log-likelihood and takes "
                     f"no {name}; got {name}={value!r}. Compile without one.")
         for name, value in (("metrics", metrics), ("weighted_metrics", weighted_metrics)):
-            if value:  # (None or empty)
+            if value:  # (None and empty lists pass)
                 raise ValueError(
                     f"{type(self).__name__} has no targets for a metric to compare with; "
                     f"got {name}={value!r}. Its loss, the mean negative log-likelihood, is "
