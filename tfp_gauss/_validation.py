@@ -1,6 +1,8 @@
 """Checks on user data and seeds, shared by every entry point that accepts a sample."""
 
 import numbers
+import os
+import sys
 import warnings
 
 import numpy as np
@@ -391,6 +393,22 @@ def resolution_limited_columns(x, columns=None):
         if np.median(np.diff(values) / np.spacing(ends)) <= 1.5:
             out.append(int(c))
     return out
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def user_stacklevel():
+    """``stacklevel`` for a ``warnings.warn`` in the caller: the first frame outside tfp_gauss.
+
+    A warning raised deep in the package (``compile`` called by
+    ``fit_gaussianization_flow``, say) then points at the user's line, however
+    many of the package's own frames lie between.
+    """
+    frame, level = sys._getframe(1), 1  # (the caller: stacklevel 1 is its line)
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE_DIR):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def warn_if_tied(x, name="x", stacklevel=2, consequence=DENSITY_CONSEQUENCE,

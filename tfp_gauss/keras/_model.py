@@ -382,7 +382,7 @@ class GaussianizationFlowModel(keras.Model):
                 f"{type(self).__name__}.compile: jit_compile=True under a strategy of "
                 f"{strategy.num_replicas_in_sync} CPU replicas is turned off (XLA cannot reach "
                 "the replicas' variables on CPUs); the steps run as TF graphs.",
-                UserWarning, stacklevel=2)
+                UserWarning, stacklevel=_validation.user_stacklevel())
             jit_compile = False
         super().compile(optimizer, run_eagerly=run_eagerly,
                         steps_per_execution=steps_per_execution, jit_compile=jit_compile,
