@@ -177,10 +177,17 @@ def test_greedy_fit_takes_rbig_kwargs():
     none = GaussianizationDensity(**kwargs, fit_kwargs={"rbig_kwargs": None}).fit(x)
     assert not np.allclose(tail.score_samples(x), free.score_samples(x))
     np.testing.assert_array_equal(tail.score_samples(x), none.score_samples(x))
-    # an override of what the estimator sets itself (as fit_gaussianization_flow's
-    # rbig_kwargs can): one layer instead of the estimator's two
-    one = GaussianizationDensity(**kwargs, fit_kwargs={"rbig_kwargs": {"n_layers": 1}}).fit(x)
-    assert one.n_layers_ == 1 and tail.n_layers_ == 2
+    # What the estimator sets itself is set there, as for fit_gaussianization_flow's
+    # rbig_kwargs: a repeat of the same value is allowed, another value is an error
+    same = GaussianizationDensity(**kwargs, fit_kwargs={"rbig_kwargs": {"n_layers": 2}}).fit(x)
+    np.testing.assert_array_equal(same.score_samples(x), tail.score_samples(x))
+    with pytest.raises(ValueError, match=r"fit_kwargs\['rbig_kwargs'\] sets n_layers=1 but the "
+                                         r"estimator's n_layers is 2; set the estimator's"):
+        GaussianizationDensity(**kwargs, fit_kwargs={"rbig_kwargs": {"n_layers": 1}}).fit(x)
+    with pytest.raises(ValueError, match=r"fit_kwargs sets \['seed', 'steps'\], which the "
+                                         r"estimator sets itself; use its own parameters "
+                                         r"\(max_steps, random_state\)"):
+        GaussianizationDensity(fit_kwargs={"steps": 5, "seed": 0}).fit(x)
 
 
 def test_tiny_discrete_and_constant_data():

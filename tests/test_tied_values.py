@@ -244,6 +244,11 @@ def test_trained_fits_use_no_more_components_than_a_column_has_values(tmp_path, 
     with pytest.warns(tfp_gauss.TiedValuesWarning, match="the trained flow uses 3 components"):
         est = GaussianizationDensity(max_steps=5, random_state=0).fit(x)
     assert est.n_components_ == 3
+    # ... and through the estimator (it raised a mismatch of 8 against the lowered 3)
+    with pytest.warns(tfp_gauss.TiedValuesWarning, match="the trained flow uses 3 components"):
+        est = GaussianizationDensity(max_steps=5, random_state=0, fit_kwargs={
+            "rbig_kwargs": {"n_components": 8}}).fit(x)
+    assert est.n_components_ == 3
     assert GaussianizationDensity(max_steps=0, random_state=0).fit(x).n_components_ == 8
     path = tmp_path / "coded.csv"
     path.write_text("a,b\n" + "\n".join(f"{a!r},{b:g}" for a, b in x.tolist()) + "\n")

@@ -44,6 +44,14 @@ __all__ = ["GaussianizationDensity", "GaussianizationTransformer"]
 _DERIVED = ("distribution_", "_flow64", "_params64", "_coupling64")
 
 
+# fit_gaussianization_flow's arguments that the estimators set from their own parameters
+_OWN_ARGUMENTS = dict(
+    n_layers="n_layers", n_components="n_components", steps="max_steps",
+    batch_size="batch_size", peak_learning_rate="learning_rate", init="init",
+    validation_data="validation_fraction", validation_split="validation_fraction",
+    seed="random_state", architecture="architecture")
+
+
 class _GaussianizationEstimator(BaseEstimator):
     """What the density estimator and the transformer share: fit and the fitted flow."""
 
@@ -100,7 +108,25 @@ class _GaussianizationEstimator(BaseEstimator):
         if self.fit_kwargs is not None and not isinstance(self.fit_kwargs, dict):
             raise ValueError(f"{name}: fit_kwargs must be a dict or None; got "
                              f"{type(self.fit_kwargs).__name__}.")
+        fit_kwargs = self.fit_kwargs or {}
+        own = {k: v for k, v in _OWN_ARGUMENTS.items() if k in fit_kwargs}
+        if own:
+            raise ValueError(
+                f"{name}: fit_kwargs sets {sorted(own)}, which the estimator sets itself; use "
+                f"its own parameters ({', '.join(sorted(set(own.values())))}) instead.")
+        rbig_kwargs = fit_kwargs.get("rbig_kwargs") or {}
+        for arg in ("n_layers", "n_components"):
+            if arg in rbig_kwargs and rbig_kwargs[arg] != getattr(self, arg):
+                raise ValueError(
+                    f"{name}: fit_kwargs['rbig_kwargs'] sets {arg}={rbig_kwargs[arg]!r} but the "
+                    f"estimator's {arg} is {getattr(self, arg)!r}; set the estimator's "
+                    f"{arg}={rbig_kwargs[arg]!r} instead.")
         return fraction
+
+    def _rbig_kwargs(self):
+        """``fit_kwargs["rbig_kwargs"]`` without the estimator's own (checked) parameters."""
+        rbig_kwargs = (self.fit_kwargs or {}).get("rbig_kwargs") or {}
+        return {k: v for k, v in rbig_kwargs.items() if k not in ("n_layers", "n_components")}
 
     def fit(self, X, y=None):
         """Fits the flow to ``X`` (``[n_samples, n_features]``); ``y`` is ignored.
@@ -173,13 +199,15 @@ class _GaussianizationEstimator(BaseEstimator):
         if self.max_steps == 0:
             kwargs = dict(n_layers=self.n_layers, n_components=n_components, seed=rng,
                           validation_data=val, validation_split=0.0, _warn_tied=False)
-            kwargs.update((self.fit_kwargs or {}).get("rbig_kwargs") or {})  # as the warm start's
+            kwargs.update(self._rbig_kwargs())  # as the warm start's
             dist = fit_rbig(train, **kwargs)
             values = flows.flow_values(dist)
             history, n_iter, best_step = {}, 0, 0
         else:
             kwargs = dict(verbose=self.verbose)
             kwargs.update(self.fit_kwargs or {})
+            if "rbig_kwargs" in kwargs:  # (n_components may have been lowered for tied columns)
+                kwargs["rbig_kwargs"] = self._rbig_kwargs()
             model, hist = fit_gaussianization_flow(
                 train, n_layers=self.n_layers, n_components=n_components,
                 steps=self.max_steps, batch_size=self.batch_size,
@@ -291,7 +319,10 @@ _PARAMS_DOC = r"""
         initialisation and batch order.
       verbose: Keras verbosity during ``fit``.
       fit_kwargs: extra arguments for ``tfp_gauss.fit_gaussianization_flow``
-        (e.g. ``dict(patience=300, noise=0.05)``).
+        (e.g. ``dict(patience=300, noise=0.05)``); not the ones the
+        estimator's own parameters set (``steps``, ``seed``... : a
+        ``ValueError`` names the parameter to use), and ``rbig_kwargs`` may
+        repeat ``n_layers`` and ``n_components`` but not change them.
       architecture: ``"auto"`` (coupling layers from 1,000 training rows,
         marginal ones below), ``"marginal"`` or ``"coupling"``
         (``fit_gaussianization_flow``'s argument; one-column data and
