@@ -10,7 +10,7 @@ from scipy import stats
 
 from helpers import mixture_reference, random_mixture, rel_err
 import tfp_gauss
-from tfp_gauss.bijectors import MixtureGaussianCDF
+from tfp_gauss.bijectors import HouseholderRotation, MixtureGaussianCDF
 from tfp_gauss.math import mixture_cdf, root_finding
 
 tfb = tfp.bijectors
@@ -441,6 +441,40 @@ def test_input_of_unknown_rank_is_a_clear_error():
         else:
             np.testing.assert_allclose(f(np.ones((3, 2), np.float32)).numpy(),
                                        b.forward(np.ones((3, 2), np.float32)).numpy())
+
+
+@pytest.mark.parametrize("architecture", ["marginal", "coupling"])
+def test_an_input_of_the_wrong_width_is_a_clear_error(architecture, moons):
+    """TFP-level flows: a width other than D failed deep in a kernel ('Incompatible
+    shapes: [4,1,3] vs. [8,2]', a MatMul), and a coupling flow dropped extra
+    columns silently (a log-prob per row). Width 1 broadcasts where TFP does."""
+    flow = tfp_gauss.gaussianization_flow(2, n_layers=2, n_components=3, seed=0,
+                                          architecture=architecture)
+    first = "MixtureCDFCoupling" if architecture == "coupling" else "The mixture CDF"
+    for call in (flow.log_prob, tf.function(flow.log_prob)):
+        with pytest.raises(ValueError, match=rf"{first} .*got an input of shape \(4, 3\), "
+                                             "whose last axis must be 2"):
+            call(np.zeros((4, 3), np.float32))
+        assert call(moons[:4]).shape == (4,)
+    rows = np.zeros((4, 1), np.float32)
+    if architecture == "marginal":  # (a product of per-coordinate maps broadcasts, as in TFP)
+        np.testing.assert_allclose(flow.log_prob(rows).numpy(),
+                                   flow.log_prob(np.zeros((4, 2), np.float32)).numpy())
+    else:
+        with pytest.raises(ValueError, match=r"acts on 2 coordinates; got an input of shape "
+                                             r"\(4, 1\)"):
+            flow.log_prob(rows)
+    # the bijectors alone, both directions
+    b = MixtureGaussianCDF(np.zeros((2, 3)), np.zeros((2, 3)), np.ones((2, 3)))
+    for call in (b.forward, b.inverse):
+        with pytest.raises(ValueError, match=r"parameters for 2 coordinates \(locs of shape "
+                                             r"\(2, 3\).*got an input of shape \(5, 3\)"):
+            call(np.zeros((5, 3)))
+    rotation = HouseholderRotation(np.eye(2)[:1])
+    for call in (rotation.forward, rotation.inverse):
+        with pytest.raises(ValueError, match=r"rotates 2 coordinates; got an input of shape "
+                                             r"\(5, 3\)"):
+            call(np.zeros((5, 3)))
 
 
 def test_mismatched_component_axes_are_rejected():

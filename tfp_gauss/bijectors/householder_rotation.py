@@ -131,6 +131,13 @@ class HouseholderRotation(_composite.CompositeBijector):
         return householder_product(tf.convert_to_tensor(self._vectors))
 
     def _apply(self, x, transpose):
+        width, n_dims = tf.TensorShape(x.shape)[-1:], tf.TensorShape(self._vectors.shape)[-1:]
+        if (width.rank == 1 and n_dims.rank == 1 and None not in (width[0], n_dims[0])
+                and width[0] != n_dims[0]):
+            raise ValueError(
+                f"{type(self).__name__} ({self.name}) rotates {n_dims[0]} coordinates; got an "
+                f"input of shape {tf.TensorShape(x.shape)}, whose last axis must be "
+                f"{n_dims[0]}.")
         q = self.matrix()
         if tf.TensorShape(q.shape).rank == 2:
             # One rotation for every row: a single [N, D] x [D, D] product

@@ -216,6 +216,12 @@ class MixtureCDFCoupling(tfb.Bijector):
             validate_args=self.validate_args)
 
     def _split(self, x):
+        width, n_dims = tf.TensorShape(x.shape)[-1:], len(self._a) + len(self._b)
+        if width.rank == 1 and width[0] is not None and width[0] != n_dims:
+            # (a gather would drop extra columns silently)
+            raise ValueError(
+                f"{type(self).__name__} ({self.name}) acts on {n_dims} coordinates; got an "
+                f"input of shape {tf.TensorShape(x.shape)}, whose last axis must be {n_dims}.")
         return tf.gather(x, self._a, axis=-1), tf.gather(x, self._b, axis=-1)
 
     def _join(self, a, b):

@@ -224,7 +224,9 @@ class MixtureGaussianCDF(_composite.CompositeBijector):
         transform = (_eager_transform if tf.executing_eagerly()
                      else mixture_cdf.mixture_cdf_transform)
         x = tf.convert_to_tensor(self._finite_input(x, "forward input x"), self.dtype)
-        z, log_det = transform(x, *self._params())
+        params = self._params()
+        mixture_cdf.check_width(x, params[1])  # (the eager function relaxes shapes)
+        z, log_det = transform(x, *params)
         return z, {"ildj": -log_det}
 
     def _augmented_inverse(self, z):
@@ -240,6 +242,7 @@ class MixtureGaussianCDF(_composite.CompositeBijector):
     def _broadcast_target(self, z):
         z = self._finite_input(tf.convert_to_tensor(z, self.dtype), "inverse input z")
         logits, locs, scales = params = self._params()
+        mixture_cdf.check_width(z, locs)
         batch_shape = tf.shape(locs[..., 0] + scales[..., 0] + logits[..., 0])
         return tf.broadcast_to(z, tf.broadcast_dynamic_shape(tf.shape(z), batch_shape)), params
 

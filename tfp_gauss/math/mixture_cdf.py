@@ -262,6 +262,23 @@ def mixture_cdf_vjp(x, logits, locs, scales):
 RELATIVE_WEIGHT_FLOOR = {tf.float32: 1e-30, tf.float64: 1e-300}
 
 
+def check_width(x, locs):
+    """A ``ValueError`` if ``x``'s last axis is statically neither ``D`` nor 1.
+
+    ``D`` is the parameters' coordinate axis (``locs`` of shape ``[..., D, K]``);
+    ``x`` of width 1 broadcasts, as in TFP. Without it, a wrong width failed
+    deep in the kernel ("Incompatible shapes: [4,1,3] vs. [8,2]").
+    """
+    width, n_dims = tf.TensorShape(x.shape)[-1:], tf.TensorShape(locs.shape)[-2:-1]
+    if (width.rank == 1 and n_dims.rank == 1 and None not in (width[0], n_dims[0])
+            and 1 not in (width[0], n_dims[0]) and width[0] != n_dims[0]):
+        raise ValueError(
+            f"The mixture CDF has parameters for {n_dims[0]} coordinates (locs of shape "
+            f"{tf.TensorShape(locs.shape)}, [..., D, K]); got an input of shape "
+            f"{tf.TensorShape(x.shape)}, whose last axis must be {n_dims[0]} (or 1, to "
+            "broadcast).")
+
+
 class _Layout:
     """Parameters arranged for the reductions over components.
 
@@ -284,6 +301,7 @@ class _Layout:
                 "for x, logits, locs, scales. In a tf.function, give the input_signature a "
                 "rank, e.g. tf.TensorSpec([None, D]).")
         self.component_major = tf.TensorShape(locs.shape).rank != 1
+        check_width(x, locs)
         if self.component_major:
             if tf.TensorShape(x.shape).rank == 0:
                 x = x[tf.newaxis]
