@@ -146,9 +146,10 @@ def fit_mixture_em(x, n_components, *, seed=None, max_iterations=500,
         component decides the map ``Phi^-1(F(x))``'s slope, ``1/sigma``.
         With ``sigma`` one standard deviation, a point past the data moves
         out by about as many standard deviations as it came in with, layer
-        after layer: narrower widest components compound into an explosive
-        forward tail (a point just past the training range scoring -1e7
-        after 28 layers), wider ones into an explosive inverse (samples at
+        after layer (as long as no free component is wider: EM may make one
+        so on skewed columns). Narrower widest components compound into an
+        explosive forward tail (a point just past the training range scoring
+        -1e7 after 28 layers), wider ones into an explosive inverse (samples at
         1e6 standard deviations). A floor alone, which EM then widens, is
         the second case.
       tail_weight: a floor on the tail component's weight (needs
