@@ -216,10 +216,17 @@ def test_cli_fit_sample_score(cli_run, tmp_path):
     assert cli.main(["sample", str(out), "-n", "11", "--out", str(tmp_path / "s.csv")]) == 0
     samples = np.loadtxt(tmp_path / "s.csv", delimiter=",", skiprows=1)
     assert samples.shape == (11, 2)
+    assert b"\r" not in (tmp_path / "s.csv").read_bytes()  # (csv's default ends lines \r\n)
+    # --out *.npy writes an array (it wrote CSV text that np.load refused), as fit reads
+    assert cli.main(["sample", str(out), "-n", "11", "--out", str(tmp_path / "s.npy")]) == 0
+    np.testing.assert_allclose(np.load(tmp_path / "s.npy"), samples, rtol=1e-15)
     assert cli.main(["score", str(out), str(tmp_path / "s.csv"),
                      "--out", str(tmp_path / "scores.csv")]) == 0
     scores = np.loadtxt(tmp_path / "scores.csv", delimiter=",", skiprows=1)
     assert scores.shape == (11,) and np.isfinite(scores).all()
+    assert cli.main(["score", str(out), str(tmp_path / "s.npy"),
+                     "--out", str(tmp_path / "scores.npy")]) == 0
+    np.testing.assert_allclose(np.load(tmp_path / "scores.npy"), scores[:, None], rtol=1e-15)
     # the served density is in data units: equal to the report's standardization
     # applied to the Keras model
     model = keras.models.load_model(out / "model.keras")
@@ -532,6 +539,15 @@ def test_cli_header_rules(tmp_path, capsys):
     path.write_bytes("\ufeffwaiting,duration\n1,2\n".encode())  # Excel's "CSV UTF-8"
     x, names = cli.read_table(path)
     assert names == ["waiting", "duration"] and x.tolist() == [[1, 2]]
+    # pandas' to_csv with its index: an unnamed first column of row numbers (it asked
+    # for --header, which then fitted the index as a column)
+    path.write_text(",waiting,duration\n0,1,2\n1,3,5\n3,4,4\n")
+    for header in (None, True):
+        with pytest.raises(cli.UsageError, match=r"column 1 has no name and holds increasing "
+                                                 r"whole numbers \(0, 1, ..., 3\): a row index"):
+            cli.read_table(path, header=header)
+    path.write_text(",waiting,duration\n0.5,1,2\n1,3,5\n")  # not an index: a column
+    assert cli.read_table(path)[1] == ["", "waiting", "duration"]
 
 
 def test_cli_score_errors_say_what_is_wrong(cli_run, tmp_path, capsys):
@@ -543,7 +559,9 @@ def test_cli_score_errors_say_what_is_wrong(cli_run, tmp_path, capsys):
         capsys.readouterr().err)
     broken = tmp_path / "broken"
     (broken / "saved_model").mkdir(parents=True)  # empty: an interrupted copy, say
-    for command in (["score", str(broken), str(data)], ["sample", str(broken), "-n", "3"]):
+    good = tmp_path / "good.csv"  # (the data are read first: their errors need no model)
+    good.write_text("1,2\n0,3\n")
+    for command in (["score", str(broken), str(good)], ["sample", str(broken), "-n", "3"]):
         assert cli.main(command + ["--out", str(tmp_path / "s.csv")]) == 2
         assert (f"{broken / 'saved_model'} is not a readable tfp-gauss SavedModel"
                 in capsys.readouterr().err)
@@ -573,6 +591,17 @@ def test_console_script_runs_without_tensorflow_log_lines(cli_run, tmp_path):
     assert proc.stderr == ""  # no oneDNN/CUDA/absl start-up lines, no custom-gradient warnings
     assert np.loadtxt(tmp_path / "s.csv", delimiter=",", skiprows=1).shape == (4, 2)
     assert "{fit,sample,score}" in cli.build_parser().format_help()
+    # The command imports TensorFlow only when it needs it: --help and a bad CSV answer
+    # at once (they waited ~10 s for TensorFlow's import)
+    (tmp_path / "bad.csv").write_text("a,b\n1,x\n")
+    script = ("import sys; sys.argv = ['tfp-gauss']\n"  # (what the console script sets)
+              "from tfp_gauss import cli\n"
+              "rc = cli.main(['fit', 'bad.csv', '--out', 'run'])\n"
+              "print(rc, 'tensorflow' in sys.modules)\n")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env=env, cwd=tmp_path, check=False)
+    assert proc.stdout == "2 False\n", proc.stderr
+    assert "non-numeric value 'x' in data row 1, column 2" in proc.stderr
 
 
 @pytest.mark.parametrize("value", ["-1", "wide", "nan"])

@@ -1,10 +1,11 @@
 """Quiet TensorFlow start-up for the ``tfp-gauss`` command.
 
-Imported first by ``tfp_gauss/__init__.py``, because the console script
-imports the package (and with it TensorFlow) before ``tfp_gauss.cli.main``
-runs. Only when the running program is the command (``tfp-gauss ...`` or
-``python -m tfp_gauss.cli``): a library import leaves TensorFlow's logging
-to the user.
+When the running program is the command (``tfp-gauss ...`` or ``python -m
+tfp_gauss.cli``), ``tfp_gauss/__init__.py`` imports nothing heavy, so
+``--help`` and errors in the user's data answer at once (they took 10-13 s,
+TensorFlow's import); the command calls ``quiet_tensorflow`` when it first
+needs TensorFlow. A library import imports everything and leaves
+TensorFlow's logging to the user.
 """
 
 import itertools
@@ -30,6 +31,8 @@ def quiet_tensorflow():
     file while TensorFlow loads and finds its devices; if that fails, what
     was captured is printed after all.
     """
+    if "tensorflow" in sys.modules:  # (imported already: quiet or not, it is done)
+        return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     sys.stderr.flush()
     saved = os.dup(2)
@@ -49,6 +52,3 @@ def quiet_tensorflow():
             os.close(saved)
     tf.get_logger().setLevel("ERROR")
 
-
-if running_cli():
-    quiet_tensorflow()

@@ -1,8 +1,8 @@
 """The ``tfp-gauss`` command: fit, sample and score Gaussianization flows.
 
     tfp-gauss fit [DATA.csv|DATA.npy] --out DIR [--overwrite] [options]
-    tfp-gauss sample DIR -n N --out samples.csv [--seed S]
-    tfp-gauss score DIR data.csv --out scores.csv
+    tfp-gauss sample DIR -n N --out samples.csv|samples.npy [--seed S]
+    tfp-gauss score DIR data.csv --out scores.csv|scores.npy
 
 ``fit`` with no data uses the built-in standardized two-moons. Data are
 standardized (in float64) with the training statistics; the exported
@@ -54,6 +54,18 @@ __all__ = ["main"]
 
 class UsageError(Exception):
     """Bad input from the user: reported without a traceback, exit code 2."""
+
+
+def _tensorflow():
+    """Imports TensorFlow, quietly when this process is the command (see ``_startup``).
+
+    Called once the arguments and the data are checked, so that their errors
+    come without TensorFlow's 10 s import.
+    """
+    from tfp_gauss import _startup
+
+    if _startup.running_cli():
+        _startup.quiet_tensorflow()
 
 
 # ------------------------------------------------------------------------------ data files
@@ -124,7 +136,9 @@ def read_table(path, header=None, purpose="fitting"):
             header = False
             print(f"tfp-gauss: {path}: the first row is numeric, read as data (no header); "
                   "pass --header if it names the columns.", file=sys.stderr)
-        elif not any(_is_number(c) or c.lower() in _MISSING_MARKERS for c in first):
+        elif not any(_is_number(c) or c.lower() in _MISSING_MARKERS
+                     for c in (first[1:] if _index_header(first) else first)):
+            # (an empty first name and text names: pandas' index column; checked below)
             header = True
             print(f"tfp-gauss: {path}: the first row {first} is read as a header, not data; "
                   "pass --no-header if it is data.", file=sys.stderr)
@@ -154,7 +168,20 @@ def read_table(path, header=None, purpose="fitting"):
                 raise UsageError(
                     f"{path}: {what} {cell.strip()!r} in data row {i + 1}, column {j + 1} "
                     f"({_ROWS_NOTE}); {purpose} needs numbers in every cell.") from None
+    column = values[:, 0]
+    if header and _index_header(first) and len(values) > 1 and np.all(
+            (column == np.round(column)) & (np.diff(column, prepend=-np.inf) > 0)):
+        raise UsageError(
+            f"{path}: column 1 has no name and holds increasing whole numbers "
+            f"({values[0, 0]:g}, {values[1, 0]:g}, ..., {values[-1, 0]:g}): a row index, as "
+            "pandas' to_csv writes unless index=False, not data. Write the file with "
+            "index=False, or remove that column.")
     return _checked(values, path, purpose), (first if header else None)
+
+
+def _index_header(first):
+    """Whether a first row looks like pandas' header with an index: an empty first name."""
+    return len(first) > 1 and first[0] == "" and all(first[1:])
 
 
 def _checked(arr, path, purpose):
@@ -167,13 +194,22 @@ def _checked(arr, path, purpose):
         raise UsageError(str(err)) from None
 
 
-def write_csv(path, array, header):
+def write_table(path, array, header):
+    """Writes ``array`` ``[N, D]`` to ``path``: a ``.npy`` array if the name says so, else CSV.
+
+    CSV: a header row of ``header``'s names, then the rows, with ``\n`` line
+    ends. ``.npy``: the array alone (float64), as ``fit`` reads it.
+    """
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    array = np.asarray(array, dtype=np.float64).reshape(len(array), -1)
+    if path.suffix == ".npy":
+        np.save(path, array)
+        return
     with open(path, "w", newline="") as handle:
-        writer = csv.writer(handle)
+        writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(header)
-        writer.writerows(np.asarray(array).reshape(len(array), -1).tolist())
+        writer.writerows(array.tolist())
 
 
 # ------------------------------------------------------------------------------ figures
@@ -358,6 +394,7 @@ def _fit(args):
         raise UsageError("--architecture coupling needs at least 2 columns (a coupling layer "
                          f"conditions half of the columns on the other half); the data have "
                          f"{x.shape[1]}. Use --architecture marginal.")
+    _tensorflow()
     if init in ("rbig", "random"):
         shift, scale = _standardization(train)
     else:
@@ -674,13 +711,14 @@ class _OutputDir:
 
 
 def _load(directory):
-    import absl.logging
-    import tensorflow as tf
-
     path = pathlib.Path(directory) / "saved_model"
     if not path.is_dir():
         raise UsageError(f"{directory}: no saved_model/ inside; expected a directory written "
                          "by `tfp-gauss fit --out DIR`.")
+    _tensorflow()
+    import absl.logging
+    import tensorflow as tf
+
     # Loading warns once per custom-gradient function (~16 lines) that the
     # gradients are restored as saved: true and not the user's concern.
     verbosity = absl.logging.get_verbosity()
@@ -707,16 +745,16 @@ def _finite_or_none(values):
 
 
 def _sample(args):
-    import tensorflow as tf
-
     from tfp_gauss import _validation
 
     if args.n < 1:
         raise UsageError(f"-n must be >= 1; got {args.n}.")
     served = _load(args.dir)
+    import tensorflow as tf
+
     seed = tf.constant(_validation.stateless_seed(args.seed), tf.int32)  # as model.sample(seed=S)
     x = served.signatures["sample"](n=tf.constant(args.n, tf.int32), seed=seed)["x"].numpy()
-    write_csv(args.out, x, _column_names(args.dir, x.shape[1]))
+    write_table(args.out, x, _column_names(args.dir, x.shape[1]))
     print(f"wrote {args.n} samples to {args.out}")
     return 0
 
@@ -747,11 +785,11 @@ def _column_names(directory, n_columns):
 
 
 def _score(args):
+    x, names = read_table(args.data, header=args.header, purpose="scoring")
+    served = _load(args.dir)
     import tensorflow as tf
 
-    served = _load(args.dir)
     spec = served.signatures["log_prob"].structured_input_signature[1]["x"]
-    x, names = read_table(args.data, header=args.header, purpose="scoring")
     if x.shape[1] != spec.shape[1]:
         raise UsageError(f"{args.data}: {x.shape[1]} columns; the model was fit on "
                          f"{spec.shape[1]}.")
@@ -780,7 +818,7 @@ def _score(args):
         print(f"tfp-gauss: {int(far.sum())} row(s) lie beyond float32's range (data rows "
               f"{rows}{', ...' if far.sum() > 10 else ''}; numbered from 1); scored in float64.",
               file=sys.stderr)
-    write_csv(args.out, lp[:, None], ["log_prob"])
+    write_table(args.out, lp[:, None], ["log_prob"])
     print(f"wrote {len(lp)} log-densities to {args.out}")
     return 0
 
@@ -832,13 +870,15 @@ def build_parser():
                           "or that holds the input; only the files fit writes are replaced")
     fit.add_argument("--header", action=argparse.BooleanOptionalAction, default=None,
                      help=header_help)
-    fit.add_argument("--layers", type=int, default=8)
-    fit.add_argument("--components", type=int, default=8)
+    fit.add_argument("--layers", type=int, default=8,
+                     help="most layers; the greedy warm start may keep fewer (default 8)")
+    fit.add_argument("--components", type=int, default=8,
+                     help="mixture components per coordinate and layer (default 8)")
     fit.add_argument("--steps", type=int, default=None,
                      help="most training steps (default: 100 passes over the data, "
                      "3000-10000); training stops earlier once the validation NLL stops "
                      "improving")
-    fit.add_argument("--batch-size", type=int, default=512)
+    fit.add_argument("--batch-size", type=int, default=512, help="rows per step (default 512)")
     fit.add_argument("--peak-lr", type=_number(0), default=None,
                      help="peak learning rate (default: 3e-3 for marginal layers, 1e-3 for "
                      "coupling layers)")
@@ -859,27 +899,34 @@ def build_parser():
                      help="rbig (greedy warm start), random, or a previous run's DIR to "
                      "continue training it with a fresh learning-rate schedule")
     fit.add_argument("--validation-split", type=float, default=0.1,
-                     help="fraction of rows held out to choose the fit (0: none)")
+                     help="fraction of rows held out (drawn with --seed) to choose the fit "
+                     "(0: none; default 0.1)")
     fit.add_argument("--architecture", choices=("marginal", "coupling"), default=None,
                      help="marginal: mixture CDF maps of each coordinate alone; coupling: "
                      "half of the coordinates' mixture parameters depend on the other half "
                      "(an MLP); for strongly dependent columns (default: coupling from 1,000 "
                      "training rows, marginal below; with --init DIR, that run's)")
-    fit.add_argument("--seed", type=_number(0, low_open=False, integer=True), default=0)
+    fit.add_argument("--seed", type=_number(0, low_open=False, integer=True), default=0,
+                     help="seed of the split, the initialisation and the batches (default 0)")
     fit.add_argument("--verbose", type=int, default=None,
                      help="Keras verbosity (default: 1, a progress bar, on a terminal; "
                           "2, one line per epoch, otherwise)")
     fit.set_defaults(func=_fit)
     sample = sub.add_parser("sample", help="draw samples from a fitted flow")
-    sample.add_argument("dir")
-    sample.add_argument("-n", type=int, required=True)
-    sample.add_argument("--out", required=True)
-    sample.add_argument("--seed", type=int, default=0)
+    out_help = ("file to write: .npy for a NumPy array, anything else CSV with a header "
+                "row")
+    sample.add_argument("dir", help="a directory written by `tfp-gauss fit --out DIR`")
+    sample.add_argument("-n", type=int, required=True, help="number of samples")
+    sample.add_argument("--out", required=True,
+                        help=out_help + " (the fitted CSV's column names, or x0, x1, ...)")
+    sample.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     sample.set_defaults(func=_sample)
     score = sub.add_parser("score", help="per-row log-density of data under a fitted flow")
-    score.add_argument("dir")
-    score.add_argument("data")
-    score.add_argument("--out", required=True)
+    score.add_argument("dir", help="a directory written by `tfp-gauss fit --out DIR`")
+    score.add_argument("data", help="CSV or .npy with the fitted columns, in the fitted order")
+    score.add_argument("--out", required=True,
+                       help=out_help + " (log_prob: one log-density per row, in the data's "
+                       "units)")
     score.add_argument("--header", action=argparse.BooleanOptionalAction, default=None,
                        help=header_help)
     score.set_defaults(func=_score)
