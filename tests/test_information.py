@@ -109,6 +109,22 @@ def test_marginal_entropy_of_normal_columns():
     np.testing.assert_allclose(information.marginal_entropy(x), truth, atol=0.03)
 
 
+def test_one_column_has_no_total_correlation(gauss):
+    """TC of one column is 0 by definition (it was estimated, -0.026, and the
+    entropy took that error on); its entropy is the column's marginal entropy."""
+    column = gauss[:, :1]
+    tc = information.total_correlation(column, return_details=True)
+    assert tc.value == 0.0 and tc.standard_error == 0.0 and tc.n_layers == 0
+    h = information.entropy(column, return_details=True)
+    assert h.value == information.marginal_entropy(column)[0]
+    assert abs(h.value - 0.5 * np.log(2 * np.pi * np.e)) < 0.05 and 0 < h.standard_error < 0.05
+    assert information.total_correlation(column, method="flow") == 0.0
+    # KL of one column: the marginal divergence, with a standard error from it
+    kl = information.kl_divergence(column + 0.5, gauss[:1000, 1:2], method="rbig",
+                                   return_details=True)
+    assert abs(kl.value - 0.125) < 0.06 and 0 < kl.standard_error < 0.05
+
+
 def test_rows_with_nan_are_an_error(gauss):
     bad = gauss.copy()
     bad[5, 1] = np.nan

@@ -430,11 +430,18 @@ def _result(value, se, trace, method, fit, n_rows, parts, return_details):
     if not return_details:
         return float(value)
     return InformationEstimate(float(value), float(se), tuple(trace), method,
-                               len(fit.layers), int(n_rows), parts)
+                               0 if fit is None else len(fit.layers), int(n_rows), parts)
 
 
 def _joint_entropy_tc(x, method, rng, fit_kwargs):
     """``(H, TC, se, trace, fit, parts)`` of standardized-fit ``x`` (entropy in x's units)."""
+    if method == "rbig" and x.shape[1] == 1:
+        # One column: no dependence, TC = 0 by definition (a fit estimated it as
+        # -0.03 and added that to the entropy); the entropy is the column's own.
+        marg = float(np.sum(_marginal_entropies(x)))
+        se_h = _fold_se(lambda r: float(np.sum(_marginal_entropies(r))), x, rng)
+        parts = dict(total_correlation=0.0, marginal_entropies=marg)
+        return marg, 0.0, se_h, 0.0, (), None, parts
     if method == "rbig":
         fit = _fit(x, rng, fit_kwargs, copula=True)
         tc, se, trace, parts = _total_correlation_rbig(fit, fit.standardize(x), rng)
@@ -453,7 +460,7 @@ def _joint_entropy_tc(x, method, rng, fit_kwargs):
     se = float(np.std(logq, ddof=1) / np.sqrt(len(logq)))
     marg = float(np.sum(_marginal_entropies(h)))
     trace = _rbig_terms(fit, h)[0]
-    tc = marg - ent
+    tc = marg - ent if x.shape[1] > 1 else 0.0  # (one column: 0 by definition)
     parts = dict(marginal_entropies=marg, held_out_rows=len(held), total_correlation=tc)
     return ent + log_scale, tc, se, se, trace, fit, parts
 
@@ -651,8 +658,14 @@ def kl_divergence(x, y, *, method="flow", return_details=False, seed=None,
     fit_y = _fit(y, rng, fit_kwargs)
     if method == "rbig":
         z = fit_y.push(fit_y.standardize(x))[0][-1]
-        marg = 0.5 * np.log(2 * np.pi) + 0.5 * np.mean(z * z, axis=0) - _marginal_entropies(z)
+
+        def divergences(r):  # KL of each column of r from N(0, 1)
+            return 0.5 * np.log(2 * np.pi) + 0.5 * np.mean(r * r, axis=0) - _marginal_entropies(r)
+
+        marg = divergences(z)
         _, tc, _, se, trace, fit, parts = _joint_entropy_tc(z, "rbig", rng, fit_kwargs)
+        if z.shape[1] == 1:  # (no TC term to fold: fold the marginal divergence)
+            se = _fold_se(lambda r: float(np.sum(divergences(r))), z, rng)
         kl = tc + float(np.sum(marg))
         parts = dict(parts, marginal_divergences=float(np.sum(marg)))
         return _result(kl, se, trace, method, fit, len(x), parts, return_details)
