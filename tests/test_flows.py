@@ -6,7 +6,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from helpers import flow_log_prob_reference
-from tfp_gauss import flows, gaussianization_flow
+from tfp_gauss import flows, gaussianization_flow, vi
 
 tfd = tfp.distributions
 
@@ -116,9 +116,15 @@ def test_flow_from_stacked_rejects_inconsistent_shapes():
             flows.flow_from_stacked(*bad)
 
 
-@pytest.mark.parametrize("kwargs", [dict(n_layers=0), dict(n_components=0), dict(n_dims=0)])
-def test_empty_flow_sizes_are_a_clear_error(kwargs):
+@pytest.mark.parametrize("kwargs", [dict(n_layers=0), dict(n_components=0), dict(n_dims=0),
+                                    dict(n_dims=2.5), dict(n_layers=True)])
+def test_empty_or_fractional_flow_sizes_are_a_clear_error(kwargs):
     args = dict(n_dims=2, n_layers=2, n_components=3)
     args.update(kwargs)
-    with pytest.raises(ValueError, match=r"must be >= 1; got"):
+    with pytest.raises(ValueError, match=r"must be whole numbers >= 1; got"):
         gaussianization_flow(**args)
+    # the variational surrogate (event_size=2.5 was a raw TypeError)
+    sizes = args["n_dims"], args["n_layers"], args["n_components"]
+    with pytest.raises(ValueError, match=r"event_size, n_layers, n_components must be whole "
+                                         rf"numbers >= 1; got {', '.join(map(repr, sizes))}\."):
+        vi.gaussianization_surrogate(*sizes)

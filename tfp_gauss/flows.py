@@ -448,17 +448,19 @@ def random_flow_values(n_dims, n_layers, n_components, *, n_reflections=None, se
 
 
 def check_flow_arguments(dtype, **sizes):
-    """``tf.as_dtype(dtype)`` after checking it is float32/float64 and every size is >= 1.
+    """``tf.as_dtype(dtype)`` after checking it is float32/float64 and every size an int >= 1.
 
     Raises:
-      ValueError: another dtype, or a size below 1 (the message names them).
+      ValueError: another dtype, or a size that is not a whole number >= 1
+        (the message names them).
     """
     dtype = tf.as_dtype(dtype)
     if dtype not in (tf.float32, tf.float64):
         raise ValueError(f"dtype must be float32 or float64; got {dtype.name}.")
-    if min(sizes.values()) < 1:
-        raise ValueError(f"{', '.join(sizes)} must be >= 1; got "
-                         f"{', '.join(str(v) for v in sizes.values())}.")
+    if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+               for v in sizes.values()) or min(sizes.values()) < 1:
+        raise ValueError(f"{', '.join(sizes)} must be whole numbers >= 1; got "
+                         f"{', '.join(repr(v) for v in sizes.values())}.")
     return dtype
 
 
