@@ -131,6 +131,9 @@ class _GaussianizationEstimator(BaseEstimator):
     def fit(self, X, y=None):
         """Fits the flow to ``X`` (``[n_samples, n_features]``); ``y`` is ignored.
 
+        There is no ``sample_weight`` (unlike ``KernelDensity``): every row
+        counts once; repeat rows to weight them.
+
         Standardizes ``X`` in float64 with its mean and standard deviation,
         holds out ``validation_fraction`` of the rows (drawn with
         ``random_state``) and calls ``tfp_gauss.fit_gaussianization_flow``
@@ -392,7 +395,11 @@ class GaussianizationDensity(DensityMixin, _GaussianizationEstimator):
         return self._flow64.log_prob(y).numpy() - np.sum(np.log(self.scale_))
 
     def score(self, X, y=None):
-        """Mean log-likelihood of the rows of ``X`` (higher is better); ``y`` is ignored."""
+        """Mean log-likelihood of the rows of ``X`` (higher is better); ``y`` is ignored.
+
+        The mean, as ``GaussianMixture.score``; ``KernelDensity.score`` is the
+        sum over the rows (compare ``score_samples(X).sum()`` with it).
+        """
         return float(np.mean(self.score_samples(X)))
 
     def sample(self, n_samples=1, random_state=None):
