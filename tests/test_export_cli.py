@@ -258,7 +258,7 @@ def test_cli_fit_continues_a_previous_run(cli_run, tmp_path):
 @pytest.mark.parametrize("content,extra,match", [
     (None, [], "data file not found"),
     ("dir", [], "is a directory; expected a CSV or .npy data file"),
-    ("a,b\n1,2\nx,3\n", [], "non-numeric value 'x' in data row 2, column 1"),
+    ("a,b\n1,2\nx,3\n", [], "non-numeric value 'x' in data row 2, column 1 ('a')"),
     # rows are data rows numbered from 1: blank lines and the header do not count
     ("a,b\n1,2\n\n3\n", [], "ragged rows: data row 2 has 1 field(s)"),
     ("1,2\nnan,3\n4,5\n", [], ("1 of 3 rows holding NaN or infinity (columns [1]; first rows "
@@ -601,7 +601,7 @@ def test_console_script_runs_without_tensorflow_log_lines(cli_run, tmp_path):
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           env=env, cwd=tmp_path, check=False)
     assert proc.stdout == "2 False\n", proc.stderr
-    assert "non-numeric value 'x' in data row 1, column 2" in proc.stderr
+    assert "non-numeric value 'x' in data row 1, column 2 ('b')" in proc.stderr
 
 
 @pytest.mark.parametrize("value", ["-1", "wide", "nan"])

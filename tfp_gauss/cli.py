@@ -165,9 +165,10 @@ def read_table(path, header=None, purpose="fitting"):
             except ValueError:
                 what = ("missing value" if cell.strip().lower() in _MISSING_MARKERS
                         else "non-numeric value")
+                named = f" ({first[j]!r})" if header else ""
                 raise UsageError(
-                    f"{path}: {what} {cell.strip()!r} in data row {i + 1}, column {j + 1} "
-                    f"({_ROWS_NOTE}); {purpose} needs numbers in every cell.") from None
+                    f"{path}: {what} {cell.strip()!r} in data row {i + 1}, column {j + 1}"
+                    f"{named} ({_ROWS_NOTE}); {purpose} needs numbers in every cell.") from None
     column = values[:, 0]
     if header and _index_header(first) and len(values) > 1 and np.all(
             (column == np.round(column)) & (np.diff(column, prepend=-np.inf) > 0)):
