@@ -226,7 +226,7 @@ def test_cli_fit_sample_score(cli_run, tmp_path):
     assert scores.shape == (11,) and np.isfinite(scores).all()
     assert cli.main(["score", str(out), str(tmp_path / "s.npy"),
                      "--out", str(tmp_path / "scores.npy")]) == 0
-    np.testing.assert_allclose(np.load(tmp_path / "scores.npy"), scores[:, None], rtol=1e-15)
+    np.testing.assert_allclose(np.load(tmp_path / "scores.npy"), scores, rtol=1e-15)
     # the served density is in data units: equal to the report's standardization
     # applied to the Keras model
     model = keras.models.load_model(out / "model.keras")
@@ -541,13 +541,18 @@ def test_cli_header_rules(tmp_path, capsys):
     assert names == ["waiting", "duration"] and x.tolist() == [[1, 2]]
     # pandas' to_csv with its index: an unnamed first column of row numbers (it asked
     # for --header, which then fitted the index as a column)
+    for content in (",waiting,duration\n7,1,2\n2,3,5\n9,4,4\n",  # (shuffled by a split)
+                    ",0,1\n0,1.5,2\n1,3,5\n"):  # pd.DataFrame(array).to_csv()
+        path.write_text(content)
+        with pytest.raises(cli.UsageError, match=r"starts with an empty name, as pandas' to_csv "
+                                                 r"writes for its row index"):
+            cli.read_table(path)
     path.write_text(",waiting,duration\n0,1,2\n1,3,5\n3,4,4\n")
-    for header in (None, True):
-        with pytest.raises(cli.UsageError, match=r"column 1 has no name and holds increasing "
-                                                 r"whole numbers \(0, 1, ..., 3\): a row index"):
-            cli.read_table(path, header=header)
-    path.write_text(",waiting,duration\n0.5,1,2\n1,3,5\n")  # not an index: a column
-    assert cli.read_table(path)[1] == ["", "waiting", "duration"]
+    with pytest.raises(cli.UsageError, match=r"column 1 has no name and holds increasing "
+                                             r"whole numbers \(0, 1, ..., 3\): a row index"):
+        cli.read_table(path, header=True)
+    path.write_text(",waiting,duration\n0.5,1,2\n1,3,5\n")  # --header, not an index: data
+    assert cli.read_table(path, header=True)[1] == ["", "waiting", "duration"]
 
 
 def test_cli_score_errors_say_what_is_wrong(cli_run, tmp_path, capsys):
@@ -594,14 +599,27 @@ def test_console_script_runs_without_tensorflow_log_lines(cli_run, tmp_path):
     # The command imports TensorFlow only when it needs it: --help and a bad CSV answer
     # at once (they waited ~10 s for TensorFlow's import)
     (tmp_path / "bad.csv").write_text("a,b\n1,x\n")
+    np.save(tmp_path / "dependent.npy", np.c_[np.arange(50.0), 2 * np.arange(50.0)])
+    (tmp_path / "far.csv").write_text("0.1,0.2\n1e30,1e30\n")
     script = ("import sys; sys.argv = ['tfp-gauss']\n"  # (what the console script sets)
               "from tfp_gauss import cli\n"
-              "rc = cli.main(['fit', 'bad.csv', '--out', 'run'])\n"
-              "print(rc, 'tensorflow' in sys.modules)\n")
+              "rcs = [cli.main(['fit', d, '--out', 'run']) for d in ('bad.csv', "
+              "'dependent.npy')]\n"
+              "print(*rcs, 'tensorflow' in sys.modules)\n"
+              # what needs the Keras classes registered (the lazy package did not, at first):
+              # continuing a run, and rescoring rows beyond float32 from model.keras
+              f"print(cli.main(['fit', '--out', 'more', '--init', {str(out)!r}, '--steps', '2',"
+              " '--verbose', '0']))\n"
+              f"print(cli.main(['score', {str(out)!r}, 'far.csv', '--out', 'far.npy']))\n")
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           env=env, cwd=tmp_path, check=False)
-    assert proc.stdout == "2 False\n", proc.stderr
+    assert proc.stdout.splitlines()[0] == "2 2 False", proc.stderr
     assert "non-numeric value 'x' in data row 1, column 2 ('b')" in proc.stderr
+    assert "columns 1, 2 (numbered from 1) are linearly dependent" in proc.stderr
+    codes = [line for line in proc.stdout.splitlines()[1:] if line.isdigit()]
+    assert codes == ["0", "0"], proc.stdout + proc.stderr  # (a TypeError's 1, and 2, before)
+    far = np.load(tmp_path / "far.npy")
+    assert far.shape == (2,) and np.isfinite(far).all() and far[1] < -1e50
 
 
 @pytest.mark.parametrize("value", ["-1", "wide", "nan"])

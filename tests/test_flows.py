@@ -128,3 +128,5 @@ def test_empty_or_fractional_flow_sizes_are_a_clear_error(kwargs):
     with pytest.raises(ValueError, match=r"event_size, n_layers, n_components must be whole "
                                          rf"numbers >= 1; got {', '.join(map(repr, sizes))}\."):
         vi.gaussianization_surrogate(*sizes)
+    # integer types other than int pass, as the Keras model's check_int takes them
+    assert gaussianization_flow(np.array(2), np.int64(1), np.int32(2)).event_shape == [2]

@@ -118,11 +118,14 @@ def test_one_column_has_no_total_correlation(gauss):
     h = information.entropy(column, return_details=True)
     assert h.value == information.marginal_entropy(column)[0]
     assert abs(h.value - 0.5 * np.log(2 * np.pi * np.e)) < 0.05 and 0 < h.standard_error < 0.05
-    assert information.total_correlation(column, method="flow") == 0.0
+    flow_tc = information.total_correlation(column, method="flow", return_details=True)
+    assert flow_tc.value == 0.0 and flow_tc.standard_error == 0.0
+    with pytest.raises(TypeError, match=r"fit_rbig takes no argument\(s\) \['bogus'\]"):
+        information.entropy(column, fit_kwargs=dict(bogus=1))  # (as with two columns)
     # KL of one column: the marginal divergence, with a standard error from it
     kl = information.kl_divergence(column + 0.5, gauss[:1000, 1:2], method="rbig",
                                    return_details=True)
-    assert abs(kl.value - 0.125) < 0.06 and 0 < kl.standard_error < 0.05
+    assert abs(kl.value - 0.125) < 0.06 and 0 < kl.standard_error < 0.05 and kl.n_layers >= 1
 
 
 def test_rows_with_nan_are_an_error(gauss):

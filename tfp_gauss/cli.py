@@ -57,15 +57,19 @@ class UsageError(Exception):
 
 
 def _tensorflow():
-    """Imports TensorFlow, quietly when this process is the command (see ``_startup``).
+    """Loads TensorFlow and tfp_gauss's Keras classes, once the arguments and data are checked.
 
-    Called once the arguments and the data are checked, so that their errors
-    come without TensorFlow's 10 s import.
+    As the command (see ``_startup``), TensorFlow is imported quietly here,
+    so that errors in the arguments and the data come without its 10 s
+    import; then ``tfp_gauss.keras``, whose import registers the classes
+    ``keras.models.load_model`` needs for a run's ``model.keras``. In a
+    library process both are imported already.
     """
     from tfp_gauss import _startup
 
     if _startup.running_cli():
         _startup.quiet_tensorflow()
+    import tfp_gauss.keras  # noqa: F401  (registers GaussianizationFlowModel, OneCycleCosine)
 
 
 # ------------------------------------------------------------------------------ data files
@@ -118,7 +122,7 @@ def read_table(path, header=None, purpose="fitting"):
         raise UsageError(f"{path} is a directory; expected a CSV or .npy data file.")
     if not path.is_file():
         raise UsageError(f"data file not found: {path}")
-    if path.suffix == ".npy":
+    if path.suffix.lower() == ".npy":
         try:
             arr = np.load(path, allow_pickle=False)
         except Exception as err:  # noqa: BLE001  (numpy raises several kinds)
@@ -136,9 +140,13 @@ def read_table(path, header=None, purpose="fitting"):
             header = False
             print(f"tfp-gauss: {path}: the first row is numeric, read as data (no header); "
                   "pass --header if it names the columns.", file=sys.stderr)
-        elif not any(_is_number(c) or c.lower() in _MISSING_MARKERS
-                     for c in (first[1:] if _index_header(first) else first)):
-            # (an empty first name and text names: pandas' index column; checked below)
+        elif _index_header(first):
+            raise UsageError(
+                f"{path}: the first row {first} starts with an empty name, as pandas' to_csv "
+                "writes for its row index (unless index=False), which is not data. Write the "
+                "file with index=False; if column 1 is data, give it a name (or pass --header "
+                "to read the first row as names).")
+        elif not any(_is_number(c) or c.lower() in _MISSING_MARKERS for c in first):
             header = True
             print(f"tfp-gauss: {path}: the first row {first} is read as a header, not data; "
                   "pass --no-header if it is data.", file=sys.stderr)
@@ -176,7 +184,7 @@ def read_table(path, header=None, purpose="fitting"):
             f"{path}: column 1 has no name and holds increasing whole numbers "
             f"({values[0, 0]:g}, {values[1, 0]:g}, ..., {values[-1, 0]:g}): a row index, as "
             "pandas' to_csv writes unless index=False, not data. Write the file with "
-            "index=False, or remove that column.")
+            "index=False, or remove that column (if it is data, give it a name).")
     return _checked(values, path, purpose), (first if header else None)
 
 
@@ -196,21 +204,21 @@ def _checked(arr, path, purpose):
 
 
 def write_table(path, array, header):
-    """Writes ``array`` ``[N, D]`` to ``path``: a ``.npy`` array if the name says so, else CSV.
+    """Writes ``array`` (``[N, D]`` or ``[N]``) to ``path``: ``.npy`` if the name says so, else CSV.
 
     CSV: a header row of ``header``'s names, then the rows, with ``\n`` line
-    ends. ``.npy``: the array alone (float64), as ``fit`` reads it.
+    ends. ``.npy``: the array alone, float64, in its own shape.
     """
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    array = np.asarray(array, dtype=np.float64).reshape(len(array), -1)
-    if path.suffix == ".npy":
+    array = np.asarray(array, dtype=np.float64)
+    if path.suffix.lower() == ".npy":
         np.save(path, array)
         return
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(header)
-        writer.writerows(array.tolist())
+        writer.writerows(array.reshape(len(array), -1).tolist())
 
 
 # ------------------------------------------------------------------------------ figures
@@ -395,12 +403,13 @@ def _fit(args):
         raise UsageError("--architecture coupling needs at least 2 columns (a coupling layer "
                          f"conditions half of the columns on the other half); the data have "
                          f"{x.shape[1]}. Use --architecture marginal.")
-    _tensorflow()
     if init in ("rbig", "random"):
-        shift, scale = _standardization(train)
+        shift, scale = _standardization(train)  # (numpy: its errors before TensorFlow loads)
+        _tensorflow()
     else:
         # Continue a previous run: its model works in its own standardized
         # units, so its standardization is kept.
+        _tensorflow()
         init, shift, scale = _previous_run(init, x.shape[1])
         if args.architecture not in (None, init.architecture):
             raise UsageError(
@@ -819,7 +828,7 @@ def _score(args):
         print(f"tfp-gauss: {int(far.sum())} row(s) lie beyond float32's range (data rows "
               f"{rows}{', ...' if far.sum() > 10 else ''}; numbered from 1); scored in float64.",
               file=sys.stderr)
-    write_table(args.out, lp[:, None], ["log_prob"])
+    write_table(args.out, lp, ["log_prob"])
     print(f"wrote {len(lp)} log-densities to {args.out}")
     return 0
 
@@ -830,6 +839,7 @@ def _log_prob_float64(directory, x):
     From ``model.keras`` and the float64 standardization in ``report.json``,
     both written by ``fit``; used only for rows whose float32 value overflows.
     """
+    _tensorflow()
     import keras
     import tensorflow as tf
 

@@ -457,10 +457,12 @@ def check_flow_arguments(dtype, **sizes):
     dtype = tf.as_dtype(dtype)
     if dtype not in (tf.float32, tf.float64):
         raise ValueError(f"dtype must be float32 or float64; got {dtype.name}.")
-    if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-               for v in sizes.values()) or min(sizes.values()) < 1:
-        raise ValueError(f"{', '.join(sizes)} must be whole numbers >= 1; got "
-                         f"{', '.join(repr(v) for v in sizes.values())}.")
+    for v in sizes.values():
+        try:  # (ints, numpy integers and integer scalar tensors, as the Keras model takes)
+            _validation.check_int(v, "size")
+        except ValueError:
+            raise ValueError(f"{', '.join(sizes)} must be whole numbers >= 1; got "
+                             f"{', '.join(repr(v) for v in sizes.values())}.") from None
     return dtype
 
 

@@ -97,6 +97,7 @@ measures are invariant to it.
 
 import dataclasses
 import functools
+import inspect
 
 import numpy as np
 import tensorflow as tf
@@ -359,6 +360,18 @@ def _normal_scores(x):
     return special.ndtri((ranks - 0.375) / (n + 0.25))  # Blom's plotting positions
 
 
+def _check_fit_kwargs(fit_kwargs):
+    """Errors for ``fit_kwargs`` that ``fit_rbig`` cannot take here (also where nothing is fit)."""
+    kwargs = dict(fit_kwargs or {})
+    if "validation_data" in kwargs:
+        raise ValueError(
+            "fit_kwargs: validation_data is not accepted (the held-out rows are standardized "
+            "and, for method='rbig', rank-transformed with the rest); use validation_split.")
+    unknown = sorted(set(kwargs) - set(inspect.signature(fit_rbig).parameters))
+    if unknown:
+        raise TypeError(f"fit_kwargs: fit_rbig takes no argument(s) {unknown}.")
+
+
 def _fit(x, rng, fit_kwargs, *, copula=False, need_held_out=False):
     """Greedy RBIG of standardized ``x`` (float64), depth chosen on held-out rows.
 
@@ -375,12 +388,9 @@ def _fit(x, rng, fit_kwargs, *, copula=False, need_held_out=False):
                              "linearly dependent)")
     mean, scale = x.mean(axis=0), x.std(axis=0)
     h = (x - mean) / scale
+    _check_fit_kwargs(fit_kwargs)
     kwargs = dict(_FIT_DEFAULTS, seed=rng)
     kwargs.update(fit_kwargs or {})
-    if "validation_data" in kwargs:
-        raise ValueError(
-            "fit_kwargs: validation_data is not accepted (the held-out rows are standardized "
-            "and, for method='rbig', rank-transformed with the rest); use validation_split.")
     h, held_out = _validation.holdout_split(
         h, kwargs.pop("validation_split", 0.1), rng, name="information")
     if need_held_out and held_out is None:
@@ -446,6 +456,7 @@ def _joint_entropy_tc(x, method, rng, fit_kwargs):
     if method == "rbig" and x.shape[1] == 1:
         # One column: no dependence, TC = 0 by definition (a fit estimated it as
         # -0.03 and added that to the entropy); the entropy is the column's own.
+        _check_fit_kwargs(fit_kwargs)
         marg = float(np.sum(_marginal_entropies(x)))
         se_h = _fold_se(lambda r: float(np.sum(_marginal_entropies(r))), x, rng)
         parts = dict(total_correlation=0.0, marginal_entropies=marg)
@@ -468,9 +479,9 @@ def _joint_entropy_tc(x, method, rng, fit_kwargs):
     se = float(np.std(logq, ddof=1) / np.sqrt(len(logq)))
     marg = float(np.sum(_marginal_entropies(h)))
     trace = _rbig_terms(fit, h)[0]
-    tc = marg - ent if x.shape[1] > 1 else 0.0  # (one column: 0 by definition)
+    tc, se_tc = (marg - ent, se) if x.shape[1] > 1 else (0.0, 0.0)  # (one column: 0, exactly)
     parts = dict(marginal_entropies=marg, held_out_rows=len(held), total_correlation=tc)
-    return ent + log_scale, tc, se, se, trace, fit, parts
+    return ent + log_scale, tc, se, se_tc, trace, fit, parts
 
 
 def entropy(x, *, method="rbig", return_details=False, seed=None, fit_kwargs=None):
@@ -674,6 +685,7 @@ def kl_divergence(x, y, *, method="flow", return_details=False, seed=None,
         _, tc, _, se, trace, fit, parts = _joint_entropy_tc(z, "rbig", rng, fit_kwargs)
         if z.shape[1] == 1:  # (no TC term to fold: fold the marginal divergence)
             se = _fold_se(lambda r: float(np.sum(divergences(r))), z, rng)
+            fit = fit_y  # (the only Gaussianization: its layers)
         kl = tc + float(np.sum(marg))
         parts = dict(parts, marginal_divergences=float(np.sum(marg)))
         return _result(kl, se, trace, method, fit, len(x), parts, return_details)
