@@ -188,6 +188,14 @@ def test_greedy_fit_takes_rbig_kwargs():
                                          r"estimator sets itself; use its own parameters "
                                          r"\(max_steps, random_state\)"):
         GaussianizationDensity(fit_kwargs={"steps": 5, "seed": 0}).fit(x)
+    with pytest.raises(ValueError, match=r"fit_kwargs sets \['verbose'\].*\(verbose\)"):
+        GaussianizationDensity(fit_kwargs={"verbose": 1}).fit(x)
+    # A key fit_gaussianization_flow lacks (a typo) or keeps private is named, with what is
+    # taken (it was a TypeError from inside the fit, or for "_warn_tied", "multiple values")
+    for key in ("patiance", "_warn_tied"):
+        with pytest.raises(ValueError, match=rf"fit_kwargs has \['{key}'\], which "
+                                             r"fit_gaussianization_flow does not take.*'patience'"):
+            GaussianizationDensity(fit_kwargs={key: 5}).fit(x)
 
 
 def test_tiny_discrete_and_constant_data():

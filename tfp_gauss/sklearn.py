@@ -29,6 +29,7 @@ with absolute imports (``from sklearn.base import ...``), which resolve to
 the real scikit-learn.
 """
 
+import inspect
 import numbers
 import warnings
 
@@ -49,7 +50,7 @@ _OWN_ARGUMENTS = dict(
     n_layers="n_layers", n_components="n_components", steps="max_steps",
     batch_size="batch_size", peak_learning_rate="learning_rate", init="init",
     validation_data="validation_fraction", validation_split="validation_fraction",
-    seed="random_state", architecture="architecture")
+    seed="random_state", architecture="architecture", verbose="verbose")
 
 
 class _GaussianizationEstimator(BaseEstimator):
@@ -109,6 +110,15 @@ class _GaussianizationEstimator(BaseEstimator):
             raise ValueError(f"{name}: fit_kwargs must be a dict or None; got "
                              f"{type(self.fit_kwargs).__name__}.")
         fit_kwargs = self.fit_kwargs or {}
+        from tfp_gauss.keras import fit_gaussianization_flow  # noqa: PLC0415  (TF loads)
+
+        accepted = {k for k in inspect.signature(fit_gaussianization_flow).parameters
+                    if k != "x" and not k.startswith("_")} - set(_OWN_ARGUMENTS)
+        unknown = sorted(k for k in fit_kwargs if k not in accepted and k not in _OWN_ARGUMENTS)
+        if unknown:
+            raise ValueError(
+                f"{name}: fit_kwargs has {unknown}, which fit_gaussianization_flow does not "
+                f"take from fit_kwargs; it takes {sorted(accepted)}.")
         own = {k: v for k, v in _OWN_ARGUMENTS.items() if k in fit_kwargs}
         if own:
             raise ValueError(
@@ -323,9 +333,10 @@ _PARAMS_DOC = r"""
       verbose: Keras verbosity during ``fit``.
       fit_kwargs: extra arguments for ``tfp_gauss.fit_gaussianization_flow``
         (e.g. ``dict(patience=300, noise=0.05)``); not the ones the
-        estimator's own parameters set (``steps``, ``seed``... : a
-        ``ValueError`` names the parameter to use), and ``rbig_kwargs`` may
-        repeat ``n_layers`` and ``n_components`` but not change them.
+        estimator's own parameters set (``steps``, ``seed``, ``verbose``... :
+        a ``ValueError`` names the parameter to use; a name the function does
+        not take is a ``ValueError`` too), and ``rbig_kwargs`` may repeat
+        ``n_layers`` and ``n_components`` but not change them.
       architecture: ``"auto"`` (coupling layers from 1,000 training rows,
         marginal ones below), ``"marginal"`` or ``"coupling"``
         (``fit_gaussianization_flow``'s argument; one-column data and
