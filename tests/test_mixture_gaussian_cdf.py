@@ -632,6 +632,65 @@ def test_kernel_takes_a_batch_of_parameters_one_set_per_row():
     np.testing.assert_allclose(x_back, x, rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_eager_inverse_of_many_elements_runs_the_compiled_kernel(monkeypatch, dtype):
+    # From KERNEL_MIN_ELEMENTS elements an eager inverse of [D, K] maps runs the
+    # stacked sampler's XLA kernel (lowered here, to keep the test small): roots
+    # of the float64 reference map, the implicit gradients, any leading shape;
+    # validate_args and batch-shaped parameters keep the graph solve.
+    from tfp_gauss.bijectors import mixture_gaussian_cdf as module  # noqa: PLC0415
+
+    monkeypatch.setattr(module, "KERNEL_MIN_ELEMENTS", 1000)
+    calls = []
+    real = module._kernel_solver
+    monkeypatch.setattr(module, "_kernel_solver", lambda cap: calls.append(cap) or real(cap))
+    rng = np.random.default_rng(31)
+    params = [p.astype(dtype) for p in random_mixture(rng, 3, 4)]
+    b = MixtureGaussianCDF(*(tf.Variable(p) for p in params))
+    tol = 1e-10 if dtype == np.float64 else 2e-5
+    for shape in [(400, 3), (2, 200, 3)]:
+        z = tf.constant(rng.normal(0.0, 2.0, shape).astype(dtype))
+        with tf.GradientTape() as tape:
+            tape.watch(z)
+            x = b.inverse(z)
+            loss = tf.reduce_sum(tf.sin(x))
+        dz, *dparams = tape.gradient(loss, [z] + list(b.trainable_variables))
+        assert x.shape == shape and x.dtype == dtype
+        z_back, log_slope = mixture_reference(x.numpy().astype(np.float64), *params)
+        assert np.abs(z_back - z.numpy()).max() <= tol * 4
+        # dx/dz = 1/T'(x), so d loss/dz = cos(x) / T'(x)
+        np.testing.assert_allclose(dz.numpy(), np.cos(x.numpy()) * np.exp(-log_slope),
+                                   rtol=tol * 10, atol=tol)
+        assert all(np.isfinite(g.numpy()).all() for g in dparams)
+    assert calls == [100, 100]
+    # the locations' gradient against central differences of the float64 reference root
+    z = rng.normal(0.0, 2.0, (400, 3))
+    with tf.GradientTape() as tape:
+        x = b.inverse(tf.constant(z.astype(dtype)))
+        loss = tf.reduce_sum(tf.sin(x))
+    dlocs = tape.gradient(loss, b.locs).numpy()
+
+    def root_loss(locs):
+        roots = tf.function(MixtureGaussianCDF(params[0], locs, params[2]).inverse)(
+            tf.constant(z.astype(dtype)))
+        return np.sin(roots.numpy().astype(np.float64)).sum()
+
+    h = 1e-6 if dtype == np.float64 else 1e-2
+    for d, k in [(0, 1), (2, 3)]:
+        up, down = params[1].copy(), params[1].copy()
+        up[d, k] += h
+        down[d, k] -= h
+        fd = (root_loss(up) - root_loss(down)) / (2 * h)
+        assert abs(dlocs[d, k] - fd) <= (1e-6 if dtype == np.float64 else 2e-2) * max(1, abs(fd))
+    assert len(calls) == 3
+    # validate_args keeps the graph solve (it reports non-convergence), as do
+    # parameters with a batch shape
+    MixtureGaussianCDF(*params, validate_args=True).inverse(z.astype(dtype))
+    batched = MixtureGaussianCDF(*(np.stack([p, p]) for p in params))
+    batched.inverse(rng.normal(size=(400, 2, 3)).astype(dtype))
+    assert len(calls) == 3
+
+
 def test_eager_inverse_of_a_batch_is_one_graph_solve_traced_once_per_rank():
     # Eagerly a batch's root-find runs as a cached graph function (one Python
     # dispatch per call, not one per op per Newton step): the same roots as a

@@ -40,6 +40,49 @@ def _eager_transform(x, logits, locs, scales):
     return fn(x, logits, locs, scales)
 
 
+# Eagerly, many elements of a [D, K] map are solved by the stacked sampler's
+# kernel (`sampling._mixture_solver`: the Hermite-table start and the streaming
+# root-find, XLA-compiled once per (D, K, dtype) and process for every size,
+# and shared with `GaussianizationFlowModel.sample`). Its first call compiles
+# (~2-4 s on a 2-core CPU); after that it takes about a quarter of the graph
+# solve's time. From this many elements per call (a 30-column fit_rbig flow's
+# sample(10000)), it is used: measured in benchmarks/BENCHMARKS.md ("Eager
+# sampling of greedy flows").
+KERNEL_MIN_ELEMENTS = 2**18
+_KERNEL_SOLVERS = {}
+
+
+def _kernel_solver(max_iterations):
+    fn = _KERNEL_SOLVERS.get(max_iterations)
+    if fn is None:
+        from tfp_gauss import sampling  # noqa: PLC0415  (sampling imports the bijectors)
+
+        def solve(h, logits, locs, scales):
+            # (a tensor cap: one compilation for every cap, the model's sampler's too)
+            cap = tf.constant(max_iterations, tf.int32)
+            return sampling._mixture_solver(h, logits, locs, scales, cap)[0]
+
+        fn = _KERNEL_SOLVERS[max_iterations] = tf.function(solve, reduce_retracing=True,
+                                                  autograph=False)
+
+    def solver(z, logits, locs, scales):
+        h = tf.reshape(z, [-1, tf.shape(locs)[0]])
+        # (constants: the caller's custom gradient supplies the gradient)
+        return tf.reshape(fn(*(tf.stop_gradient(t) for t in (h, logits, locs, scales))),
+                          tf.shape(z))
+
+    return solver
+
+
+def _uses_kernel(z, params):
+    """Eager, ``[D, K]`` parameters, a ``[..., D]`` target of many elements."""
+    size = tf.TensorShape(z.shape).num_elements()
+    return (tf.executing_eagerly() and size is not None and size >= KERNEL_MIN_ELEMENTS
+            and all(p.shape.rank == 2 for p in params)
+            and params[0].shape == params[1].shape == params[2].shape
+            and z.shape.rank >= 1 and z.shape[-1] == params[1].shape[0])
+
+
 @_composite.register
 class MixtureGaussianCDF(_composite.CompositeBijector):
     r"""Gaussianizes each coordinate through a Gaussian-mixture CDF.
@@ -267,6 +310,10 @@ class MixtureGaussianCDF(_composite.CompositeBijector):
     def _inverse(self, z):
         # Non-convergence: see `inverse_diagnostics`; with validate_args an error.
         z, params = self._broadcast_target(z)
+        if not self.validate_args and _uses_kernel(z, params):
+            return root_finding.invert_increasing(
+                mixture_cdf.mixture_cdf_transform, z, params, None,
+                solver=_kernel_solver(self._max_iterations))
         start, eager_graph = self._start(z, params)
         return root_finding.invert_increasing(
             mixture_cdf.mixture_cdf_transform, z, params, start,

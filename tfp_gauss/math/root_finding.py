@@ -384,7 +384,7 @@ def solve_increasing(fn, y, params, bracket_fn, max_iterations=100, eager_graph=
 
 
 def invert_increasing(fn, y, params, bracket_fn, max_iterations=100, solve_fn=None,
-                      validate=False, what="root-find", eager_graph=False):
+                      validate=False, what="root-find", eager_graph=False, solver=None):
     """Differentiable elementwise inverse of an increasing map ``fn``.
 
     Args:
@@ -407,6 +407,9 @@ def invert_increasing(fn, y, params, bracket_fn, max_iterations=100, solve_fn=No
       eager_graph: executed eagerly, solve in a cached graph function
         (``solve_increasing``; for module-level, pure, traceable ``fn`` and
         ``bracket_fn`` only).
+      solver: optional ``solver(y, *params) -> x``, the roots by another
+        route (then ``bracket_fn``, ``solve_fn`` and ``eager_graph`` are not
+        used; not with ``validate``); the gradient is the same.
 
     Returns:
       ``x`` with ``fn(x) = y``. Gradients with respect to ``y`` and every
@@ -415,12 +418,17 @@ def invert_increasing(fn, y, params, bracket_fn, max_iterations=100, solve_fn=No
       without ``eager_graph``, where the eager loop itself is recorded).
     """
     params = tuple(params)
+    if solver is not None and validate:
+        raise ValueError("invert_increasing: a solver reports no convergence to validate.")
 
     @tf.custom_gradient
     def _inverse(y, *params):
-        result = solve_increasing(solve_fn or fn, y, params, bracket_fn, max_iterations,
-                                  eager_graph)
-        x = result.x
+        if solver is not None:
+            x = solver(y, *params)
+        else:
+            result = solve_increasing(solve_fn or fn, y, params, bracket_fn, max_iterations,
+                                      eager_graph)
+            x = result.x
         if validate:
             residual = (solve_fn or fn)(x, *params)[0] - y
             check = assert_converged(result, y, residual, what)
