@@ -67,7 +67,7 @@ def write_report():
     # Checks run on their own (check_*.py) and hand-written notes of one-off
     # design measurements (not rerun here).
     for name in ("rbig_tails.md", "rbig_tails_floor.md", "rbig_tails_k.md",
-                 "kernel_design.md"):
+                 "kernel_design.md", "em_tolerance.md", "greedy_time.md"):
         notes = _common.RESULTS / name
         if notes.exists():
             parts += [notes.read_text().rstrip(), ""]
