@@ -567,7 +567,10 @@ def hermite_start(z, member, table_x, table_m):
     dtype = z.dtype.as_numpy_dtype
     step = dtype(2.0 * GRID_Z / (GRID_SIZE - 1))
     t = (z + dtype(GRID_Z)) / step
-    cell = tf.clip_by_value(tf.floor(t), dtype(0.0), dtype(GRID_SIZE - 2))
+    # (a NaN z gets cell 0, not the int32 cast of NaN, an index out of range:
+    # its start, and so its root, is NaN)
+    cell = tf.clip_by_value(tf.floor(tf.where(tf.math.is_nan(t), dtype(0.0), t)), dtype(0.0),
+                            dtype(GRID_SIZE - 2))
     s = t - cell
     index = member * GRID_SIZE + tf.cast(cell, tf.int32)
     x0, x1 = tf.gather(table_x, index), tf.gather(table_x, index + 1)
