@@ -231,3 +231,42 @@ def test_dependence_only_in_the_rows_fit_is_a_clear_error():
                                          r"linearly dependent in the rows fit once the held-out "
                                          r"rows are set aside"):
         tfp_gauss.fit_rbig(x, seed=0)
+
+
+def test_pandas_frames_are_read_as_scikit_learn_reads_them(moons):
+    # np.asarray makes an object array of pandas' nullable columns (Int64,
+    # Float64, boolean: what df.convert_dtypes() and read_csv(dtype_backend=
+    # "numpy_nullable") give) and of a bool column beside floats; they were
+    # refused as "dtype object", which the scikit-learn estimators accept.
+    pd = pytest.importorskip("pandas")
+    rows = moons[:300].astype(np.float64)
+    flag = rows[:, 0] > 0
+    frame = pd.DataFrame({"a": rows[:, 0], "b": rows[:, 1]}).convert_dtypes()
+    frame["flag"] = flag
+    assert str(frame["a"].dtype) == "Float64" and frame.to_numpy().dtype == object
+    reference = np.column_stack([rows, flag.astype(np.float64)])
+    np.testing.assert_array_equal(_validation.check_data(frame), reference)
+    np.testing.assert_array_equal(
+        _validation.check_data(frame.astype({"flag": "boolean"})), reference)
+    flow = tfp_gauss.fit_rbig(frame[["a", "b"]], n_layers=1, n_components=2, seed=0,
+                              validation_split=0)
+    same = tfp_gauss.fit_rbig(rows, n_layers=1, n_components=2, seed=0, validation_split=0)
+    np.testing.assert_array_equal(flow.log_prob(rows), same.log_prob(rows))
+    # A missing value is a NaN row, named as for numpy data; a column that is
+    # not numeric is named with its dtype; a Series and one row get hints that work.
+    holes = frame.astype({"flag": "Int64"})
+    holes.loc[7, "flag"] = pd.NA
+    with pytest.raises(ValueError, match=r"1 of 300 rows holding NaN.*columns \[2\]; first "
+                                         r"rows \[7\]"):
+        _validation.check_data(holes)
+    for column, dtype in [(pd.Categorical(np.where(flag, "u", "v")), "category"),
+                          (pd.to_datetime(np.zeros(300), unit="s"), "datetime64")]:
+        with pytest.raises(ValueError, match=rf"`x` must be numeric; column 3 \('c'\) has "
+                                             rf"dtype {dtype}.*Encode it as numbers"):
+            tfp_gauss.fit_rbig(frame.assign(c=column))
+    with pytest.raises(ValueError, match=r"got shape \(300,\)\. For a single variable, pass "
+                                         r"the Series as a frame, x\.to_frame\(\)"):
+        tfp_gauss.fit_rbig(frame["a"])
+    with pytest.raises(ValueError, match=r"got shape \(2,\)\. For one row of the 2 columns, "
+                                         r"pass x\[None, :\]"):
+        GaussianizationFlowModel(2, n_layers=1, n_components=2).log_prob(rows[0])

@@ -131,6 +131,37 @@ def _check_cast(given, arr, name, purpose, first_index, float32_fix):
             f"{float(np.spacing(dtype.type(magnitude))):.3g} apart; {fix}.")
 
 
+def _is_pandas(x):
+    """A pandas DataFrame or Series (duck-typed: pandas is not imported here)."""
+    return ((type(x).__module__ + ".").startswith("pandas.") and hasattr(x, "to_numpy")
+            and (hasattr(x, "dtypes") or hasattr(x, "dtype")))
+
+
+def _pandas_to_numpy(x, name):
+    """A DataFrame's (or Series') values as a numeric array, as scikit-learn reads them.
+
+    Numeric and boolean columns, numpy's or pandas' nullable ones (``Int64``,
+    ``Float64``, ``boolean``: ``np.asarray`` makes those, or a bool column
+    beside floats, an object array), become one numeric array; a missing
+    value becomes NaN (reported by the caller with its row). Another column
+    (category, string, datetime) is an error that names it.
+    """
+    frame = x if hasattr(x, "columns") else x.to_frame()
+    numpy_dtypes = []
+    for i, (column, dtype) in enumerate(frame.dtypes.items()):
+        if getattr(dtype, "kind", "O") not in "biuf":
+            what = f"column {i} ({column!r})" if hasattr(x, "columns") else "the Series"
+            raise ValueError(
+                f"`{name}` must be numeric; {what} has dtype {dtype}. Encode it as numbers "
+                f"(e.g. one column per category) or drop it.")
+        numpy_dtypes.append(np.dtype(getattr(dtype, "numpy_dtype", dtype)))
+    result = np.result_type(*numpy_dtypes) if numpy_dtypes else np.dtype(np.float64)
+    if result.kind != "f" and bool(np.asarray(frame.isna()).any()):
+        result = np.dtype(np.float64)  # missing values in integer or boolean columns
+    values = x.to_numpy(dtype=result, **({"na_value": np.nan} if result.kind == "f" else {}))
+    return values
+
+
 def check_data(x, *, n_dims=None, dtype=None, name="x", min_rows=1, purpose="fitting",
                first_index=0, float32_fix=FLOAT32_FIX):
     """Validates a data matrix and returns it as a float ``np.ndarray``.
@@ -166,6 +197,9 @@ def check_data(x, *, n_dims=None, dtype=None, name="x", min_rows=1, purpose="fit
     """
     if hasattr(x, "numpy") and callable(x.numpy):
         x = x.numpy()
+    series = _is_pandas(x) and not hasattr(x, "columns")
+    if _is_pandas(x):
+        x = _pandas_to_numpy(x, name)
     try:
         arr = np.asarray(x)
     except ValueError as err:  # ragged nested lists
@@ -190,8 +224,13 @@ def check_data(x, *, n_dims=None, dtype=None, name="x", min_rows=1, purpose="fit
     if np.issubdtype(arr.dtype, np.complexfloating):
         raise ValueError(f"`{name}` must be real; got dtype {arr.dtype}.")
     if arr.ndim != 2:
-        hint = (" For a single variable, pass x[:, None]." if arr.ndim == 1
-                else "")
+        hint = ""
+        if arr.ndim == 1 and n_dims is not None and n_dims > 1 and len(arr) == n_dims:
+            hint = f" For one row of the {n_dims} columns, pass x[None, :]."
+        elif arr.ndim == 1 and series:
+            hint = " For a single variable, pass the Series as a frame, x.to_frame()."
+        elif arr.ndim == 1:
+            hint = " For a single variable, pass x[:, None]."
         raise ValueError(
             f"`{name}` must have rank 2, shape [N, D] (rows are samples); got "
             f"shape {arr.shape}.{hint}")
