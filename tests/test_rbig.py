@@ -270,3 +270,12 @@ def test_pandas_frames_are_read_as_scikit_learn_reads_them(moons):
     with pytest.raises(ValueError, match=r"got shape \(2,\)\. For one row of the 2 columns, "
                                          r"pass x\[None, :\]"):
         GaussianizationFlowModel(2, n_layers=1, n_components=2).log_prob(rows[0])
+
+    # Reordered validation columns were read in the wrong places (a selection on
+    # the wrong variables); both fits name them
+    with pytest.raises(ValueError, match=r"`validation_data` has columns \['b', 'a'\] \(the "
+                                         r"same columns in another order\); x has \['a', 'b'\]"):
+        tfp_gauss.fit_rbig(frame[["a", "b"]], validation_data=frame[["b", "a"]])
+    with pytest.raises(ValueError, match=r"has columns \['a', 'c'\]; x has \['a', 'b'\]\. Pass"):
+        tfp_gauss.fit_gaussianization_flow(frame[["a", "b"]], validation_data=frame[
+            ["a", "flag"]].rename(columns={"flag": "c"}))

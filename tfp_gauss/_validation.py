@@ -9,7 +9,8 @@ import numpy as np
 
 __all__ = ["FLOAT32_FIX", "TIED_MAX_DISTINCT_FRACTION", "TIED_MIN_TOP_SHARE",
            "TiedValuesWarning", "as_float_dtype", "as_rng", "check_data", "check_float_dtype",
-           "check_full_rank", "check_int", "column_counts", "given_as_float32", "holdout_split",
+           "check_full_rank", "check_int", "check_same_columns", "column_counts",
+           "given_as_float32", "holdout_split",
            "linear_dependence", "renamed_seed", "resolution_limited_columns", "tied_columns",
            "tied_values_message", "warn_if_tied"]
 
@@ -160,6 +161,23 @@ def _pandas_to_numpy(x, name):
         result = np.dtype(np.float64)  # missing values in integer or boolean columns
     values = x.to_numpy(dtype=result, **({"na_value": np.nan} if result.kind == "f" else {}))
     return values
+
+
+def check_same_columns(x, other, name="validation_data"):
+    """``other`` names the same columns as ``x``, in order, when both are DataFrames.
+
+    Both become plain arrays, so a reordered frame would be read column by
+    column in the wrong places (held-out scores of the wrong variables).
+    """
+    if not (hasattr(x, "columns") and hasattr(other, "columns")
+            and _is_pandas(x) and _is_pandas(other)):
+        return
+    ours, theirs = list(x.columns), list(other.columns)
+    if ours != theirs:
+        order = " (the same columns in another order)" if sorted(map(str, ours)) == sorted(
+            map(str, theirs)) else ""
+        raise ValueError(f"`{name}` has columns {theirs}{order}; x has {ours}. Pass the same "
+                         f"columns in the same order (e.g. {name}[x.columns]).")
 
 
 def check_data(x, *, n_dims=None, dtype=None, name="x", min_rows=1, purpose="fitting",

@@ -317,6 +317,7 @@ def fit_rbig(x, n_layers=32, n_components=8, *, rotation="pca", seed=None,
             f"{bandwidth_factor!r}.")
     rng = _validation.as_rng(_validation.renamed_seed(seed, random_state, "fit_rbig"))
     if validation_data is not None:
+        _validation.check_same_columns(given, validation_data)
         val = _validation.check_data(validation_data, n_dims=x.shape[1], purpose="scoring",
                                      name="validation_data", dtype=x.dtype)
     else:

@@ -551,6 +551,7 @@ def fit_gaussianization_flow(x, n_layers=8, n_components=8, steps=None, batch_si
         _validation.warn_if_tied(x, "x", float32_fix="pass dtype='float64'", given=given)
     rng = _validation.as_rng(seed)
     if validation_data is not None:
+        _validation.check_same_columns(given, validation_data)
         validation_data = _validation.check_data(
             validation_data, n_dims=n_dims, name="validation_data", dtype=np.dtype(dtype),
             purpose="scoring", float32_fix="pass dtype='float64'")
