@@ -684,10 +684,20 @@ def test_eager_inverse_of_many_elements_runs_the_compiled_kernel(monkeypatch, dt
         assert abs(dlocs[d, k] - fd) <= (1e-6 if dtype == np.float64 else 2e-2) * max(1, abs(fd))
     assert len(calls) == 3
     # validate_args keeps the graph solve (it reports non-convergence), as do
-    # parameters with a batch shape
+    # parameters with a batch shape, a cap below the default (the kernel's table
+    # would be solved with it), fewer than 4 * GRID_SIZE rows per coordinate, and
+    # a NaN parameter (whose roots the graph solve gives as NaN; the kernel gave
+    # finite ones)
     MixtureGaussianCDF(*params, validate_args=True).inverse(z.astype(dtype))
     batched = MixtureGaussianCDF(*(np.stack([p, p]) for p in params))
     batched.inverse(rng.normal(size=(400, 2, 3)).astype(dtype))
+    MixtureGaussianCDF(*params, max_iterations=5).inverse(z.astype(dtype))
+    MixtureGaussianCDF(*(np.tile(p, [4, 1]) for p in params)).inverse(
+        rng.normal(size=(200, 12)).astype(dtype))
+    broken = params[1].copy()
+    broken[0, 0] = np.nan
+    x = MixtureGaussianCDF(params[0], broken, params[2]).inverse(z.astype(dtype)).numpy()
+    assert np.isnan(x[:, 0]).all() and np.isfinite(x[:, 1:]).all()
     assert len(calls) == 3
     # Non-finite targets, by the kernel and by the graph solve (whose table
     # start once gathered at the int32 cast of NaN: an InvalidArgumentError)

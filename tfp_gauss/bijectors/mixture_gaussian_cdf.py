@@ -44,12 +44,17 @@ def _eager_transform(x, logits, locs, scales):
 # kernel (`sampling._mixture_solver`: the Hermite-table start and the streaming
 # root-find, XLA-compiled once per (D, K, dtype) and process for every size,
 # and shared with `GaussianizationFlowModel.sample`). Its first call compiles
-# (~2-4 s on a 2-core CPU); after that it takes about a quarter of the graph
-# solve's time. From this many elements per call (a 30-column fit_rbig flow's
-# sample(10000)), it is used: measured in benchmarks/BENCHMARKS.md ("Eager
-# sampling of greedy flows").
+# (~2-4 s on a 2-core CPU); after that a 30-column fit_rbig flow's
+# sample(10000) took a third of the graph solve's time (benchmarks/
+# BENCHMARKS.md, "A greedy fit and its eager sample(10000)"). It is used from
+# KERNEL_MIN_ELEMENTS elements and GRID_SIZE * 4 rows per coordinate (it
+# solves a table of GRID_SIZE nodes per coordinate, slower for wide, short
+# inputs), at the default cap or above (its table's nodes are solved with the
+# same cap), and for finite parameters (the graph solve's roots of a map with
+# a NaN parameter are NaN; the kernel's padded rows would hide it).
 KERNEL_MIN_ELEMENTS = 2**18
 _KERNEL_SOLVERS = {}
+_DEFAULT_MAX_ITERATIONS = 100
 
 
 def _kernel_solver(max_iterations):
@@ -63,7 +68,7 @@ def _kernel_solver(max_iterations):
             return sampling._mixture_solver(h, logits, locs, scales, cap)[0]
 
         fn = _KERNEL_SOLVERS[max_iterations] = tf.function(solve, reduce_retracing=True,
-                                                  autograph=False)
+                                                           autograph=False)
 
     def solver(z, logits, locs, scales):
         h = tf.reshape(z, [-1, tf.shape(locs)[0]])
@@ -74,13 +79,17 @@ def _kernel_solver(max_iterations):
     return solver
 
 
-def _uses_kernel(z, params):
-    """Eager, ``[D, K]`` parameters, a ``[..., D]`` target of many elements."""
+def _uses_kernel(z, params, max_iterations):
+    """Eager, finite ``[D, K]`` parameters, a ``[..., D]`` target of many elements."""
     size = tf.TensorShape(z.shape).num_elements()
-    return (tf.executing_eagerly() and size is not None and size >= KERNEL_MIN_ELEMENTS
+    if not (tf.executing_eagerly() and size is not None and size >= KERNEL_MIN_ELEMENTS
+            and isinstance(max_iterations, int) and max_iterations >= _DEFAULT_MAX_ITERATIONS
             and all(p.shape.rank == 2 for p in params)
             and params[0].shape == params[1].shape == params[2].shape
-            and z.shape.rank >= 1 and z.shape[-1] == params[1].shape[0])
+            and z.shape.rank >= 1 and z.shape[-1] == params[1].shape[0]
+            and size >= 4 * mixture_cdf.GRID_SIZE * params[1].shape[0]):
+        return False
+    return all(bool(tf.reduce_all(tf.math.is_finite(p))) for p in params)
 
 
 @_composite.register
@@ -313,7 +322,7 @@ class MixtureGaussianCDF(_composite.CompositeBijector):
     def _inverse(self, z):
         # Non-convergence: see `inverse_diagnostics`; with validate_args an error.
         z, params = self._broadcast_target(z)
-        if not self.validate_args and _uses_kernel(z, params):
+        if not self.validate_args and _uses_kernel(z, params, self._max_iterations):
             return root_finding.invert_increasing(
                 mixture_cdf.mixture_cdf_transform, z, params, None,
                 solver=_kernel_solver(self._max_iterations))
@@ -337,7 +346,9 @@ class MixtureGaussianCDF(_composite.CompositeBijector):
         and the first one (under XLA, which has no assertions, those
         elements are NaN). This method runs the same solve and returns what
         the inverse does not: how many steps each element took and whether
-        it converged.
+        it converged. (Eagerly, the inverse of many elements runs the
+        sampler's compiled kernel instead, whose roots agree within the
+        tolerance; this method runs the graph solve.)
 
         Args:
           z: ``[..., D]`` latents (as for ``inverse``).
