@@ -557,15 +557,17 @@ def test_cli_header_rules(tmp_path, capsys):
     # file then to_csv(index=False) names it "Unnamed: 0" (any order), and a named
     # index counting the rows
     for content, shown in (("Unnamed: 0,waiting,duration\n7,1,2\n2,3,5\n9,4,4\n",
-                            r"'Unnamed: 0'\) holds whole numbers \(7, 2, ..., 9\)"),
+                            r"'Unnamed: 0'\) holds distinct whole numbers \(7, 2, ..., 9\)"),
                            ("id,waiting,duration\n1,1,2\n2,3,5\n3,4,4\n",
-                            r"'id'\) holds whole numbers \(1, 2, ..., 3\)")):
+                            r"'id'\) holds distinct whole numbers \(1, 2, ..., 3\)")):
         path.write_text(content)
         with pytest.raises(cli.UsageError, match=shown + r": a row index that pandas' to_csv "
                                                          r"wrote, not data"):
             cli.read_table(path)
     path.write_text("id,waiting,duration\n3,1,2\n1,3,5\n2,4,4\n")  # not counting rows: data
     assert cli.read_table(path)[0][:, 0].tolist() == [3, 1, 2]
+    path.write_text("Unnamed: 0,waiting,duration\n3,1,2\n3,3,5\n5,4,4\n")  # repeats: data
+    assert cli.read_table(path)[0][:, 0].tolist() == [3, 3, 5]
 
 
 def test_cli_score_errors_say_what_is_wrong(cli_run, tmp_path, capsys):

@@ -248,6 +248,8 @@ def test_pandas_frames_are_read_as_scikit_learn_reads_them(moons):
     np.testing.assert_array_equal(_validation.check_data(frame), reference)
     np.testing.assert_array_equal(
         _validation.check_data(frame.astype({"flag": "boolean"})), reference)
+    for same in (frame.astype({"flag": object}), frame.astype({"flag": "Sparse[float64]"})):
+        np.testing.assert_array_equal(_validation.check_data(same), reference)
     flow = tfp_gauss.fit_rbig(frame[["a", "b"]], n_layers=1, n_components=2, seed=0,
                               validation_split=0)
     same = tfp_gauss.fit_rbig(rows, n_layers=1, n_components=2, seed=0, validation_split=0)

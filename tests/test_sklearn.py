@@ -216,6 +216,9 @@ def test_tiny_discrete_and_constant_data():
     with pytest.warns(UserWarning, match="5 rows are too few to hold any out"):
         est = GaussianizationDensity(n_layers=2, n_components=4, max_steps=0).fit(tiny[:5])
     assert est.validation_rows_ == 0 and est.n_layers_ == 2  # no selection
+    with pytest.raises(ValueError, match=r"validation_fraction=0.95 of 10 rows leaves 0 "
+                                         r"training row\(s\); at least 2 are needed"):
+        GaussianizationDensity(max_steps=0, validation_fraction=0.95).fit(tiny)
     discrete = rng.integers(0, 3, size=(40, 2)).astype(float)
     est = GaussianizationDensity(n_layers=2, n_components=8, max_steps=0).fit(discrete)
     assert est.n_components_ == 8 and np.isfinite(est.score_samples(discrete)).all()

@@ -134,8 +134,8 @@ def _check_cast(given, arr, name, purpose, first_index, float32_fix):
 
 def _is_pandas(x):
     """A pandas DataFrame or Series (duck-typed: pandas is not imported here)."""
-    return ((type(x).__module__ + ".").startswith("pandas.") and hasattr(x, "to_numpy")
-            and (hasattr(x, "dtypes") or hasattr(x, "dtype")))
+    return ((type(x).__module__ + ".").startswith("pandas.")
+            and type(x).__name__ in ("DataFrame", "Series"))
 
 
 def _pandas_to_numpy(x, name):
@@ -143,24 +143,37 @@ def _pandas_to_numpy(x, name):
 
     Numeric and boolean columns, numpy's or pandas' nullable ones (``Int64``,
     ``Float64``, ``boolean``: ``np.asarray`` makes those, or a bool column
-    beside floats, an object array), become one numeric array; a missing
-    value becomes NaN (reported by the caller with its row). Another column
-    (category, string, datetime) is an error that names it.
+    beside floats, an object array) and sparse ones, become one numeric
+    array; a missing value becomes NaN (reported by the caller with its
+    row). An object column is read as numbers if it holds numbers. Another
+    column (category, string, datetime) is an error that names it.
     """
     frame = x if hasattr(x, "columns") else x.to_frame()
     numpy_dtypes = []
     for i, (column, dtype) in enumerate(frame.dtypes.items()):
-        if getattr(dtype, "kind", "O") not in "biuf":
-            what = f"column {i} ({column!r})" if hasattr(x, "columns") else "the Series"
+        what = f"column {i} ({column!r})" if hasattr(x, "columns") else "the Series"
+        kind = getattr(dtype, "kind", "O")
+        if kind not in "biuf" and isinstance(dtype, np.dtype) and dtype.kind == "O":
+            try:  # (Python numbers in an object column, as scikit-learn reads them)
+                numpy_dtypes.append(np.asarray(frame.iloc[:, i].tolist(), np.float64).dtype)
+                continue
+            except (TypeError, ValueError):
+                raise ValueError(
+                    f"`{name}` must be numeric; {what} has dtype object and holds values "
+                    f"that are not numbers. Convert or drop it.") from None
+        if kind not in "biuf":
             raise ValueError(
                 f"`{name}` must be numeric; {what} has dtype {dtype}. Encode it as numbers "
                 f"(e.g. one column per category) or drop it.")
-        numpy_dtypes.append(np.dtype(getattr(dtype, "numpy_dtype", dtype)))
+        numpy_dtypes.append(np.dtype(getattr(dtype, "numpy_dtype", None)
+                                     or getattr(dtype, "subtype", None) or dtype))
     result = np.result_type(*numpy_dtypes) if numpy_dtypes else np.dtype(np.float64)
     if result.kind != "f" and bool(np.asarray(frame.isna()).any()):
         result = np.dtype(np.float64)  # missing values in integer or boolean columns
-    values = x.to_numpy(dtype=result, **({"na_value": np.nan} if result.kind == "f" else {}))
-    return values
+    try:
+        return x.to_numpy(dtype=result, **({"na_value": np.nan} if result.kind == "f" else {}))
+    except (TypeError, ValueError):  # (some extension types take no na_value)
+        return np.asarray(x, dtype=result)
 
 
 def check_same_columns(x, other, name="validation_data"):
@@ -174,8 +187,8 @@ def check_same_columns(x, other, name="validation_data"):
         return
     ours, theirs = list(x.columns), list(other.columns)
     if ours != theirs:
-        order = " (the same columns in another order)" if sorted(map(str, ours)) == sorted(
-            map(str, theirs)) else ""
+        order = " (the same columns in another order)" if sorted(map(repr, ours)) == sorted(
+            map(repr, theirs)) else ""
         raise ValueError(f"`{name}` has columns {theirs}{order}; x has {ours}. Pass the same "
                          f"columns in the same order (e.g. {name}[x.columns]).")
 
@@ -243,8 +256,10 @@ def check_data(x, *, n_dims=None, dtype=None, name="x", min_rows=1, purpose="fit
         raise ValueError(f"`{name}` must be real; got dtype {arr.dtype}.")
     if arr.ndim != 2:
         hint = ""
-        if arr.ndim == 1 and n_dims is not None and n_dims > 1 and len(arr) == n_dims:
-            hint = f" For one row of the {n_dims} columns, pass x[None, :]."
+        if arr.ndim == 1 and n_dims is not None and n_dims > 1:
+            row = "x.to_frame().T" if series else "x[None, :]"
+            hint = (f" For one row of the {n_dims} columns, pass {row}." if len(arr) == n_dims
+                    else f" Rows are samples of the {n_dims} columns.")
         elif arr.ndim == 1 and series:
             hint = " For a single variable, pass the Series as a frame, x.to_frame()."
         elif arr.ndim == 1:

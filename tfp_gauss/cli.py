@@ -179,7 +179,8 @@ def read_table(path, header=None, purpose="fitting"):
                     f"{path}: {what} {cell.strip()!r} in data row {i + 1}, column {j + 1}"
                     f"{named} ({_ROWS_NOTE}); {purpose} needs numbers in every cell.") from None
     column = values[:, 0]
-    whole = len(values) > 1 and width > 1 and bool(np.all(column == np.round(column)))
+    whole = (len(values) > 1 and width > 1 and bool(np.all(np.isfinite(column)))
+             and bool(np.all(column == np.round(column))))
     if header and _index_header(first) and whole and np.all(np.diff(column) > 0):
         raise UsageError(
             f"{path}: column 1 has no name and holds increasing whole numbers "
@@ -189,13 +190,15 @@ def read_table(path, header=None, purpose="fitting"):
     # A saved index under a name: "Unnamed: 0" (pandas' name for the unnamed
     # index column it read, written back by another to_csv), or a named index
     # such as "id" counting the rows.
-    unnamed = header and re.fullmatch(r"Unnamed: \d+", first[0]) is not None
+    unnamed = (header and re.fullmatch(r"Unnamed: \d+", first[0]) is not None
+               and len(np.unique(column)) == len(column))
     counter = header and first[0].lower() in _INDEX_NAMES and np.all(np.diff(column) == 1)
     if whole and (unnamed or counter):
         raise UsageError(
-            f"{path}: column 1 ({first[0]!r}) holds whole numbers ({values[0, 0]:g}, "
+            f"{path}: column 1 ({first[0]!r}) holds distinct whole numbers ({values[0, 0]:g}, "
             f"{values[1, 0]:g}, ..., {values[-1, 0]:g}): a row index that pandas' to_csv "
-            "wrote, not data. Write the file with index=False, or remove that column.")
+            "wrote, not data. Write the file with index=False, or remove that column (if it "
+            "is data, give it another name).")
     return _checked(values, path, purpose), (first if header else None)
 
 

@@ -184,6 +184,11 @@ class _GaussianizationEstimator(BaseEstimator):
         rng = np.random.default_rng(seed)
         n = y64.shape[0]
         n_val = int(round(fraction * n))
+        if fraction > 0 and n - n_val < 2:
+            raise ValueError(
+                f"{type(self).__name__}: validation_fraction={self.validation_fraction} of {n} "
+                f"rows leaves {n - n_val} training row(s); at least 2 are needed. Pass a "
+                "smaller validation_fraction (0 fits every row without selection).")
         if fraction > 0 and n_val < 2 <= n - 4:
             # Trained or deepened with nothing held out, a flow fits a dozen rows
             # exactly (held-out mean log-likelihood -2e4 on 12 Gaussian rows, the
@@ -341,7 +346,8 @@ _PARAMS_DOC = r"""
         ``random_state``) to choose the depth and the best step, in
         ``[0, 1)``; ``0``: no selection. When it would hold out fewer than
         2 rows, 2 are held out (if 4 remain; a warning says so), and with
-        fewer than 6 rows none (no selection, a warning).
+        fewer than 6 rows none (no selection, a warning); one that leaves
+        fewer than 2 training rows is an error.
       learning_rate: peak of the one-cycle cosine learning rate (``None``:
         ``fit_gaussianization_flow``'s default for the architecture).
       batch_size: rows per step.
