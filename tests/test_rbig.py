@@ -233,6 +233,25 @@ def test_dependence_only_in_the_rows_fit_is_a_clear_error():
         tfp_gauss.fit_rbig(x, seed=0)
 
 
+def test_held_out_split_keeps_rare_values_in_the_rows_fit():
+    # A column nonzero in two rows, both drawn into the held-out rows: fit_rbig said
+    # "constant ... Drop them first" for a column that is not (3 of 20 seeds on
+    # digits). The split now swaps such a row with a training row.
+    rng = np.random.default_rng(3)
+    x = np.c_[rng.normal(size=(100, 2)), np.zeros(100)]
+    plain = np.random.default_rng(0).permutation(100)[:10]  # the held-out rows before
+    x[plain[:2], 2] = [1.0, 2.0]
+    train, val = _validation.holdout_split(x, 0.1, np.random.default_rng(0))
+    assert train.shape == (90, 3) and val.shape == (10, 3)
+    assert np.ptp(train, axis=0).min() > 0
+    both = np.concatenate([train, val])
+    np.testing.assert_array_equal(both[np.lexsort(both.T)], x[np.lexsort(x.T)])
+    again = _validation.holdout_split(x, 0.1, np.random.default_rng(0))
+    np.testing.assert_array_equal(again[0], train)
+    flow = tfp_gauss.fit_rbig(x, n_layers=1, n_components=2, seed=0)  # (it raised)
+    assert np.isfinite(flow.log_prob(x).numpy()).all()
+
+
 def test_pandas_frames_are_read_as_scikit_learn_reads_them(moons):
     # np.asarray makes an object array of pandas' nullable columns (Int64,
     # Float64, boolean: what df.convert_dtypes() and read_csv(dtype_backend=

@@ -505,7 +505,9 @@ def holdout_split(x, fraction, rng, *, name="fit"):
 
     The held-out rows are the first ``round(fraction * N)`` of a permutation
     drawn from ``rng`` (a ``np.random.Generator``), so the split is
-    reproducible from the seed that made ``rng``.
+    reproducible from the seed that made ``rng``; except that a column that
+    varies in ``x`` is kept varying in the training rows (a held-out row with
+    its other value trades places with a training row), where it can be.
 
     Raises:
       ValueError: ``fraction`` is not a number in ``[0, 1)``, or leaves fewer
@@ -530,7 +532,27 @@ def holdout_split(x, fraction, rng, *, name="fit"):
             f"{n - n_val} training rows; both need at least 2. Pass more rows, a larger "
             "split, validation data of your own, or validation_split=0 to skip selection.")
     perm = rng.permutation(n)
-    return x[np.sort(perm[n_val:])], x[np.sort(perm[:n_val])]
+    held, kept = perm[:n_val], perm[n_val:]
+    # A column with a rare value (a pixel nonzero in two rows of digits) can
+    # lose every such row to the held-out side and be constant in the rows fit
+    # (3 of 20 seeds on digits). Such a row is swapped with a training row
+    # whose absence leaves every column varying; the split stays a function
+    # of the seed.
+    varies = np.ptp(x, axis=0) > 0
+    for _ in range(x.shape[1]):
+        flat = np.flatnonzero(varies & (np.ptp(x[kept], axis=0) == 0))
+        if not flat.size:
+            break
+        c = flat[0]
+        i = int(np.flatnonzero(x[held, c] != x[kept[0], c])[0])
+        keep_varying = varies & (np.ptp(x[kept], axis=0) > 0)
+        for j in range(len(kept)):
+            if np.all(np.ptp(x[np.delete(kept, j)][:, keep_varying], axis=0) > 0):
+                break
+        else:
+            break  # (no such training row: the caller reports the constant column)
+        held[i], kept[j] = kept[j], held[i]
+    return x[np.sort(kept)], x[np.sort(held)]
 
 
 def as_rng(seed):

@@ -326,13 +326,15 @@ def fit_rbig(x, n_layers=32, n_components=8, *, rotation="pca", seed=None,
         x, val = _validation.holdout_split(x, validation_split, rng, name="fit_rbig")
     std = x.std(axis=0)
     constant = np.flatnonzero(std == 0)
-    if constant.size:
+    if constant.size and np.all(np.ptp(all_rows[:, constant], axis=0) == 0):
         raise ValueError(
             f"fit_rbig: column(s) {constant.tolist()} of x are constant (value "
-            f"{x[0, constant].tolist()})"
-            + ("" if x.shape[0] == all_rows.shape[0] else
-               " in the rows fit once the held-out rows are set aside")
-            + "; a constant has no density. Drop them first.")
+            f"{x[0, constant].tolist()}); a constant has no density. Drop them first.")
+    if constant.size:  # (the split keeps every varying column varying where it can)
+        raise ValueError(
+            f"fit_rbig: column(s) {constant.tolist()} of x vary, but not in the rows fit once "
+            f"the held-out rows are set aside (value {x[0, constant].tolist()}): too few rows "
+            "hold their other values. Pass validation_data, validation_split=0, or drop them.")
     _validation.check_full_rank(all_rows, "x", caller="fit_rbig")
     if x.shape[0] < all_rows.shape[0]:  # dependent in the rows fit only (cf. constant above)
         _validation.check_full_rank(x, "x", caller="fit_rbig",
