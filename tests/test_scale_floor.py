@@ -7,6 +7,9 @@ floor themselves; the floor of ``scale_floor_values`` against Silverman's
 bandwidth computed here; and ``fit_gaussianization_flow``'s choice.
 """
 
+import contextlib
+import io
+
 import keras
 import numpy as np
 import pytest
@@ -210,15 +213,27 @@ def test_scale_floor_values_are_silverman_bandwidths_of_each_layer_input():
     assert got[0, 1] == pytest.approx(3.0 * got[0, 0], rel=0.2)  # in each column's units
 
 
+_PRINTED = {}
+
+
 @pytest.fixture(scope="module")
 def small_fit():
     x = tfp_gauss.datasets.two_moons(n_samples=400, seed=1)
-    return x, tfp_gauss.fit_gaussianization_flow(x, n_layers=2, n_components=3, steps=100,
-                                                 seed=0, verbose=0)
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        fit = tfp_gauss.fit_gaussianization_flow(x, n_layers=2, n_components=3, steps=100,
+                                                 seed=0, verbose=2)
+    _PRINTED["small_fit"] = printed.getvalue()
+    return x, fit
 
 
 def test_auto_floor_trains_both_fits_and_returns_the_chosen_one(small_fit):
     x, (model, history) = small_fit
+    # the progress says which fit is which (each restarts at epoch 1)
+    printed = _PRINTED["small_fit"]
+    first = printed.index("fit 1 of 2 (scale floor 0.0 kernel bandwidths)")
+    second = printed.index(f"fit 2 of 2 (scale floor {_fit.AUTO_SCALE_FLOOR} kernel")
+    assert first < printed.index("Epoch 1/") < second < printed.rindex("Epoch 1/")
     candidates = history.scale_floor_candidates
     assert sorted(candidates) == [0.0, _fit.AUTO_SCALE_FLOOR]
     assert history.best_val_loss == pytest.approx(candidates[history.scale_floor])

@@ -382,8 +382,10 @@ def fit_gaussianization_flow(x, n_layers=8, n_components=8, steps=None, batch_si
       validation_data: optional held-out rows ``[M, D]``.
       seed: int seed for the held-out split, initialisation and batch order
         (``None`` means ``0``: the fit is reproducible unless asked to vary).
-      verbose: Keras verbosity (1: progress bar); ``>= 1`` also prints what
-        was held out and the best step.
+      verbose: Keras verbosity (1: progress bar; 2: one line per epoch, for
+        logs written to a file); ``>= 1`` also prints what was held out,
+        which fit starts (with two scale-floor candidates each restarts at
+        epoch 1) and the best step.
       validation_split: fraction of ``x`` held out when ``validation_data``
         is not given, in ``[0, 1)``; ``0`` holds out nothing (and then
         nothing is selected: the last weights are returned).
@@ -615,7 +617,10 @@ def fit_gaussianization_flow(x, n_layers=8, n_components=8, steps=None, batch_si
             **({} if start_from is not None else arch))
     start_weights = model.get_weights()
     fits, rows = {}, {}
-    for factor in factors:
+    for k, factor in enumerate(factors):
+        if verbose and len(factors) > 1:  # (each fit's progress starts at epoch 1)
+            print(f"fit_gaussianization_flow: fit {k + 1} of {len(factors)} (scale floor "
+                  f"{factor} kernel bandwidths), from the same start.")
         if fits:  # back to the start, with a fresh optimizer state and schedule
             model.set_weights(start_weights)
             _reset_optimizer(model)
