@@ -219,7 +219,12 @@ def test_cli_fit_sample_score(cli_run, tmp_path):
     assert b"\r" not in (tmp_path / "s.csv").read_bytes()  # (csv's default ends lines \r\n)
     # --out *.npy writes an array (it wrote CSV text that np.load refused), as fit reads
     assert cli.main(["sample", str(out), "-n", "11", "--out", str(tmp_path / "s.npy")]) == 0
-    np.testing.assert_allclose(np.load(tmp_path / "s.npy"), samples, rtol=1e-15)
+    # float32 draws in CSV by their shortest float32 digits (they were written with
+    # float64's 17), which read back to the same float32 values
+    np.testing.assert_array_equal(np.load(tmp_path / "s.npy").astype(np.float32),
+                                  samples.astype(np.float32))
+    fields = (tmp_path / "s.csv").read_text().split("\n")[1].split(",")
+    assert max(len(f.lstrip("-").replace(".", "")) for f in fields) <= 10, fields
     assert cli.main(["score", str(out), str(tmp_path / "s.csv"),
                      "--out", str(tmp_path / "scores.csv")]) == 0
     scores = np.loadtxt(tmp_path / "scores.csv", delimiter=",", skiprows=1)

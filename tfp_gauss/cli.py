@@ -225,18 +225,24 @@ def write_table(path, array, header):
     """Writes ``array`` (``[N, D]`` or ``[N]``) to ``path``: ``.npy`` if the name says so, else CSV.
 
     CSV: a header row of ``header``'s names, then the rows, with ``\n`` line
-    ends. ``.npy``: the array alone, float64, in its own shape.
+    ends (float32 values with their shortest float32 digits: they read back
+    to the same float32). ``.npy``: the array alone, float64, in its own shape.
     """
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    single = np.asarray(array).dtype == np.float32
     array = np.asarray(array, dtype=np.float64)
     if path.suffix.lower() == ".npy":
         np.save(path, array)
         return
+    rows = array.reshape(len(array), -1)
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(header)
-        writer.writerows(array.reshape(len(array), -1).tolist())
+        if single:  # float32 values by their shortest float32 digits, not float64's 17
+            writer.writerows([[str(v) for v in row] for row in rows.astype(np.float32)])
+        else:
+            writer.writerows(rows.tolist())
 
 
 # ------------------------------------------------------------------------------ figures
