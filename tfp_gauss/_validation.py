@@ -540,12 +540,12 @@ def holdout_split(x, fraction, rng, *, name="fit"):
     # of the seed.
     varies = np.ptp(x, axis=0) > 0
     for _ in range(x.shape[1]):
-        flat = np.flatnonzero(varies & (np.ptp(x[kept], axis=0) == 0))
+        keep_varying = np.ptp(x[kept], axis=0) > 0
+        flat = np.flatnonzero(varies & ~keep_varying)
         if not flat.size:
             break
         c = flat[0]
         i = int(np.flatnonzero(x[held, c] != x[kept[0], c])[0])
-        keep_varying = varies & (np.ptp(x[kept], axis=0) > 0)
         for j in range(len(kept)):
             if np.all(np.ptp(x[np.delete(kept, j)][:, keep_varying], axis=0) > 0):
                 break

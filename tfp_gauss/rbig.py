@@ -108,7 +108,7 @@ EM_TOL = 1e-5
 
 
 def _greedy_layers(x, val, n_layers, n_components, *, rotation, rng, patience, tol,
-                   max_em_iterations, min_scale_ratio, tail_component, em_tol=EM_TOL):
+                   max_em_iterations, min_scale_ratio, tail_component, em_tol):
     """The greedy layer loop of ``fit_rbig`` for one scale floor; ``(layers, info)``."""
     dtype = x.dtype
     # Training and held-out rows go through each layer as one batch: one
@@ -163,7 +163,7 @@ def fit_rbig(x, n_layers=32, n_components=8, *, rotation="pca", seed=None,
              validation_data=None, validation_split=0.1, patience=4,
              bandwidth_factor=(0.25, 0.5, 1.0), tail_component=True,
              tol=None, max_em_iterations=200, return_info=False, random_state=None,
-             _warn_tied=True, _em_tol=None):
+             _warn_tied=True, _em_tol=EM_TOL):
     r"""Greedy RBIG fit of a Gaussianization flow, returned as a TFP distribution.
 
     For ``l = 1..L``: fit a per-coordinate Gaussian mixture to the current data
@@ -354,7 +354,7 @@ def fit_rbig(x, n_layers=32, n_components=8, *, rotation="pca", seed=None,
             rng=np.random.default_rng(seed), patience=patience, tol=tol,
             max_em_iterations=max_em_iterations,
             min_scale_ratio=max(factor * _bandwidth_ratio(x.shape[0]), 1e-3),
-            tail_component=tail_component, em_tol=EM_TOL if _em_tol is None else _em_tol)
+            tail_component=tail_component, em_tol=_em_tol)
         info["bandwidth_factor"] = float(factor)
         score = max(info.get("validation_log_likelihood", (0.0,)))
         if best is None or score > best[0]:
