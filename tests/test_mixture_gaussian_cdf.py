@@ -301,6 +301,38 @@ def test_analytic_gradient_matches_autodiff_of_a_plain_reference(param_shape):
         np.testing.assert_allclose(ours.numpy(), ref.numpy(), rtol=1e-9, atol=1e-11)
 
 
+@pytest.mark.parametrize("dtype, far", [(np.float32, 20.0), (np.float64, 40.0)])
+def test_a_persistent_tape_gets_finite_gradients_in_the_tails(dtype, far):
+    # Eagerly the forward is a tf.function; a persistent tape differentiates
+    # it through the intermediates it exports as well, with zero upstream
+    # gradients, and a log of a zero in an untaken branch made those NaN:
+    # dz/dx was NaN from |x| ~ 15 (float32) / 38 (float64), and one such row
+    # made every parameter's gradient NaN.
+    variables = [tf.Variable(np.array(p, dtype)) for p in
+                 ([[0.0, -1.0, 0.5]], [[-1.0, 0.0, 2.0]], [[0.5, 1.0, 0.3]])]
+    b = MixtureGaussianCDF(*variables)
+    x_values = np.array([[-far], [-8.0], [0.5], [8.0], [far]], dtype)
+    grads = {}
+    for persistent in (False, True):
+        x = tf.constant(x_values)  # (a new tensor per tape: no cached log-det)
+        with tf.GradientTape(persistent=persistent) as tape:
+            tape.watch(x)
+            z = b.forward(x)
+            ld = b.forward_log_det_jacobian(x, event_ndims=1)
+            loss = tf.reduce_sum(z) + tf.reduce_sum(ld)
+        grads[persistent] = [g.numpy() for g in tape.gradient(loss, [x] + variables)]
+        # dz/dx = exp(log_det), checked on z alone
+        x = tf.constant(x_values)
+        with tf.GradientTape(persistent=persistent) as tape:
+            tape.watch(x)
+            z = b.forward(x)
+        slope = tape.gradient(z, x).numpy()
+        np.testing.assert_allclose(slope, np.exp(ld.numpy())[:, None], rtol=1e-5)
+    for with_persistent, without in zip(grads[True], grads[False]):
+        assert np.isfinite(with_persistent).all()
+        np.testing.assert_allclose(with_persistent, without, rtol=1e-5)
+
+
 @pytest.mark.parametrize("param_shape", [(2, 3), (16, 8)], ids=["per-parameter", "stacked"])
 def test_gradient_compiles_in_an_xla_loop_over_an_unknown_number_of_rows(param_shape):
     # A Keras step on a partial last batch traces the flow's loop over layers

@@ -384,10 +384,18 @@ def _scaled_parts(layout, responsibilities):
     e_c = tf.exp(c)
     # log F - c and log(1 - F) - c, without forming c + log A - c where c is
     # large (in float32 its rounding would swamp log f/P and r_k far out).
-    lower_rel = tf.where(w_pos > 0, tf.math.log(w_pos + e_c * (a_neg - a_pos)) - c,
-                         tf.math.log(a_neg))
-    upper_rel = tf.where(w_neg > 0, tf.math.log(w_neg + e_c * (a_pos - a_neg)) - c,
-                         tf.math.log(a_pos))
+    # (Each logarithm sees 1 where its branch is not taken: the other
+    # argument can be 0, and autodiff of log(0) turned even a zero upstream
+    # gradient into NaN, which a persistent tape's eager gradient, through
+    # the intermediates a tf.function exports, sends on.)
+    one = tf.ones_like(w_pos)
+    has_pos, has_neg = w_pos > 0, w_neg > 0
+    lower_rel = tf.where(has_pos, tf.math.log(tf.where(has_pos, w_pos + e_c * (a_neg - a_pos),
+                                                       one)) - c,
+                         tf.math.log(tf.where(has_pos, one, a_neg)))
+    upper_rel = tf.where(has_neg, tf.math.log(tf.where(has_neg, w_neg + e_c * (a_pos - a_neg),
+                                                       one)) - c,
+                         tf.math.log(tf.where(has_neg, one, a_pos)))
     lower = lower_rel <= upper_rel
     tail_rel = tf.minimum(lower_rel, upper_rel)  # log P - c
     log_tail = c + tail_rel
