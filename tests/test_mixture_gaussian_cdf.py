@@ -333,6 +333,31 @@ def test_a_persistent_tape_gets_finite_gradients_in_the_tails(dtype, far):
         np.testing.assert_allclose(with_persistent, without, rtol=1e-5)
 
 
+def test_second_derivatives_match_central_differences_of_the_gradient():
+    # The analytic gradient is itself differentiable (nested tapes: Hessians,
+    # Laplace approximations), eagerly and in a graph.
+    b = MixtureGaussianCDF(np.array([[0.0, -1.0, 0.5]]), np.array([[-1.0, 0.0, 2.0]]),
+                           np.array([[0.5, 1.0, 0.3]]))
+
+    def slope(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            z = b.forward(tf.identity(x))
+        return tape.gradient(z, x)
+
+    def curvature(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            g = slope(x)
+        return tape.gradient(g, x)
+
+    x = tf.constant([[-2.5], [0.3], [1.7], [4.0]], tf.float64)
+    step = 1e-5
+    reference = ((slope(x + step) - slope(x - step)) / (2 * step)).numpy()
+    for fn in (curvature, tf.function(curvature)):
+        np.testing.assert_allclose(fn(x).numpy(), reference, rtol=1e-6, atol=1e-9)
+
+
 @pytest.mark.parametrize("param_shape", [(2, 3), (16, 8)], ids=["per-parameter", "stacked"])
 def test_gradient_compiles_in_an_xla_loop_over_an_unknown_number_of_rows(param_shape):
     # A Keras step on a partial last batch traces the flow's loop over layers
