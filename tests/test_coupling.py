@@ -130,3 +130,69 @@ def test_compiles_with_xla_and_chains_with_tfp():
 def test_bad_conditioning_dims_are_clear_errors(dims):
     with pytest.raises(ValueError, match="conditioning_dims"):
         MixtureCDFCoupling.from_marginal(_base("float32"), dims)
+
+
+def test_a_keras_conditioner_takes_inputs_of_any_rank():
+    # The Keras network takes [N, D_a]; a single point, a [3, 4] batch of
+    # points and sample((3, 4)) of a distribution used to fail in Keras's
+    # input check ("Expected (None, 2)").
+    coupling = _perturbed("float64")
+    x = np.random.default_rng(3).normal(size=(3, 5, 4))
+    rows = coupling.forward(x.reshape(-1, 4)).numpy().reshape(x.shape)
+    np.testing.assert_allclose(coupling.forward(x), rows, rtol=1e-12)
+    np.testing.assert_allclose(coupling.forward(x[1, 2]), rows[1, 2], rtol=1e-12)
+    np.testing.assert_allclose(
+        coupling.forward_log_det_jacobian(x, event_ndims=1),
+        coupling.forward_log_det_jacobian(x.reshape(-1, 4), event_ndims=1).numpy().reshape(3, 5),
+        rtol=1e-12)
+    np.testing.assert_allclose(coupling.inverse(rows), x, atol=1e-9)
+    dist = tfd.TransformedDistribution(tfd.Sample(tfd.Normal(np.float64(0), 1.0), 4),
+                                       tfb.Invert(coupling))
+    draws = dist.sample((3, 4), seed=(1, 2))
+    assert draws.shape == (3, 4, 4) and dist.sample(seed=(1, 2)).shape == (4,)
+    np.testing.assert_allclose(dist.log_prob(draws),
+                               dist.log_prob(tf.reshape(draws, [-1, 4])).numpy().reshape(3, 4),
+                               rtol=1e-12)
+
+
+def test_the_keras_conditioners_weights_are_trainable_variables_of_the_bijector():
+    # A Keras 3 network is not a tf.Module: its weights were missing from
+    # trainable_variables, so a training loop over them left it untouched.
+    rng = np.random.default_rng(4)
+    variables = [tf.Variable(p) for p in (np.zeros((2, 3)), rng.normal(size=(2, 3)),
+                                          np.ones((2, 3)))]
+    coupling = MixtureCDFCoupling.from_marginal(MixtureGaussianCDF(*variables), [0],
+                                                hidden_units=(8,), seed=0)
+    dist = tfd.TransformedDistribution(tfd.Sample(tfd.Normal(np.float64(0), 1.0), 2),
+                                       tfb.Invert(coupling))
+    conditioner = {id(v.value) for v in coupling.conditioner.trainable_variables}
+    for listed in (coupling.trainable_variables, dist.trainable_variables):
+        assert len(listed) == 3 + 4
+        assert conditioner <= {id(v) for v in listed}
+    # a plain optimizer loop over dist.trainable_variables trains the conditioner:
+    # the second coordinate depends on the first, which only it can learn
+    first = rng.normal(size=(400, 1))
+    x = tf.constant(np.concatenate([first, first**2 + 0.1 * rng.normal(size=(400, 1))], 1))
+    last = coupling.conditioner.layers[-1].kernel
+    optimizer = tf.keras.optimizers.Adam(0.05)
+    losses = []
+    for _ in range(30):
+        with tf.GradientTape() as tape:
+            loss = -tf.reduce_mean(dist.log_prob(x))
+        grads = tape.gradient(loss, dist.trainable_variables)
+        optimizer.apply_gradients(zip(grads, dist.trainable_variables))
+        losses.append(float(loss))
+    assert np.abs(last.numpy()).max() > 0  # (it starts at zero)
+    assert losses[-1] < losses[0] - 0.5
+
+
+def test_a_conditioner_that_is_not_built_is_built_on_one_row():
+    import keras  # noqa: PLC0415
+
+    net = keras.Sequential([keras.layers.Dense(8, activation="tanh"),
+                            keras.layers.Dense(2 * 3 * 3, kernel_initializer="zeros")])
+    base = _base("float32")
+    coupling = MixtureCDFCoupling(base.logits, base.locs, base.scales, net, [0, 3])
+    assert net.built and len(coupling.trainable_variables) == 4
+    x = np.random.default_rng(5).normal(size=(6, 4)).astype("float32")
+    np.testing.assert_allclose(coupling.forward(x), base.forward(x), atol=1e-6)

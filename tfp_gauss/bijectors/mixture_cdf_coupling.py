@@ -24,6 +24,22 @@ def _split_dims(conditioning_dims, n_dims):
     return np.array(a, np.int32), np.array([i for i in range(n_dims) if i not in a], np.int32)
 
 
+def _keras_variables(conditioner, width, dtype):
+    """The ``tf.Variable`` objects of a Keras conditioner (built on ``[1, width]`` if need be).
+
+    A Keras 3 layer is not a ``tf.Module``, so a bijector holding one would
+    not list its weights in ``trainable_variables`` (nor would a
+    distribution built on it): an optimizer stepping on those lists left
+    the conditioner untrained, silently. Held in an attribute, the
+    variables underneath the Keras ones are found.
+    """
+    if not isinstance(conditioner, keras.layers.Layer):
+        return ()
+    if not conditioner.built:
+        conditioner(tf.zeros([1, width], dtype))
+    return tuple(v.value for v in conditioner.variables if isinstance(v.value, tf.Variable))
+
+
 def mixture_cdf_conditioner(n_conditioning, n_transformed, n_components, hidden_units=(64, 64),
                             activation="gelu", seed=None, dtype="float32"):
     """The default conditioner of ``MixtureCDFCoupling``: a Keras MLP, zero at start.
@@ -119,8 +135,11 @@ class MixtureCDFCoupling(tfb.Bijector):
         Args:
           logits, locs, scales: ``[D, K]`` base mixture parameters (tensors or
             variables; ``scales`` positive).
-          conditioner: callable ``[..., D_a] -> [..., D_b * 3 * K]`` (a Keras
-            model or layer; its variables train with the bijector's).
+          conditioner: callable ``[N, D_a] -> [N, D_b * 3 * K]`` (inputs of
+            other ranks are flattened to rows for it). A Keras model or layer
+            (built here on one row if it is not yet) has its variables listed
+            in the bijector's ``trainable_variables``, as those of a
+            ``tf.Module`` are, so they train with the bijector's.
           conditioning_dims: the ``D_a`` coordinates that pass through fixed
             maps and condition the others; distinct ints in ``[0, D)``, at
             least one coordinate left over.
@@ -147,6 +166,8 @@ class MixtureCDFCoupling(tfb.Bijector):
             self._a, self._b = _split_dims(conditioning_dims, n_dims)
             self._merge = np.argsort(np.concatenate([self._a, self._b])).astype(np.int32)
             self._conditioner = conditioner
+            self._conditioner_variables = _keras_variables(conditioner, len(self._a),
+                                                           self._marginal.dtype)
             self._scale_floor = scale_floor
             super().__init__(forward_min_event_ndims=1, validate_args=validate_args,
                              parameters=parameters, dtype=self._marginal.dtype, name=name)
@@ -208,7 +229,9 @@ class MixtureCDFCoupling(tfb.Bijector):
 
     def _conditional(self, x_a):
         """``x_b``'s mixture map given ``x_a`` (parameters ``[..., D_b, K]``)."""
-        out = tf.cast(self._conditioner(x_a), self.dtype)
+        # (as rows: a Keras network takes [N, D_a] only)
+        rows = tf.reshape(x_a, [-1, len(self._a)])
+        out = tf.cast(self._conditioner(rows), self.dtype)
         out = tf.reshape(out, tf.concat(
             [tf.shape(x_a)[:-1], [len(self._b), 3, self._n_components]], 0))
         return MixtureGaussianCDF(
