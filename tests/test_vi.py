@@ -283,6 +283,34 @@ def test_bad_arguments_are_rejected_with_a_message():
                                    np.ones([2, 3, 3])).layers())
 
 
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(loc=np.zeros(3)), r"loc must broadcast to \(2,\).*got shape \(3,\)"),
+    (dict(loc=np.zeros((4, 2))), r"got shape \(4, 2\)\. For a batch .* batch_shape=\(4,\)"),
+    (dict(scale_tril=np.eye(3)), r"scale_tril must broadcast to \(2, 2\)"),
+    (dict(scale_tril=[[1.0, 0.9], [0.0, 1.0]]),
+     r"lower triangular; entry \(0, 1\) above the diagonal is 0\.9\. .*cholesky"),
+    (dict(scale_tril=[[-1.0, 0.0], [0.5, 1.0]]), r"diagonal must be positive; got -1 at \(0,\)"),
+    (dict(loc=[0.0, np.nan]), r"loc holds NaN"),
+])
+def test_bad_affine_starts_are_clear_errors(kwargs, match):
+    # They were taken: an upper-triangular scale became another matrix, a
+    # negative diagonal gave NaN samples, an undeclared batch in loc failed
+    # only inside tfp.vi's sample-and-log-prob.
+    with pytest.raises(ValueError, match=match):
+        vi.gaussianization_surrogate(2, n_layers=1, n_components=2, seed=0, **kwargs)
+
+
+def test_an_affine_start_broadcasts_over_the_batch_and_keeps_its_matrix():
+    chol = np.array([[1.5, 0.0], [0.6, 0.8]])
+    q = vi.gaussianization_surrogate(2, n_layers=1, n_components=2, seed=0, batch_shape=(3,),
+                                     loc=[1.0, -2.0], scale_tril=chol, dtype=tf.float64)
+    assert q.batch_shape == (3,)
+    np.testing.assert_allclose(tf.convert_to_tensor(q._scale_tril).numpy(),
+                               np.broadcast_to(chol, (3, 2, 2)), rtol=1e-12, atol=1e-12)
+    x, log_q = q.experimental_sample_and_log_prob(5, seed=(1, 2))
+    assert x.shape == (5, 3, 2) and log_q.shape == (5, 3)
+
+
 @pytest.mark.parametrize("obj", [vi.gaussianization_surrogate, StackedGaussianizer])
 def test_docstring_example_runs(obj):
     blocks = [b.split("```")[0] for b in (inspect.getdoc(obj) or "").split("```python")[1:]]

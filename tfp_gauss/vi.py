@@ -130,6 +130,50 @@ def _as_dtype(value, dtype):
     return tf.constant(np.asarray(value, dtype.as_numpy_dtype))
 
 
+def _checked_affine(loc, scale_tril, batch_shape, event_size):
+    """``loc`` ``[*batch, D]`` and ``scale_tril`` ``[*batch, D, D]`` as float64 arrays.
+
+    Both broadcast to those shapes (one value for a whole batch); the
+    scale must be lower triangular with a positive diagonal and everything
+    finite. An upper-triangular matrix was read as some other matrix and a
+    negative diagonal made every sample NaN; a loc with a batch the
+    surrogate was not given failed only inside ``tfp.vi``.
+    """
+    shapes = {"loc": batch_shape + (event_size,),
+              "scale_tril": batch_shape + (event_size, event_size)}
+    out = {}
+    for name, value in (("loc", loc), ("scale_tril", scale_tril)):
+        value = np.asarray(value, np.float64)
+        try:
+            value = np.broadcast_to(value, shapes[name])
+        except ValueError:
+            hint = (f" For a batch of {value.shape[:-1 if name == 'loc' else -2]} surrogates "
+                    f"pass batch_shape={value.shape[:-1 if name == 'loc' else -2]}."
+                    if value.ndim > len(shapes[name]) else "")
+            raise ValueError(
+                f"gaussianization_surrogate: {name} must broadcast to {shapes[name]} "
+                f"(batch_shape + {shapes[name][len(batch_shape):]}); got shape "
+                f"{value.shape}.{hint}") from None
+        if not np.all(np.isfinite(value)):
+            raise ValueError(f"gaussianization_surrogate: {name} holds NaN or infinity.")
+        out[name] = value
+    tril = out["scale_tril"]
+    above = np.triu(np.ones((event_size, event_size), bool), 1)
+    if np.any(tril[..., above] != 0):
+        index = np.argwhere(tril * above != 0)[0]
+        raise ValueError(
+            f"gaussianization_surrogate: scale_tril must be lower triangular; entry "
+            f"{tuple(int(i) for i in index)} above the diagonal is {float(tril[tuple(index)]):g}. "
+            f"For a covariance C pass np.linalg.cholesky(C).")
+    diagonal = np.diagonal(tril, axis1=-2, axis2=-1)
+    if np.any(diagonal <= 0):
+        index = np.argwhere(diagonal <= 0)[0]
+        raise ValueError(
+            f"gaussianization_surrogate: scale_tril's diagonal must be positive; got "
+            f"{float(diagonal[tuple(index)]):g} at {tuple(int(i) for i in index)} of the diagonal.")
+    return out["loc"], tril
+
+
 def gaussianization_surrogate(event_size, n_layers=16, n_components=8, *, loc=None,
                               scale_tril=None, affine=None, constraining_bijector=None,
                               batch_shape=(), n_reflections=None, dtype=tf.float32, seed=None,
@@ -152,7 +196,10 @@ def gaussianization_surrogate(event_size, n_layers=16, n_components=8, *, loc=No
       n_layers, n_components: ``L`` and ``K``.
       loc, scale_tril: initial ``b`` (``[*batch, D]``) and ``S``
         (``[*batch, D, D]``, lower triangular, positive diagonal), e.g. from
-        ``gaussian_fit``; default ``0`` and ``I``.
+        ``gaussian_fit``; default ``0`` and ``I``. Each broadcasts over
+        ``batch_shape`` (every surrogate of the batch gets its own copy);
+        another shape, NaN, or an ``S`` that is not such a factor is a
+        ``ValueError``.
       affine: include the trainable ``b + S h`` (else ``x = c(G(z))``).
         Default: only if ``loc`` or ``scale_tril`` is given. The mixtures
         learn location and scale themselves, and leaving the affine map out
@@ -226,6 +273,8 @@ def gaussianization_surrogate(event_size, n_layers=16, n_components=8, *, loc=No
             loc = np.zeros(batch_shape + (event_size,)) if loc is None else loc
             if scale_tril is None:
                 scale_tril = np.broadcast_to(np.eye(event_size), batch_shape + (event_size,) * 2)
+            if not any(tf.is_symbolic_tensor(t) for t in (loc, scale_tril)):
+                loc, scale_tril = _checked_affine(loc, scale_tril, batch_shape, event_size)
             loc = tf.Variable(_as_dtype(loc, dtype), name="loc")
             scale_tril = tfp.util.TransformedVariable(
                 _as_dtype(scale_tril, dtype), tfb.FillScaleTriL(diag_shift=np_dtype(1e-5)),
