@@ -539,6 +539,12 @@ def test_mismatched_component_axes_are_rejected():
         MixtureGaussianCDF(np.zeros((2, 3)), np.zeros((2, 4)), np.ones((2, 4)))
     with pytest.raises(ValueError, match="scalar"):
         MixtureGaussianCDF(0.0, 0.0, 1.0)
+    # the axes before K broadcast (a shared row of logits), or construction fails
+    shared = MixtureGaussianCDF(np.zeros((1, 2)), [[0.0, 1.0], [2.0, 3.0]], np.ones((2, 2)))
+    second = stats.norm.ppf(0.5 * stats.norm.cdf(-2.0) + 0.5 * stats.norm.cdf(-3.0))
+    np.testing.assert_allclose(shared.forward(np.zeros((1, 2))).numpy()[0, 1], second, rtol=1e-5)
+    with pytest.raises(ValueError, match=r"broadcast together; got logits \(2,\), locs \(3,\)"):
+        MixtureGaussianCDF(np.zeros((2, 3)), np.zeros((3, 3)), np.ones((2, 3)))
 
 
 # ----------------------------------------------------------------------------- from_data

@@ -5,6 +5,8 @@ gradient and the inverse's starting points) with the root-find of
 ``tfp_gauss.math.root_finding``.
 """
 
+import functools
+
 import tensorflow as tf
 import tensorflow_probability as tfp
 from tensorflow_probability.python.internal import (
@@ -144,7 +146,9 @@ class MixtureGaussianCDF(_composite.CompositeBijector):
     #### Example
 
     ```python
-    import numpy as np
+    import functools
+
+import numpy as np
     import tensorflow as tf
     import tensorflow_probability as tfp
     from tfp_gauss.bijectors import MixtureGaussianCDF
@@ -229,6 +233,17 @@ class MixtureGaussianCDF(_composite.CompositeBijector):
             raise ValueError(
                 "`logits`, `locs` and `scales` must share the component axis K (their "
                 f"last axis); got {ks}.")
+        # The other axes ([..., D]) broadcast, or every call fails later in a
+        # bare broadcasting error.
+        shapes = {p: tf.TensorShape(getattr(self, "_" + p).shape)[:-1]
+                  for p in ("logits", "locs", "scales")}
+        try:
+            functools.reduce(tf.broadcast_static_shape, shapes.values())
+        except ValueError:
+            raise ValueError(
+                "`logits`, `locs` and `scales` must have shapes [..., D] (before the "
+                "component axis K) that broadcast together; got "
+                + ", ".join(f"{p} {shape}" for p, shape in shapes.items()) + ".") from None
 
     @classmethod
     def _parameter_properties(cls, dtype):
