@@ -95,6 +95,18 @@ def test_signatures_take_and_return_what_they_are_documented_to(exported):
         assert all(v.dtype == tf.float32 for k, v in spec.items() if k in ("x", "z"))
 
 
+def test_export_standardization_is_one_number_or_one_per_column(exported, tmp_path):
+    flow, _ = exported
+    with pytest.raises(ValueError, match=r"scale must be one number or 2 numbers .* got 3"):
+        tfp_gauss.export_saved_model(flow, str(tmp_path / "bad"), scale=[1.0, 2.0, 3.0])
+    assert not (tmp_path / "bad").exists()
+    # one number serves every column: log p(x) = log p_flow((x - 1) / 2) - 2 log 2
+    module = tfp_gauss.export.FlowModule(flow, shift=1.0, scale=2.0)
+    x = np.array([[0.5, 2.0], [3.0, 1.0]], np.float32)
+    expected = flow.log_prob((x - 1.0) / 2.0).numpy() - 2.0 * np.log(2.0)
+    np.testing.assert_allclose(module.log_prob(x)["log_prob"].numpy(), expected, rtol=1e-5)
+
+
 @pytest.mark.parametrize("width", [1, 3])
 def test_signatures_refuse_a_wrong_width_clearly(exported, width):
     """A signature takes any [n, m] (its [None, 2] is not checked on a call); a

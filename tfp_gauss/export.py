@@ -68,8 +68,8 @@ class FlowModule(tf.Module):
             self.scale_floor = tf.Variable(stacked["scale_floor"], dtype=self.dtype,
                                            trainable=False, name="scale_floor")
         d = self.n_dims
-        shift = np.zeros(d) if shift is None else np.asarray(shift, np.float64).reshape(d)
-        scale = np.ones(d) if scale is None else np.asarray(scale, np.float64).reshape(d)
+        shift = np.zeros(d) if shift is None else _per_column(shift, "shift", d)
+        scale = np.ones(d) if scale is None else _per_column(scale, "scale", d)
         if not (np.isfinite(shift).all() and np.isfinite(scale).all() and (scale > 0).all()):
             raise ValueError("shift must be finite and scale finite and positive; got "
                              f"shift={shift}, scale={scale}.")
@@ -160,6 +160,17 @@ def _asserted(value, condition, message):
         return tf.identity(value)
 
 
+def _per_column(value, name, d):
+    """``value`` as ``[d]`` float64: one number for every column, or ``d`` of them."""
+    value = np.asarray(value, np.float64)
+    if value.size == 1:
+        return np.full(d, float(value.reshape(())))
+    if value.size != d:
+        raise ValueError(f"{name} must be one number or {d} numbers (one per column of the "
+                         f"{d}-dimensional flow); got {value.size}, shape {value.shape}.")
+    return value.reshape(d)
+
+
 def export_saved_model(model_or_distribution, path, *, shift=None, scale=None):
     """Writes a TF SavedModel serving ``log_prob``, ``sample``, ``gaussianize``, ``generate``.
 
@@ -170,7 +181,7 @@ def export_saved_model(model_or_distribution, path, *, shift=None, scale=None):
         float64 flow with its own standardization: the signatures take and
         return float64, and ``log_prob`` equals its ``score_samples``).
       path: directory to write (created; must not exist or be empty).
-      shift, scale: optional ``[D]`` standardization that the served density
+      shift, scale: optional standardization (one number, or ``[D]``) that the served density
         undoes (see ``FlowModule``).
 
     Returns:
