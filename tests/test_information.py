@@ -109,6 +109,14 @@ def test_marginal_entropy_of_normal_columns():
     np.testing.assert_allclose(information.marginal_entropy(x), truth, atol=0.03)
 
 
+def test_a_list_of_numbers_is_one_column(gauss):
+    # (it was refused: "must have rank 2 ... pass x[:, None]", which a list cannot do)
+    column = gauss[:, 0]
+    assert information.entropy(column.tolist()) == information.entropy(column[:, None])
+    assert (information.mutual_information(column.tolist(), tuple(gauss[:, 1]))
+            == information.mutual_information(column, gauss[:, 1]))
+
+
 def test_one_column_has_no_total_correlation(gauss):
     """TC of one column is 0 by definition (it was estimated, -0.026, and the
     entropy took that error on); its entropy is the column's marginal entropy."""

@@ -268,6 +268,13 @@ def _check(x, name, *, min_rows=None, warn=True, dependent=None):
     Warns (``TiedValuesWarning``, at the public function's caller) when a
     column holds tied values, unless ``warn=False``.
     """
+    if isinstance(x, (list, tuple)):  # a list of numbers is one column too
+        try:
+            as_array = np.asarray(x)
+        except ValueError:  # (ragged: check_data says what it is)
+            as_array = None
+        if as_array is not None and as_array.ndim == 1:
+            x = as_array
     if getattr(x, "ndim", None) == 1 or (hasattr(x, "shape") and len(x.shape) == 1):
         x = np.asarray(x)[:, None]
     x = _validation.check_data(x, name=name, dtype=np.float64, purpose="estimating information")
