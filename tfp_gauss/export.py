@@ -21,7 +21,12 @@ compiles the root-find once. A coupling flow's conditioner MLP is saved as
 stacked weights that the same loop reads (``tfp_gauss.math.coupling``), so
 it serves without Keras either. ``generate`` keeps its
 implicit-function gradient, saved with it, so gradients flow through the
-reloaded function.
+reloaded function. ``log_prob`` and ``gaussianize`` serve values only: their
+layer loop holds the forward's analytic gradient inside a ``tf.while_loop``,
+which a SavedModel does not keep, so a ``tf.GradientTape`` through the
+reloaded signatures fails (TensorFlow's "... is out of scope" TypeError).
+For ``d log p / dx``, load the ``.keras`` model (or rebuild the flow) with
+tfp_gauss.
 """
 
 import os
