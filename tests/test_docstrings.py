@@ -18,6 +18,7 @@ PUBLIC = {
     "MixtureGaussianCDF.inverse_diagnostics": MixtureGaussianCDF.inverse_diagnostics,
     "math.root_finding.bracketed_newton": root_finding.bracketed_newton,
     "sampling.sample_stacked": tfp_gauss.sampling.sample_stacked,
+    "sampling.gaussianize_stacked_x_gradient": tfp_gauss.sampling.gaussianize_stacked_x_gradient,
     "HouseholderRotation": HouseholderRotation,
     "MixtureCDFCoupling": MixtureCDFCoupling,
     "mixture_cdf_conditioner": mixture_cdf_conditioner,

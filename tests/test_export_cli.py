@@ -107,6 +107,32 @@ def test_export_standardization_is_one_number_or_one_per_column(exported, tmp_pa
     np.testing.assert_allclose(module.log_prob(x)["log_prob"].numpy(), expected, rtol=1e-5)
 
 
+def test_reloaded_log_prob_and_gaussianize_have_gradients_in_x(exported, moons):
+    # Their layer loop held a custom gradient inside a tf.while_loop, which a
+    # SavedModel drops: a tape through them raised "... is out of scope".
+    flow, path = exported
+    loaded = tf.saved_model.load(str(path))  # (kept: its signatures read its variables)
+    served = loaded.signatures
+    x = moons[:50]
+    raw = tf.constant(x * np.array([2.0, 0.5], np.float32) + np.array([1.0, -2.0], np.float32))
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(raw)
+        log_prob = served["log_prob"](x=raw)["log_prob"]
+        z = served["gaussianize"](x=raw)["z"]
+        first = z[:, 0]  # (one output column: a Jacobian row, not just a sum)
+    rows = tf.constant(x)
+    with tf.GradientTape(persistent=True) as ref:
+        ref.watch(rows)
+        ref_log_prob = flow.log_prob(rows)
+        ref_z = tfp_gauss.flows.flow_gaussianizer(flow).forward(rows)
+        ref_first = ref_z[:, 0]
+    units = np.array([2.0, 0.5])
+    for got, want in ((tape.gradient(log_prob, raw), ref.gradient(ref_log_prob, rows)),
+                      (tape.gradient(z, raw), ref.gradient(ref_z, rows)),
+                      (tape.gradient(first, raw), ref.gradient(ref_first, rows))):
+        np.testing.assert_allclose(got.numpy(), want.numpy() / units, rtol=1e-3, atol=1e-4)
+
+
 @pytest.mark.parametrize("width", [1, 3])
 def test_signatures_refuse_a_wrong_width_clearly(exported, width):
     """A signature takes any [n, m] (its [None, 2] is not checked on a call); a

@@ -19,14 +19,11 @@ graph loop over the layers; the root-find in one XLA kernel), so the export
 traces each layer's maths once, not once per layer, and a served model
 compiles the root-find once. A coupling flow's conditioner MLP is saved as
 stacked weights that the same loop reads (``tfp_gauss.math.coupling``), so
-it serves without Keras either. ``generate`` keeps its
-implicit-function gradient, saved with it, so gradients flow through the
-reloaded function. ``log_prob`` and ``gaussianize`` serve values only: their
-layer loop holds the forward's analytic gradient inside a ``tf.while_loop``,
-which a SavedModel does not keep, so a ``tf.GradientTape`` through the
-reloaded signatures fails (TensorFlow's "... is out of scope" TypeError).
-For ``d log p / dx``, load the ``.keras`` model (or rebuild the flow) with
-tfp_gauss.
+it serves without Keras either. Gradients flow through the reloaded
+functions: ``generate`` keeps its implicit-function gradient, and
+``log_prob`` and ``gaussianize`` a gradient in ``x``
+(``sampling.gaussianize_stacked_x_gradient``: a custom gradient around the
+whole layer loop, saved with it; one inside the loop would be dropped).
 """
 
 import os
@@ -113,8 +110,8 @@ class FlowModule(tf.Module):
 
     def _forward_and_log_det(self, x):
         y = (x - self.shift) / self.scale
-        z, log_det = sampling.gaussianize_stacked(y, *self._stacked_params(),
-                                                  **self._coupling_kwargs())
+        z, log_det = sampling.gaussianize_stacked_x_gradient(y, *self._stacked_params(),
+                                                             **self._coupling_kwargs())
         return z, log_det - tf.reduce_sum(tf.math.log(self.scale))
 
     def _floor_kwargs(self):
