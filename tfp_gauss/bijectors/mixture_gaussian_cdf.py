@@ -146,9 +146,7 @@ class MixtureGaussianCDF(_composite.CompositeBijector):
     #### Example
 
     ```python
-    import functools
-
-import numpy as np
+    import numpy as np
     import tensorflow as tf
     import tensorflow_probability as tfp
     from tfp_gauss.bijectors import MixtureGaussianCDF
