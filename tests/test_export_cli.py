@@ -132,6 +132,23 @@ def test_reloaded_log_prob_and_gaussianize_have_gradients_in_x(exported, moons):
                       (tape.gradient(first, raw), ref.gradient(ref_first, rows))):
         np.testing.assert_allclose(got.numpy(), want.numpy() / units, rtol=1e-3, atol=1e-4)
 
+    # and second derivatives (nested tapes): d/dx of the weighted gradient
+    def curvature(fn, at, weights):
+        with tf.GradientTape() as outer:
+            outer.watch(at)
+            with tf.GradientTape() as inner:
+                inner.watch(at)
+                value = tf.reduce_sum(fn(at))
+            summed = tf.reduce_sum(inner.gradient(value, at) * weights)
+        return outer.gradient(summed, at).numpy()
+
+    # (in raw units the gradient is the flow's / units; weighting by units
+    # leaves the flow's summed gradient, whose derivative is again / units)
+    served_curvature = curvature(lambda v: served["log_prob"](x=v)["log_prob"], raw[:10],
+                                 tf.constant(units, tf.float32))
+    ref_curvature = curvature(flow.log_prob, rows[:10], 1.0)
+    np.testing.assert_allclose(served_curvature, ref_curvature / units, rtol=2e-3, atol=2e-3)
+
 
 @pytest.mark.parametrize("width", [1, 3])
 def test_signatures_refuse_a_wrong_width_clearly(exported, width):

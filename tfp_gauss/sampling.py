@@ -454,12 +454,14 @@ def gaussianize_stacked_x_gradient(x, logits, locs, scales, rotations, masks=Non
     ``mixture_cdf_transform``'s custom gradient: a SavedModel does not keep a
     custom gradient inside a ``tf.while_loop``, so a tape through a reloaded
     signature failed ("... is out of scope"). Here the custom gradient wraps
-    the whole computation instead (and is saved with it): the forward loop
-    keeps each layer's input, and the backward loop runs the layers in
-    reverse, each differentiated by a tape inside its body, which resolves
-    the analytic gradient when the function is traced. The gradient reaches
-    ``x`` only (what a served model's constants need); the parameters get
-    none.
+    the whole computation instead (and is saved with it). The forward keeps
+    nothing; the gradient recomputes the layer inputs from ``x`` and runs
+    the layers in reverse, applying each mixture map's analytic
+    vector-Jacobian product (``mixture_cdf_vjp``, plain ops) and, for a
+    coupling layer, its parameters' path through the conditioner (a tape in
+    the loop body). Both loops are plain differentiable ops, so second
+    derivatives (a nested tape) are right too. The gradient reaches ``x``
+    only (a served model's parameters are constants); the parameters get none.
 
     Args and returns: as ``gaussianize_stacked``.
 
@@ -500,32 +502,34 @@ def gaussianize_stacked_x_gradient(x, logits, locs, scales, rotations, masks=Non
             return logits[layer], locs[layer], _floored(scales, scale_floor, layer)
         return _coupled(h, layer, logits, locs, scales, masks, conditioner, scale_floor)
 
-    @tf.custom_gradient
-    def run(x):
+    def forward(x, keep_inputs):
         def body(layer, h, log_det, inputs):
-            inputs = inputs.write(layer, h)
+            if keep_inputs:
+                inputs = inputs.write(layer, h)
             y, ld = mixture_cdf.mixture_cdf_value(h, *layer_params(h, layer))
             return (layer + 1, tf.matmul(y, rotations[layer], transpose_b=True),
                     log_det + tf.reduce_sum(ld, axis=-1), inputs)
 
-        inputs = tf.TensorArray(x.dtype, size=n_layers, element_shape=x.shape)
-        _, z, log_det, inputs = tf.compat.v1.while_loop(
+        inputs = (tf.TensorArray(x.dtype, size=n_layers, element_shape=x.shape)
+                  if keep_inputs else tf.zeros([], x.dtype))
+        _, z, log_det, inputs = tf.while_loop(
             lambda layer, *_: layer < n_layers, body,
-            (tf.constant(0), x, tf.zeros(tf.shape(x)[:1], x.dtype), inputs),
-            back_prop=False, return_same_structure=True)
-        inputs = inputs.stack()
+            (tf.constant(0), x, tf.zeros(tf.shape(x)[:1], x.dtype), inputs))
+        return z, log_det, (inputs.stack() if keep_inputs else None)
+
+    @tf.custom_gradient
+    def run(x):
+        z, log_det, _ = forward(x, keep_inputs=False)
 
         def grad(dz, dlog_det):
             # (an output the caller does not use may come with no gradient)
             dz = tf.zeros_like(z) if dz is None else dz
             dlog_det = tf.zeros_like(log_det) if dlog_det is None else dlog_det
             dlog_det = tf.broadcast_to(dlog_det[:, tf.newaxis], tf.shape(dz))
+            inputs = forward(x, keep_inputs=True)[2]
 
             def back(layer, dh):
-                # out = T(h) Q^T, so dT = dh Q; T's vector-Jacobian product is the
-                # analytic one applied directly (no custom-gradient op in the
-                # body: a SavedModel would drop it), and a coupling layer's
-                # parameters add their path through the conditioner.
+                # out = T(h) Q^T, so dT = dh Q
                 h = inputs[layer]
                 with tf.GradientTape(watch_accessed_variables=False) as tape:
                     tape.watch(h)
