@@ -289,8 +289,12 @@ def test_bad_arguments_are_rejected_with_a_message():
     (dict(scale_tril=np.eye(3)), r"scale_tril must broadcast to \(2, 2\)"),
     (dict(scale_tril=[[1.0, 0.9], [0.0, 1.0]]),
      r"lower triangular; entry \(0, 1\) above the diagonal is 0\.9\. .*cholesky"),
-    (dict(scale_tril=[[-1.0, 0.0], [0.5, 1.0]]), r"diagonal must be positive; got -1 at \(0,\)"),
+    (dict(scale_tril=[[-1.0, 0.0], [0.5, 1.0]]),
+     r"diagonal must be above 1e-05 .* got -1 at \(0,\)"),
+    (dict(scale_tril=np.diag([1e-6, 1.0])), r"diagonal must be above 1e-05 .* got 1e-06 at \(0,\)"),
     (dict(loc=[0.0, np.nan]), r"loc holds NaN"),
+    (dict(loc=[1e39, 0.0]), r"loc holds NaN or infinity \(in float32\)"),
+    (dict(loc=np.zeros((4, 3))), r"got shape \(4, 3\)\.$"),  # (no batch_shape hint: D is wrong)
 ])
 def test_bad_affine_starts_are_clear_errors(kwargs, match):
     # They were taken: an upper-triangular scale became another matrix, a

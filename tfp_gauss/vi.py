@@ -130,8 +130,12 @@ def _as_dtype(value, dtype):
     return tf.constant(np.asarray(value, dtype.as_numpy_dtype))
 
 
-def _checked_affine(loc, scale_tril, batch_shape, event_size):
-    """``loc`` ``[*batch, D]`` and ``scale_tril`` ``[*batch, D, D]`` as float64 arrays.
+# The trainable S's diagonal is softplus(.) + this (tfb.FillScaleTriL).
+_DIAG_SHIFT = 1e-5
+
+
+def _checked_affine(loc, scale_tril, batch_shape, event_size, dtype, diag_shift):
+    """``loc`` ``[*batch, D]`` and ``scale_tril`` ``[*batch, D, D]`` as ``dtype`` arrays.
 
     Both broadcast to those shapes (one value for a whole batch); the
     scale must be lower triangular with a positive diagonal and everything
@@ -147,16 +151,21 @@ def _checked_affine(loc, scale_tril, batch_shape, event_size):
         try:
             value = np.broadcast_to(value, shapes[name])
         except ValueError:
-            hint = (f" For a batch of {value.shape[:-1 if name == 'loc' else -2]} surrogates "
-                    f"pass batch_shape={value.shape[:-1 if name == 'loc' else -2]}."
-                    if value.ndim > len(shapes[name]) else "")
+            event = shapes[name][len(batch_shape):]
+            lead = value.shape[:value.ndim - len(event)]
+            hint = (f" For a batch of {lead} surrogates pass batch_shape={lead}."
+                    if value.ndim > len(shapes[name]) and value.shape[len(lead):] == event
+                    else "")
             raise ValueError(
                 f"gaussianization_surrogate: {name} must broadcast to {shapes[name]} "
                 f"(batch_shape + {shapes[name][len(batch_shape):]}); got shape "
                 f"{value.shape}.{hint}") from None
-        if not np.all(np.isfinite(value)):
-            raise ValueError(f"gaussianization_surrogate: {name} holds NaN or infinity.")
-        out[name] = value
+        with np.errstate(over="ignore"):
+            cast = value.astype(dtype)
+        if not np.all(np.isfinite(cast)):
+            raise ValueError(f"gaussianization_surrogate: {name} holds NaN or infinity (in "
+                             f"{np.dtype(dtype).name}).")
+        out[name] = cast
     tril = out["scale_tril"]
     above = np.triu(np.ones((event_size, event_size), bool), 1)
     if np.any(tril[..., above] != 0):
@@ -166,10 +175,11 @@ def _checked_affine(loc, scale_tril, batch_shape, event_size):
             f"{tuple(int(i) for i in index)} above the diagonal is {float(tril[tuple(index)]):g}. "
             f"For a covariance C pass np.linalg.cholesky(C).")
     diagonal = np.diagonal(tril, axis1=-2, axis2=-1)
-    if np.any(diagonal <= 0):
-        index = np.argwhere(diagonal <= 0)[0]
+    if np.any(diagonal <= diag_shift):
+        index = np.argwhere(diagonal <= diag_shift)[0]
         raise ValueError(
-            f"gaussianization_surrogate: scale_tril's diagonal must be positive; got "
+            f"gaussianization_surrogate: scale_tril's diagonal must be above {diag_shift:g} "
+            f"(positive, and above the trainable scale's floor); got "
             f"{float(diagonal[tuple(index)]):g} at {tuple(int(i) for i in index)} of the diagonal.")
     return out["loc"], tril
 
@@ -274,10 +284,11 @@ def gaussianization_surrogate(event_size, n_layers=16, n_components=8, *, loc=No
             if scale_tril is None:
                 scale_tril = np.broadcast_to(np.eye(event_size), batch_shape + (event_size,) * 2)
             if not any(tf.is_symbolic_tensor(t) for t in (loc, scale_tril)):
-                loc, scale_tril = _checked_affine(loc, scale_tril, batch_shape, event_size)
+                loc, scale_tril = _checked_affine(loc, scale_tril, batch_shape, event_size,
+                                                  np_dtype, _DIAG_SHIFT)
             loc = tf.Variable(_as_dtype(loc, dtype), name="loc")
             scale_tril = tfp.util.TransformedVariable(
-                _as_dtype(scale_tril, dtype), tfb.FillScaleTriL(diag_shift=np_dtype(1e-5)),
+                _as_dtype(scale_tril, dtype), tfb.FillScaleTriL(diag_shift=np_dtype(_DIAG_SHIFT)),
                 name="scale_tril")
         else:
             loc = scale_tril = None
