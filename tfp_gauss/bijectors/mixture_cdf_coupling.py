@@ -37,7 +37,14 @@ def _keras_variables(conditioner, width, dtype):
         return ()
     if not conditioner.built:
         conditioner(tf.zeros([1, width], dtype))
-    return tuple(v.value for v in conditioner.variables if isinstance(v.value, tf.Variable))
+    found = tuple(v.value for v in conditioner.variables)
+    if not all(isinstance(v, tf.Variable) for v in found):
+        # (inside a Keras autocast scope `.value` is a cast copy, not the variable)
+        raise ValueError(
+            "MixtureCDFCoupling could not reach the Keras conditioner's variables (their "
+            "values are not tf.Variables here: inside a Keras autocast scope?). Build the "
+            "coupling outside it.")
+    return found
 
 
 def mixture_cdf_conditioner(n_conditioning, n_transformed, n_components, hidden_units=(64, 64),
