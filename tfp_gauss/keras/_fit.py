@@ -230,23 +230,6 @@ def _reset_optimizer(model):
         v.assign(tf.zeros_like(v))
 
 
-def _one_step_per_call(model):
-    """Sets the model back to Keras's one step per graph call, after training.
-
-    ``_train`` runs an epoch's steps in one call; left so, Keras's progress
-    bar of a later ``model.predict`` / ``evaluate`` of a few batches counted
-    past its end ("50/10"), and a ``.keras`` file kept the setting. A later
-    ``model.fit`` runs one step per call, as after a user's own ``compile``.
-    """
-    if model.steps_per_execution == 1:
-        return
-    model.steps_per_execution = 1
-    model.train_function = model.test_function = model.predict_function = None
-    config = getattr(model, "_compile_config", None)
-    if config is not None and "steps_per_execution" in config.config:
-        config.config["steps_per_execution"] = 1
-
-
 def _sync_averages(model):
     """Sets the optimizer's moving averages (if any) to the model's current weights.
 
@@ -679,7 +662,6 @@ def fit_gaussianization_flow(x, n_layers=8, n_components=8, steps=None, batch_si
         model.optimizer.iterations.assign(history.steps_run)
         _sync_averages(model)  # the moving average restarts at the kept weights
     history.scale_floor_candidates = {f: float(v) for f, (v, _, _) in fits.items()}
-    _one_step_per_call(model)
     if verbose and len(fits) > 1:
         print(f"fit_gaussianization_flow: scale floor {best} kernel bandwidths chosen on the "
               f"held-out rows (validation NLL by floor: {history.scale_floor_candidates}; "
