@@ -404,10 +404,7 @@ def fit_gaussianization_flow(x, n_layers=8, n_components=8, steps=None, batch_si
         and the hooks see every step. With weight averaging (the default)
         the model holds the averaged weights while the epoch-end hooks run,
         matching the ``val_loss`` they are given; training continues from
-        the raw weights. The model is returned at one step per call (Keras's
-        default: a later ``predict``/``evaluate`` shows its progress right);
-        to continue with ``model.fit`` as fast, recompile with the same
-        optimizer, ``model.compile(model.optimizer, steps_per_execution=50)``.
+        the raw weights.
       rbig_kwargs: extra arguments for ``fit_rbig`` when ``init="rbig"``
         (``n_layers`` and ``n_components`` are this function's own: a
         different value there is an error).
